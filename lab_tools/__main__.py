@@ -1,0 +1,3 @@
+from lab_tools.cli import main
+
+main()

@@ -1,0 +1,204 @@
+"""`lab.yaml`: one typed configuration for every stage (see DESIGN.md, Configuration).
+
+Precedence: defaults < ``<root>/lab.yaml`` < ``--config FILE`` < ``LAB_*`` environment variables
+< command-line flags (applied by each command through :func:`Config.override`).
+Unknown keys are errors; all errors are collected and raised together as :class:`ConfigError`.
+
+Environment variables name a dotted key with ``__`` between levels, upper-case:
+``LAB_GENERATE__SAMPLES=4`` sets ``generate.samples``; values are parsed as YAML scalars.
+
+Each stage owns its section dataclass below; add fields there (with a default), never elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab_tools.errors import ConfigError
+
+DEFAULT_LICENSES = ["CC0-1.0", "CDLA-Permissive-2.0", "CC-BY-4.0", "CC-BY-SA-4.0", "Apache-2.0", "MIT"]
+
+
+def default_cache_dir() -> Path:
+    """The user's cache directory for lab-tools (``$LAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/lab-tools``)."""
+    if os.environ.get("LAB_CACHE_DIR"):
+        return Path(os.environ["LAB_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lab-tools"
+
+
+@dataclass
+class LicensesConfig:
+    """License allowlist (SPDX ids) for knowledge documents."""
+    allowlist: list[str] = field(default_factory=lambda: list(DEFAULT_LICENSES))
+
+
+@dataclass
+class DocumentsConfig:
+    """Knowledge document fetching. ``allow_local``: permit file:// and local-path mirrors."""
+    allow_local: bool = False
+    allowed_schemes: list[str] = field(default_factory=lambda: ["https"])
+
+
+@dataclass
+class GenerateConfig:
+    """Synthetic data generation settings (LAB 3.2). ``teacher``/``judge``: backend specs
+    (``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``); judge ``None`` = teacher."""
+    teacher: str = "transformers:embedded"
+    judge: str | None = None
+    samples: int = 8
+    workers: int = 1
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    pair_threshold: int = 3
+    dedup_threshold: float = 0.9
+    kt_split_tokens: int = 64
+    chunk_tokens: int = 512
+    chunk_overlap: int = 64
+
+
+@dataclass
+class TrainConfig:
+    """Phased training (LAB 3.3): which preset under ``training/`` and the student model."""
+    preset: str = "tiny-cpu"
+    student: str = "embedded"
+
+
+@dataclass
+class BotConfig:
+    """Contribution bot settings."""
+    samples: int = 2
+    write_team: str | None = None
+    runner: str = "self-hosted"
+
+
+@dataclass
+class Config:
+    """The whole ``lab.yaml``. ``cache_dir``: models, documents and SDG shards (default: user cache)."""
+    cache_dir: str | None = None
+    licenses: LicensesConfig = field(default_factory=LicensesConfig)
+    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+
+    @property
+    def cache_path(self) -> Path:
+        """Resolved cache directory."""
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+    def override(self, dotted: str, value) -> None:
+        """Set ``section.key`` to ``value`` unless ``value`` is None (a flag left unset)."""
+        if value is None:
+            return
+        errors: list[str] = []
+        _apply(self, dotted.split("."), value, dotted, errors)
+        if errors:
+            raise ConfigError(errors)
+
+
+def _type_ok(tp, value) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(t, value) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(inner, v) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
+    hints = typing.get_type_hints(type(obj))
+    key = keys[0]
+    if key not in hints:
+        known = ", ".join(sorted(hints))
+        errors.append(f"{where}: unknown key {key!r} (known: {known})")
+        return
+    if len(keys) > 1:
+        _apply(getattr(obj, key), keys[1:], value, where, errors)
+        return
+    tp = hints[key]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping")
+            return
+        for k, v in value.items():
+            _apply(getattr(obj, key), [str(k)], v, f"{where}.{k}", errors)
+        return
+    if not _type_ok(tp, value):
+        errors.append(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+        return
+    setattr(obj, key, value)
+
+
+def _merge_file(cfg: Config, path: Path, errors: list[str]) -> None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        errors.append(f"{path}: cannot read: {exc}")
+        return
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        errors.append(f"{path}: top level must be a mapping")
+        return
+    for k, v in data.items():
+        _apply(cfg, [str(k)], v, f"{path}: {k}", errors)
+
+
+def default_root() -> Path:
+    """The taxonomy root used when a command is given none: ``./taxonomy`` if it exists, else ``.``."""
+    return Path("taxonomy") if Path("taxonomy").is_dir() else Path(".")
+
+
+def find_lab_yaml(root: str | Path) -> Path | None:
+    """``lab.yaml`` in the taxonomy ``root`` or its nearest parent up to the git work tree top."""
+    here = Path(root).resolve()
+    for d in [here, *here.parents]:
+        if (d / "lab.yaml").is_file():
+            return d / "lab.yaml"
+        if (d / ".git").exists():
+            return None
+    return None
+
+
+def load_config(root: str | Path | None = None, config_file: str | Path | None = None,
+                environ: dict[str, str] | None = None) -> Config:
+    """Load defaults < ``lab.yaml`` (see :func:`find_lab_yaml`) < ``config_file`` < ``LAB_*`` env vars.
+
+    Raises:
+        ConfigError: every unknown key, wrong type or unreadable file, all at once.
+    """
+    cfg = Config()
+    errors: list[str] = []
+    found = find_lab_yaml(root) if root is not None else None
+    if found is not None:
+        _merge_file(cfg, found, errors)
+    if config_file is not None:
+        _merge_file(cfg, Path(config_file), errors)
+    env = os.environ if environ is None else environ
+    for name, raw in sorted(env.items()):
+        if not name.startswith("LAB_") or name in ("LAB_CACHE_DIR", "LAB_TORCH", "LAB_EXTRAS"):
+            continue
+        dotted = name[4:].lower().replace("__", ".")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _apply(cfg, dotted.split("."), value, f"${name}", errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg

@@ -1,0 +1,54 @@
+"""Errors that the CLI turns into clean messages (never a traceback).
+
+Rule (TRL style): an *error* is input we cannot use as given (the command exits non-zero);
+a *warning* is input we can use but that probably is not what the author meant (exit 0).
+Correct input is silent.
+"""
+
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """A user-facing error: bad input, bad config, a failed stage.
+
+    Args:
+        message: what is wrong and, where possible, how to fix it.
+        file: the file at fault (path as given by the user), if any.
+        line: 1-based line in ``file``, if known.
+        field: dotted field path inside the file (e.g. ``seed_examples.2.answer``), if any.
+
+    ``str(err)`` renders as ``file:line: field: message`` with absent parts left out.
+    The CLI prints it and exits with code 1 (``UsageError`` exits 2).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class ConfigError(LabError):
+    """Invalid ``lab.yaml`` / ``--config`` / ``LAB_*`` settings; ``errors`` holds every problem found."""
+
+    def __init__(self, errors: list[str], file: str | None = None):
+        super().__init__("; ".join(errors) if len(errors) == 1 else
+                         f"{len(errors)} config errors:\n  " + "\n  ".join(errors), file=file)
+        self.errors = errors
+
+
+class UsageError(LabError):
+    """Wrong command-line usage (exit code 2)."""
+
+    exit_code = 2

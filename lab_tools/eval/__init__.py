@@ -1,0 +1,1 @@
+"""Evaluation: knowledge score (multiple-choice log-likelihood), judge score (MT-Bench style)."""

@@ -1,0 +1,93 @@
+"""Held-out evaluation items built from the taxonomy's seed examples.
+
+SDG uses seed examples only as in-context examples and never writes them as training samples,
+so they serve as held-out questions (LAB 3.3 checkpoint selection; DESIGN.md):
+
+- knowledge leaves -> multiple-choice items (MMLU style): the seed answer plus up to 3 other
+  answers of the same leaf (then of other knowledge leaves) as distractors, order fixed by a hash;
+- skills leaves -> judge prompts: the seed question (with its context for grounded skills) and
+  the seed answer as a reference for the judge.
+
+Files written by ``lab generate`` next to the phase datasets:
+``heldout_mc.jsonl``: {"leaf", "question", "choices": [str], "answer": int}
+``heldout_prompts.jsonl``: {"leaf", "kind", "messages": [{"role": "user", ...}], "reference": str}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from lab_tools.taxonomy.leaf import Leaf
+
+
+def _order(key: str, n: int) -> list[int]:
+    return sorted(range(n), key=lambda i: hashlib.sha256(f"{key}\0{i}".encode()).hexdigest())
+
+
+def knowledge_mc_items(leaves: list[Leaf], n_choices: int = 4) -> list[dict]:
+    """Multiple-choice items from knowledge leaves' seed Q&A. Items with fewer than 2 distinct
+    choices are skipped. Returns dicts ``{"leaf", "question", "choices", "answer"}``."""
+    pool = {leaf.path: [a for s in leaf.seed_examples for _, a in s.qna if a]
+            for leaf in leaves if leaf.kind == "knowledge"}
+    everyone = [a for answers in pool.values() for a in answers]
+    items = []
+    for leaf in leaves:
+        if leaf.kind != "knowledge":
+            continue
+        for seed in leaf.seed_examples:
+            for question, answer in seed.qna:
+                if not question or not answer:
+                    continue
+                distractors = []
+                for cand in pool[leaf.path] + everyone:
+                    if cand != answer and cand not in distractors:
+                        distractors.append(cand)
+                    if len(distractors) == n_choices - 1:
+                        break
+                if not distractors:
+                    continue
+                choices = [answer] + distractors
+                order = _order(question, len(choices))
+                shuffled = [choices[i] for i in order]
+                items.append({"leaf": leaf.path, "question": question, "choices": shuffled,
+                              "answer": order.index(0)})
+    return items
+
+
+def skill_prompts(leaves: list[Leaf]) -> list[dict]:
+    """Judge prompts from skills leaves' seed examples:
+    ``{"leaf", "kind", "messages": [{"role": "user", "content"}], "reference"}``."""
+    out = []
+    for leaf in leaves:
+        if leaf.kind == "knowledge":
+            continue
+        for seed in leaf.seed_examples:
+            if not seed.question:
+                continue
+            content = f"{seed.question}\n\n{seed.context}" if seed.context else seed.question
+            out.append({"leaf": leaf.path, "kind": leaf.kind,
+                        "messages": [{"role": "user", "content": content}],
+                        "reference": seed.answer or ""})
+    return out
+
+
+def write_heldout(leaves: list[Leaf], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``heldout_mc.jsonl`` and ``heldout_prompts.jsonl`` into ``out_dir``; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / "heldout_mc.jsonl", out / "heldout_prompts.jsonl")
+    for path, rows in zip(paths, (knowledge_mc_items(leaves), skill_prompts(leaves))):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        tmp.replace(path)
+    return paths
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file (empty list if missing)."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]

