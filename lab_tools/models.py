@@ -55,8 +55,8 @@ def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                  torch_dtype=torch.float32)
-    fresh = AutoModelForCausalLM.from_config(loaded.config, torch_dtype=torch.float32)
+                                                  dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(tmp, safe_serialization=True)
@@ -100,6 +100,6 @@ def load_model(spec: str | Path, *, dtype: str = "auto", device: str | None = No
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch_dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
     model.eval()
     return model, tok
