@@ -1,0 +1,267 @@
+"""`lab taxonomy validate`: every problem in a taxonomy's ``qna.yaml`` leaves, reported at once.
+
+Checks, per file (each becomes a :class:`Finding`; CONTRIBUTING.md "Checks" explains each one):
+
+1. place: the file is named ``qna.yaml``, sits under ``knowledge/``, ``foundational_skills/`` or
+   ``compositional_skills/`` (the top folder decides the kind, LAB 3.1), and is not a symlink that
+   leaves the taxonomy root;
+2. safe YAML (:mod:`lab_tools.taxonomy.safeyaml`): size, binary, UTF-8, tabs, aliases, nesting,
+   duplicate keys, a mapping at the top;
+3. version: skills 1-3, knowledge 3; knowledge 1-2 are refused as deprecated (InstructLab dropped
+   them: knowledge-SDG needs a pinned document and contexts);
+4. the JSON Schema for (kind, version) from ``schemas/`` (InstructLab's constraints);
+5. duplicate seed questions (same question on the same context);
+6. word limits from InstructLab's docs: a context at most 500 words, a question plus its answer at
+   most 250 words (warnings; errors with ``strict``);
+7. yamllint, with InstructLab's configuration (``relaxed``, no line-length), as warnings, for
+   version 2 and later files (InstructLab does not lint version 1 files either).
+
+Speed: each schema is compiled once per process, each file is read and parsed once with libyaml.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from lab_tools.errors import LabError
+from lab_tools.taxonomy.findings import Finding, render, summary  # noqa: F401  (re-exported)
+from lab_tools.taxonomy.leaf import KINDS
+from lab_tools.taxonomy.safeyaml import YamlDoc, load_yaml_doc
+from lab_tools.taxonomy.schema import DEPRECATED_KNOWLEDGE, family, load_schema, validator
+
+__all__ = ["Finding", "render", "summary", "validate_tree", "validate_file", "collect_files",
+           "CONTEXT_WORDS", "QA_WORDS", "YAMLLINT_CONFIG"]
+
+CONTEXT_WORDS = 500  # InstructLab docs: a context of at most 500 words
+QA_WORDS = 250  # InstructLab docs: a question and its answer together at most 250 words
+YAMLLINT_CONFIG = "{extends: relaxed, rules: {line-length: disable}}"  # instructlab-schema's default
+_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".mypy_cache"}
+
+
+@functools.lru_cache(maxsize=1)
+def _yamllint_conf():
+    from yamllint.config import YamlLintConfig
+
+    return YamlLintConfig(YAMLLINT_CONFIG)
+
+
+def _field(path) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def collect_files(root: str | Path, paths: list[str] | None = None) -> list[Path]:
+    """The files to validate, relative to ``root``: every ``qna.yaml`` under ``root`` plus every
+    other ``*.yaml``/``*.yml`` inside the three top folders (so a misnamed leaf is reported), or
+    only those under ``paths`` (leaf directories or files relative to ``root``; missing ones
+    are skipped: a deleted leaf has nothing to validate). Symlinks are listed, not followed."""
+    root = Path(root)
+    found: set[Path] = set()
+    starts = [root / p for p in paths] if paths is not None else [root]
+    for start in starts:
+        if start.is_file() or start.is_symlink():
+            found.add(start.relative_to(root))
+            continue
+        if not start.is_dir():
+            continue
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(root)
+            top = rel_dir.parts[0] if rel_dir.parts else ""
+            for name in filenames:
+                if name == "qna.yaml" or (top in KINDS and name.endswith((".yaml", ".yml"))):
+                    found.add(rel_dir / name)
+            for d in dirnames:  # a symlinked directory may hide a leaf outside the root
+                if (Path(dirpath) / d).is_symlink():
+                    found.add(rel_dir / d / "qna.yaml")
+    return sorted(found)
+
+
+def _place_findings(root: Path, rel: Path, shown: str) -> list[Finding]:
+    out = []
+    full = root / rel
+    if full.is_symlink() or any((root / Path(*rel.parts[:i])).is_symlink() for i in range(1, len(rel.parts))):
+        target = full.resolve()
+        if not target.is_relative_to(root.resolve()):
+            return [Finding(shown, 1, 1, "", "symlink leaves the taxonomy root; commit the file itself")]
+    if rel.name != "qna.yaml":
+        out.append(Finding(shown, 1, 1, "", f"a leaf file must be named qna.yaml, not {rel.name}"))
+    if not rel.parts or rel.parts[0] not in KINDS or len(rel.parts) < 3:
+        out.append(Finding(shown, 1, 1, "", "a leaf must sit in a folder under one of "
+                           f"{', '.join(k + '/' for k in KINDS)} (the top folder decides the kind)"))
+    return out
+
+
+def _schema_findings(doc: YamlDoc, fam: str, version: int, shown: str) -> list[Finding]:
+    out = []
+    schema = load_schema(fam, version)
+    for err in validator(fam, version).iter_errors(doc.data):
+        path = tuple(err.absolute_path)
+        line, col = doc.position(path)
+        kw = err.validator
+        if kw in ("unevaluatedProperties", "additionalProperties") and isinstance(err.instance, dict):
+            allowed = _allowed_keys(schema, err.schema_path, err.schema)
+            for key in err.instance:
+                if key not in allowed:
+                    kl, kc = doc.key_positions.get(path + (key,), (line, col))
+                    out.append(Finding(shown, kl, kc, _field(path + (key,)),
+                                       f"unknown field {key!r} (allowed here: {', '.join(sorted(allowed))})"))
+            continue
+        if kw == "required":
+            missing = [k for k in err.validator_value if k not in err.instance]
+            for key in missing:
+                out.append(Finding(shown, line, col, _field(path + (key,)), "required field is missing"))
+            continue
+        if kw == "minItems":
+            msg = f"needs at least {err.validator_value} items, has {len(err.instance)}"
+        elif kw == "uniqueItems":
+            msg = "has duplicate items; every item must be different"
+        elif kw == "minLength":
+            msg = "must not be empty"
+        elif kw == "type":
+            msg = f"must be of type {err.validator_value}, not {_type_name(err.instance)}"
+        elif kw == "const":
+            msg = f"must be {err.validator_value!r}, not {err.instance!r}"
+        else:
+            msg = err.message[-200:]
+        out.append(Finding(shown, line, col, _field(path), msg))
+    return out
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null (an empty value)"
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "number"}.get(type(value), type(value).__name__)
+
+
+def _allowed_keys(schema: dict, schema_path, sub: dict) -> set[str]:
+    return set((sub.get("properties") or {}).keys())
+
+
+def _extra_findings(doc: YamlDoc, fam: str, shown: str, strict: bool) -> list[Finding]:
+    """Duplicate seed questions and InstructLab's word limits (checks 5 and 6)."""
+    out = []
+    sev = "error" if strict else "warning"
+    examples = doc.data.get("seed_examples")
+    if not isinstance(examples, list):
+        return out
+    seen: dict = {}
+
+    def words(x) -> int:
+        return len(x.split()) if isinstance(x, str) else 0
+
+    def norm(x) -> str:
+        return " ".join(x.split()).casefold() if isinstance(x, str) else ""
+
+    def check_qa(q, a, path, ctx_key):
+        if isinstance(q, str) and q.strip():
+            key = (ctx_key, norm(q))
+            line, col = doc.position(path + ("question",))
+            if key in seen:
+                out.append(Finding(shown, line, col, _field(path + ("question",)),
+                                   f"duplicate seed question (same as {seen[key]}); make each question different"))
+            else:
+                seen[key] = f"{_field(path + ('question',))} at line {line}"
+        n = words(q) + words(a)
+        if n > QA_WORDS:
+            line, col = doc.position(path)
+            out.append(Finding(shown, line, col, _field(path), f"question and answer have {n} words, "
+                               f"over InstructLab's limit of {QA_WORDS}; shorten them", sev))
+
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, dict):
+            continue
+        path = ("seed_examples", i)
+        ctx = ex.get("context")
+        if words(ctx) > CONTEXT_WORDS:
+            line, col = doc.position(path + ("context",))
+            out.append(Finding(shown, line, col, _field(path + ("context",)), f"context has {words(ctx)} "
+                               f"words, over InstructLab's limit of {CONTEXT_WORDS}; use a shorter excerpt", sev))
+        if fam == "knowledge":
+            qas = ex.get("questions_and_answers")
+            for j, qa in enumerate(qas if isinstance(qas, list) else []):
+                if isinstance(qa, dict):
+                    check_qa(qa.get("question"), qa.get("answer"), path + ("questions_and_answers", j), "")
+        else:
+            check_qa(ex.get("question"), ex.get("answer"), path, norm(ctx))
+    return out
+
+
+def _lint_findings(text: str, shown: str) -> list[Finding]:
+    # We already parsed the file with libyaml, so skip yamllint's own syntax pass and ask only
+    # for its cosmetic problems (yamllint's API; honours `# yamllint disable` comments).
+    from yamllint import linter
+
+    out = []
+    for p in linter.get_cosmetic_problems(text, _yamllint_conf(), None):
+        out.append(Finding(shown, p.line, p.column, "", f"{p.desc} (yamllint {p.rule})", "warning"))
+    return out
+
+
+def validate_file(root: str | Path, rel: str | Path, *, strict: bool = False,
+                  display_root: str | None = None) -> list[Finding]:
+    """Every finding for the file ``rel`` (relative to taxonomy ``root``). Never raises for bad
+    content: a file that cannot be parsed gives one error finding with the parser's line.
+
+    ``display_root`` prefixes paths in findings (default: ``root`` as given)."""
+    root = Path(root)
+    rel = Path(rel)
+    shown = os.path.join(str(root) if display_root is None else display_root, str(rel))
+    out = _place_findings(root, rel, shown)
+    if any("symlink" in f.message for f in out):
+        return out
+    try:
+        doc = load_yaml_doc(root / rel)
+    except LabError as err:
+        out.append(Finding(shown, err.line or 1, 1, err.field or "", err.message))
+        return out
+    data = doc.data
+    kind = rel.parts[0] if rel.parts and rel.parts[0] in KINDS else (
+        "knowledge" if "document" in data else "compositional_skills")
+    fam = family(kind)
+    version = data.get("version", 1)
+    line, col = doc.position(("version",))
+    if not isinstance(version, int) or isinstance(version, bool):
+        out.append(Finding(shown, line, col, "version", f"must be an integer (1, 2 or 3), not {version!r}"))
+        return out
+    if fam == "knowledge" and version in DEPRECATED_KNOWLEDGE:
+        out.append(Finding(shown, line, col, "version", f"knowledge version {version} is deprecated and "
+                           "no longer accepted; rewrite the leaf as version 3 (document_outline, and seed "
+                           "examples each with a context and questions_and_answers)"))
+        return out
+    if (fam, version) not in {("skills", 1), ("skills", 2), ("skills", 3), ("knowledge", 3)}:
+        want = "3" if fam == "knowledge" else "1, 2 or 3"
+        out.append(Finding(shown, line, col, "version", f"unsupported version {version} for {kind} (use {want})"))
+        return out
+    out += _schema_findings(doc, fam, version, shown)
+    out += _extra_findings(doc, fam, shown, strict)
+    if version >= 2:
+        out += _lint_findings(doc.text, shown)
+    return out
+
+
+def validate_tree(root: str | Path, paths: list[str] | None = None, strict: bool = False) -> list[Finding]:
+    """Validate every leaf under taxonomy ``root`` (or only ``paths``: leaf directories or files
+    relative to ``root``, as :func:`lab_tools.taxonomy.diff.changed_leaves` returns them).
+
+    Returns:
+        findings sorted by file, line, column; errors and warnings together (``strict`` turns the
+        word-limit warnings into errors). An empty list means every leaf is valid and clean.
+
+    Raises:
+        LabError: ``root`` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LabError("taxonomy root is not a directory", file=str(root))
+    out: list[Finding] = []
+    for rel in collect_files(root, paths):
+        out += validate_file(root, rel, strict=strict)
+    return sorted(out, key=lambda f: (f.file, f.line, f.column, f.field))
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    """True when any finding has severity ``error`` (the exit code 1 rule)."""
+    return any(f.is_error for f in findings)
