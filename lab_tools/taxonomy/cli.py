@@ -1,0 +1,123 @@
+"""`lab taxonomy`: validate, diff and license-check a taxonomy (no torch imported here).
+
+Exit codes: 0 valid (warnings allowed), 1 any error finding (or a LabError), 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lab_tools.errors import LabError, UsageError
+
+
+def _root(root: str | None) -> Path:
+    from lab_tools.config import default_root
+
+    path = Path(root) if root is not None else default_root()
+    if not path.is_dir():
+        raise UsageError(f"taxonomy root {path} is not a directory")
+    return path
+
+
+def _leaf_paths(root: Path, changed_only: bool, base: str | None) -> list[str] | None:
+    if base is not None and not changed_only:
+        raise UsageError("--base only makes sense with --changed-only")
+    if not changed_only:
+        return None
+    from lab_tools.taxonomy.diff import changed_leaves
+
+    return changed_leaves(root, base).changed
+
+
+_ROOT = click.argument("root", required=False, type=click.Path(file_okay=False))
+_CHANGED = click.option("--changed-only", is_flag=True, help="Only leaves changed against --base (see `lab taxonomy diff`).")
+_BASE = click.option("--base", metavar="REF", default=None, help="Base ref for --changed-only (default origin/main, else main).")
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text",
+                       show_default=True, help="text: path:line:col: field: message; json: one object per line; "
+                       "github: Actions annotations.")
+
+
+def _emit(findings, fmt: str, leaves: int) -> None:
+    from lab_tools.taxonomy.findings import render, summary
+
+    text = render(findings, fmt)
+    if text:
+        click.echo(text)
+    if fmt != "json":
+        click.echo(summary(findings, leaves), err=True)
+
+
+@click.group("taxonomy")
+def taxonomy():
+    """Validate, diff and license-check a taxonomy of qna.yaml leaves (LAB 3.1)."""
+
+
+@taxonomy.command("validate")
+@_ROOT
+@_CHANGED
+@_BASE
+@click.option("--strict", is_flag=True, help="Word-limit warnings become errors.")
+@_FORMAT
+def validate(root, changed_only, base, strict, fmt):
+    """Check every leaf under ROOT (default ./taxonomy): schema, placement, safe YAML, duplicate
+    questions, word limits, yamllint. Prints every finding; exits 1 on any error."""
+    from lab_tools.taxonomy.validate import collect_files, has_errors, validate_tree
+
+    path = _root(root)
+    paths = _leaf_paths(path, changed_only, base)
+    findings = validate_tree(path, paths, strict=strict)
+    _emit(findings, fmt, len(collect_files(path, paths)))
+    if has_errors(findings):
+        sys.exit(1)  # not click's Exit: lab's root main() runs click with standalone_mode=False
+
+
+@taxonomy.command("diff")
+@_ROOT
+@_BASE
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diff(root, base, fmt):
+    """List leaves changed against --base (committed, staged, unstaged, untracked), and deleted ones."""
+    from lab_tools.taxonomy.diff import changed_leaves
+
+    ch = changed_leaves(_root(root), base)
+    if fmt == "json":
+        click.echo(json.dumps({"base": ch.base, "changed": ch.changed, "deleted": ch.deleted}))
+        return
+    for leaf in ch.changed:
+        click.echo(f"changed {leaf}")
+    for leaf in ch.deleted:
+        click.echo(f"deleted {leaf}")
+    against = ch.base or "no common base: every leaf counts"
+    click.echo(f"{len(ch.changed)} changed, {len(ch.deleted)} deleted (against {against})", err=True)
+
+
+@taxonomy.command("licenses")
+@_ROOT
+@_CHANGED
+@_BASE
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Extra lab.yaml-style settings file.")
+@_FORMAT
+def licenses(root, changed_only, base, config_file, fmt):
+    """Parse each leaf's attribution.txt, normalize its license to SPDX and check the allowlist
+    (lab.yaml licenses.allowlist). Non-commercial / no-derivatives licenses are errors."""
+    from lab_tools.config import load_config
+    from lab_tools.taxonomy.leaf import iter_leaf_paths
+    from lab_tools.taxonomy.licenses import check_licenses
+    from lab_tools.taxonomy.validate import has_errors
+
+    path = _root(root)
+    cfg = load_config(path, config_file)
+    paths = _leaf_paths(path, changed_only, base)
+    leaves = [p for p in (paths if paths is not None else iter_leaf_paths(path)) if (path / p / "qna.yaml").is_file()]
+    findings = check_licenses(path, leaves, cfg.licenses.allowlist)
+    _emit(findings, fmt, len(leaves))
+    if has_errors(findings):
+        sys.exit(1)  # not click's Exit: lab's root main() runs click with standalone_mode=False
+
+
+__all__ = ["taxonomy", "LabError"]
