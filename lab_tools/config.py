@@ -50,18 +50,34 @@ class DocumentsConfig:
 @dataclass
 class GenerateConfig:
     """Synthetic data generation settings (LAB 3.2). ``teacher``/``judge``: backend specs
-    (``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``); judge ``None`` = teacher."""
+    (``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``, ``scripted:[PATH]``);
+    judge ``None`` = teacher. ``samples``: target samples per leaf (skills: at most this many
+    questions go on to responses, out of ``samples * question_factor`` generated; knowledge: Q&A
+    requests per leaf). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
+    ``workers``: requests in flight (openai backend); ``batch_size``: sequences per forward pass
+    (transformers backend). ``pair_threshold``: keep pairs scoring at least this on LAB's 3-point
+    scale. ``kt_split_tokens``: knowledge answers shorter than this go to KT/1, others to KT/2.
+    ``chunk_tokens``/``chunk_overlap``: knowledge chunk size and overlap in teacher tokens."""
     teacher: str = "transformers:embedded"
     judge: str | None = None
     samples: int = 8
-    workers: int = 1
+    question_factor: int = 2
+    workers: int = 8
+    batch_size: int = 16
     max_new_tokens: int = 256
+    question_tokens: int = 48
+    context_tokens: int = 160
+    answer_tokens: int = 128
+    qa_tokens: int = 128
+    eval_tokens: int = 4
+    max_examples: int = 3
     temperature: float = 0.7
+    seed: int = 0
     pair_threshold: int = 3
     dedup_threshold: float = 0.9
     kt_split_tokens: int = 64
-    chunk_tokens: int = 512
-    chunk_overlap: int = 64
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
 
 
 @dataclass
@@ -73,10 +89,15 @@ class TrainConfig:
 
 @dataclass
 class BotConfig:
-    """Contribution bot settings."""
+    """Contribution bot settings. ``samples``: samples per leaf in a preview; ``write_team``:
+    ``ORG/SLUG`` whose members may run comment commands besides users with write permission;
+    ``runner``: documentation of the preview runner label (the workflow reads the repository
+    variable ``LAB_PREVIEW_RUNNER``); ``login``: the account the bot comments as (None: any
+    Bot-type account, e.g. ``github-actions[bot]``)."""
     samples: int = 2
     write_team: str | None = None
     runner: str = "self-hosted"
+    login: str | None = None
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The contribution bot: a preview comment and a commit status on every pull request."""

@@ -1,0 +1,244 @@
+"""The preview flow: diff -> validate -> license check -> small generate -> one comment + status.
+
+The bot only *reads* the pull request's files (taxonomy leaves, attribution, pinned documents):
+nothing from the PR is imported or executed, and settings come from the trusted configuration the
+caller passes (in the workflow: the base branch's ``lab.yaml``), never from the PR's own ``lab.yaml``.
+
+Whatever fails inside the run (a bad ref, the teacher, the generator) is caught, named with its
+stage in the comment, and turns the ``lab/preview`` status into ``failure``: a reviewer always sees
+a comment that says what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from lab_tools.bot.render import FindingView, LeafView, Preview, render_comment
+from lab_tools.errors import LabError
+from lab_tools.taxonomy.leaf import KINDS
+
+
+def git_head(root: Path) -> str | None:
+    """The commit checked out at ``root`` (``git rev-parse HEAD``), or None outside git."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, check=True, timeout=30)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def pick_base(root: Path, branch: str) -> str | None:
+    """The ref to diff against for a PR into ``branch``: ``origin/<branch>`` when the checkout has
+    it (a CI clone), else ``<branch>`` (a local clone), else None (the diff's own default)."""
+    for ref in (f"origin/{branch}", branch):
+        try:
+            subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", ref + "^{commit}"],
+                           capture_output=True, check=True, timeout=30)
+            return ref
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+def _display_prefix(root: Path) -> str:
+    """``root`` relative to its git top level (e.g. ``taxonomy/``), so locations in the comment
+    match the paths in the PR's diff."""
+    try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+        rel = os.path.relpath(root.resolve(), Path(top).resolve())
+        return "" if rel == "." else rel.replace(os.sep, "/") + "/"
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return ""
+
+
+def _rel_to_root(file: str, root: Path) -> str:
+    """A finding's ``file`` relative to the taxonomy root, POSIX style."""
+    p = Path(file)
+    base = root if not p.is_absolute() else root.resolve()
+    try:
+        return p.relative_to(base).as_posix()
+    except ValueError:
+        try:
+            return p.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+
+def _attach(findings, leaves: dict[str, LeafView], root: Path, prefix: str) -> None:
+    """Put each finding under the changed leaf whose directory holds its file."""
+    for f in findings:
+        rel = _rel_to_root(str(f.file), root)
+        view = FindingView(file=prefix + rel, line=int(getattr(f, "line", 0) or 0),
+                           field=str(getattr(f, "field", "") or ""), message=str(f.message),
+                           severity=str(getattr(f, "severity", "error")))
+        owner = max((p for p in leaves if rel == p or rel.startswith(p + "/")), key=len, default=None)
+        if owner is None:  # a stray file next to the leaves (e.g. a misnamed leaf): its own entry
+            owner = str(Path(rel).parent.as_posix())
+            leaves[owner] = LeafView(path=owner, kind=owner.split("/")[0])
+        leaves[owner].findings.append(view)
+
+
+def _stat(obj, name, default=None):
+    return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def _leaf_stats(report, leaf: str) -> tuple[dict, float | None]:
+    """Per-leaf counts from a :class:`GenerateReport` (``report.leaves``: mapping or list of
+    per-leaf records with ``generated``, ``kept``, ``rejected`` -> {stage: n}, ``seconds``)."""
+    per_leaf = _stat(report, "leaves") or {}
+    if isinstance(per_leaf, dict):
+        rec = per_leaf.get(leaf)
+    else:
+        rec = next((r for r in per_leaf if _stat(r, "leaf", _stat(r, "path")) == leaf), None)
+    if rec is None:
+        return {}, None
+    rejected = _stat(rec, "rejected") or {}
+    if not isinstance(rejected, dict):
+        rejected = {"total": int(rejected)}
+    stats = {"generated": int(_stat(rec, "generated", 0) or 0), "kept": int(_stat(rec, "kept", 0) or 0),
+             "rejected": {str(k): int(v) for k, v in rejected.items() if v}}
+    seconds = _stat(rec, "seconds")
+    return stats, (float(seconds) if seconds is not None else None)
+
+
+def _read_samples(out_dir: Path) -> dict[str, list[dict]]:
+    """Samples of the phase datasets under ``out_dir`` grouped by ``metadata.leaf``."""
+    by_leaf: dict[str, list[dict]] = {}
+    for name in ("kt1.jsonl", "kt2.jsonl", "st.jsonl"):
+        path = out_dir / name
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                sample = json.loads(line)
+                by_leaf.setdefault(str(sample.get("metadata", {}).get("leaf", "")), []).append(sample)
+    return by_leaf
+
+
+def _samples_for(by_leaf: dict[str, list[dict]], leaf: str) -> list[dict]:
+    # metadata.leaf is the leaf path relative to the taxonomy root; accept a prefixed form too
+    return by_leaf.get(leaf) or next((v for k, v in by_leaf.items() if k.endswith("/" + leaf)), [])
+
+
+def build_preview(root: str | Path, cfg, *, base: str | None = None, samples: int | None = None,
+                  mode: str = "preview", out_dir: str | Path | None = None, sha: str | None = None,
+                  run_url: str | None = None) -> Preview:
+    """Run the checks (and, in ``preview`` mode, a small generation) on the leaves changed under
+    taxonomy ``root`` against ``base``; never raises for a failure inside the run.
+
+    Args:
+        cfg: a trusted :class:`lab_tools.config.Config` (teacher, judge, license allowlist, cache).
+        samples: samples per leaf for the preview (default ``cfg.bot.samples``).
+        mode: ``preview`` or ``validate`` (no generation).
+        out_dir: where generated datasets go (default: a temporary directory, removed afterwards).
+
+    Returns:
+        the :class:`Preview`; ``failure`` names the stage and error when the run broke.
+    """
+    root = Path(root)
+    start = time.monotonic()
+    k = int(samples if samples is not None else cfg.bot.samples)
+    preview = Preview(sha=sha or git_head(root) or "unknown", base=base, mode=mode,
+                      teacher=cfg.generate.teacher, judge=cfg.generate.judge or cfg.generate.teacher,
+                      samples_per_leaf=k, run_url=run_url)
+    stage = "diff"
+    leaves: dict[str, LeafView] = {}
+    try:
+        from lab_tools.taxonomy.diff import changed_leaves
+
+        changes = changed_leaves(root, base)
+        preview.base = changes.base or base
+        preview.deleted = list(changes.deleted)
+        leaves = {p: LeafView(path=p, kind=p.split("/")[0] if p.split("/")[0] in KINDS else "")
+                  for p in changes.changed}
+        if leaves:
+            prefix = _display_prefix(root)
+            stage = "validate"
+            from lab_tools.taxonomy.validate import validate_tree
+
+            _attach(validate_tree(root, paths=list(leaves)), leaves, root, prefix)
+            stage = "license check"
+            from lab_tools.taxonomy.licenses import check_licenses
+
+            _attach(check_licenses(root, list(leaves), list(cfg.licenses.allowlist)), leaves, root, prefix)
+        ok = [p for p, v in leaves.items() if not v.errors and p in changes.changed]
+        for v in leaves.values():
+            if v.errors and mode == "preview":
+                v.skipped = "fix the errors above to see generated samples"
+        if mode == "preview" and ok:
+            stage = "generate"
+            _generate(root, ok, cfg, k, out_dir, leaves)
+    except Exception as exc:  # noqa: BLE001 -- any failure must still end in a comment
+        detail = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+        preview.failure = f"{stage}: {detail}"
+        if not isinstance(exc, LabError):
+            traceback.print_exc(file=sys.stderr)  # the workflow log gets the full story
+    preview.leaves = list(leaves.values())
+    preview.seconds = time.monotonic() - start
+    return preview
+
+
+def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[str, LeafView]) -> None:
+    from lab_tools.sdg.pipeline import generate_dataset
+
+    cfg.generate.samples = k
+    with tempfile.TemporaryDirectory(prefix="lab-preview-") as tmp:
+        out = Path(out_dir) if out_dir else Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        report = generate_dataset(root, paths, out, cfg, progress=False)
+        by_leaf = _read_samples(out)
+        for p in paths:
+            leaves[p].stats, leaves[p].seconds = _leaf_stats(report, p)
+            leaves[p].samples = _samples_for(by_leaf, p)
+            if not leaves[p].stats:
+                n = len(leaves[p].samples)
+                leaves[p].stats = {"generated": n, "kept": n, "rejected": {}}
+
+
+def run_preview(gh, pr: int, root: str | Path, cfg, *, base: str | None = None,
+                samples: int | None = None, mode: str = "preview", out_dir=None,
+                run_url: str | None = None) -> tuple[Preview, str]:
+    """The whole bot run for pull request ``pr``: status pending, :func:`build_preview`, the sticky
+    comment (created once, edited in place afterwards), status success or failure.
+
+    ``gh``: a :class:`lab_tools.bot.github.GitHubClient`, or None to only build the comment.
+    The status goes on the commit checked out at ``root`` (what was actually previewed), else on
+    the PR head reported by GitHub. Returns ``(preview, comment_body)``.
+
+    Raises:
+        LabError: only for GitHub API failures (the comment or status could not be written).
+    """
+    root = Path(root)
+    sha = git_head(root)
+    if gh is not None:
+        pull = gh.pull(pr)
+        sha = sha or pull.head_sha
+        base = base or pick_base(root, pull.base_ref)
+        gh.set_status(sha, "pending", f"lab {mode} running", run_url)
+    preview = build_preview(root, cfg, base=base, samples=samples, mode=mode, out_dir=out_dir,
+                            sha=sha, run_url=run_url)
+    body = render_comment(preview)
+    if gh is not None:
+        try:
+            gh.upsert_comment(pr, body)
+        except LabError:
+            gh.set_status(preview.sha, "error", "lab bot could not write its comment", run_url)
+            raise
+        n_err = sum(v.errors for v in preview.leaves)
+        if preview.failure:
+            state, desc = "failure", f"failed in {preview.failure.split(':', 1)[0]}"
+        elif n_err:
+            state, desc = "failure", f"{n_err} errors in {len(preview.leaves)} changed leaves"
+        else:
+            state, desc = "success", f"{len(preview.leaves)} changed leaves OK ({preview.seconds:.0f} s)"
+        gh.set_status(preview.sha, state, desc, run_url)
+    return preview, body

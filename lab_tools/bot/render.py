@@ -1,0 +1,259 @@
+"""The preview comment: markdown built from a :class:`Preview`, with everything from the PR escaped.
+
+Everything that comes from a pull request (leaf paths, seed text, generated text, validator
+messages that quote the file) is untrusted. Two escaping contexts are used:
+
+- :func:`inline` -- one line of prose, safe both in markdown and inside HTML tags such as
+  ``<summary>``: markdown and HTML punctuation become numeric character references (CommonMark
+  6.2: "entity and numeric character references cannot be used in place of symbols indicating
+  structure"), so ``[x](y)``, ``![x](y)``, ``<img>`` and ``**`` render as literal text;
+- :func:`code_block` -- a fenced block whose fence is longer than any backtick run inside
+  (CommonMark 4.5), so the text cannot close it; HTML and markdown are inert inside it.
+
+In both, ``@name`` and ``#123`` get a zero-width joiner after the sigil, so GitHub neither
+notifies anyone nor cross-links issues; ``scheme://`` gets one after the colon, so no autolink.
+The comment body is kept under GitHub's limit of 65,536 characters (:data:`GITHUB_LIMIT`) by
+dropping generated samples leaf by leaf, with a note saying what was left out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: hidden marker that identifies the bot's one sticky comment on a pull request
+MARKER = "<!-- lab-tools:preview -->"
+#: GitHub's maximum issue-comment body length, in characters
+GITHUB_LIMIT = 65536
+ZWJ = "\u200d"
+
+# characters that can start markdown or HTML structure anywhere in a line
+_INLINE_ESCAPES = {c: f"&#{ord(c)};" for c in "&<>\"'`*_[]()!|~\\{}$"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_SIGIL = re.compile(r"([@#])(?=[\w-])")
+_SCHEME = re.compile(r"(?i)(\w):(?=//)")
+_WWW = re.compile(r"(?i)\bwww\.")
+_LEADING = re.compile(r"^([#>+\-=0-9])")
+
+
+def neutralize(text: str) -> str:
+    """Defuse mentions (``@user``, ``@org/team``), issue references (``#12``) and autolinks
+    (``https://``, ``www.``) with zero-width joiners; drop control and bidi-override characters."""
+    text = _CONTROL.sub("", text)
+    text = _SIGIL.sub(lambda m: m.group(1) + ZWJ, text)
+    text = _SCHEME.sub(lambda m: m.group(1) + ":" + ZWJ, text)
+    return _WWW.sub(lambda m: m.group(0)[:3] + ZWJ + ".", text)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, with an ellipsis note when cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rstrip() + f" … [{len(text) - limit} characters more]"
+
+
+def inline(text, limit: int = 300) -> str:
+    """One line of untrusted text, inert in markdown and in HTML (see module docstring).
+
+    Newlines become spaces; ``limit`` characters at most (before escaping)."""
+    text = clip(" ".join(str(text).split()), limit)
+    text = neutralize(text)
+    out = "".join(_INLINE_ESCAPES.get(c, c) for c in text)
+    # a line-leading "#", ">", "-", "1." would start a heading/quote/list if this ends up first
+    return _LEADING.sub(lambda m: f"&#{ord(m.group(1))};", out)
+
+
+def code_block(text, lang: str = "", limit: int = 4000) -> str:
+    """A fenced code block holding untrusted ``text`` verbatim (clipped to ``limit`` characters).
+
+    The fence is one backtick longer than the longest backtick run in ``text`` (at least 3)."""
+    text = neutralize(clip(str(text), limit).replace("\r\n", "\n").replace("\r", "\n"))
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * max(3, max(runs, default=0) + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def details(summary_html: str, body_md: str, open_: bool = False) -> str:
+    """A collapsible section. ``summary_html`` must already be escaped (see :func:`inline`).
+
+    Blank lines around the body let GitHub render markdown inside the HTML block."""
+    return (f"<details{' open' if open_ else ''}>\n<summary>{summary_html}</summary>\n\n"
+            f"{body_md}\n\n</details>")
+
+
+@dataclass
+class FindingView:
+    """A validation or license finding as shown: ``file`` relative path, 1-based ``line``
+    (0 = unknown), ``field`` dotted path, ``message``, ``severity`` (``error``|``warning``)."""
+    file: str
+    line: int
+    field: str
+    message: str
+    severity: str = "error"
+
+
+@dataclass
+class LeafView:
+    """One changed leaf in the comment.
+
+    ``stats``: counts from generation (``generated``, ``kept`` and ``rejected`` -> {stage: n});
+    ``samples``: generated samples ``{"messages": [...], "metadata": {"score": ...}}``;
+    ``seconds``: generation time for this leaf; ``skipped``: why generation did not run."""
+    path: str
+    kind: str = ""
+    findings: list[FindingView] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+    seconds: float | None = None
+    skipped: str | None = None
+
+    @property
+    def errors(self) -> int:
+        """Number of error findings (warnings do not fail the preview)."""
+        return sum(1 for f in self.findings if f.severity == "error")
+
+
+@dataclass
+class Preview:
+    """Everything the comment shows. ``mode``: ``preview`` (with generation) or ``validate``;
+    ``failure``: what failed (stage and message) when the run itself broke, else None;
+    ``seconds``: wall time of the whole run."""
+    sha: str
+    base: str | None = None
+    mode: str = "preview"
+    teacher: str = ""
+    judge: str = ""
+    samples_per_leaf: int = 0
+    leaves: list[LeafView] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failure: str | None = None
+    seconds: float = 0.0
+    run_url: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the run did not fail and no leaf has an error finding."""
+        return self.failure is None and not any(leaf.errors for leaf in self.leaves)
+
+
+def _finding_line(f: FindingView) -> str:
+    where = f"{f.file}:{f.line}" if f.line else f.file
+    fld = f" <code>{inline(f.field, 120)}</code>" if f.field else ""
+    icon = "❌" if f.severity == "error" else "⚠️"
+    return f"- {icon} <code>{inline(where, 200)}</code>{fld}: {inline(f.message, 500)}"
+
+
+def _stats_line(leaf: LeafView) -> str:
+    s = leaf.stats or {}
+    rejected = s.get("rejected") or {}
+    parts = [f"generated **{int(s.get('generated', 0))}**", f"kept **{int(s.get('kept', 0))}**"]
+    if rejected:
+        parts.append("filtered out: " + ", ".join(f"{inline(k, 40)} {int(v)}" for k, v in rejected.items()))
+    if leaf.seconds is not None:
+        parts.append(f"{leaf.seconds:.1f} s")
+    return " · ".join(parts)
+
+
+def _sample_md(i: int, sample: dict, text_limit: int) -> str:
+    msgs = sample.get("messages") or []
+    meta = sample.get("metadata") or {}
+    q = next((m.get("content", "") for m in msgs if m.get("role") == "user"), "")
+    a = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "assistant"), "")
+    score, phase = meta.get("score"), meta.get("phase")
+    label = (f"sample {i}" + (f" · {inline(phase, 10)}" if phase else "")
+             + (f" · judge score {inline(score, 20)}" if score is not None else ""))
+    body = (f"**Question**\n\n{code_block(q, limit=text_limit)}\n\n"
+            f"**Answer**\n\n{code_block(a, limit=text_limit)}")
+    return details(label, body)
+
+
+def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: int = 2000,
+                max_findings: int = 50) -> str:
+    """Markdown for one leaf: heading, findings with file:line, stats, samples (collapsed).
+
+    ``max_samples``: samples shown (None = all); ``text_limit``: characters per question/answer."""
+    status = "❌" if leaf.errors else ("⏭️" if leaf.skipped else "✅")
+    kind = f" ({inline(leaf.kind, 40)})" if leaf.kind else ""
+    out = [f"### {status} <code>{inline(leaf.path, 200)}</code>{kind}"]
+    if leaf.findings:
+        shown = leaf.findings[:max_findings]
+        out.append("\n".join(_finding_line(f) for f in shown))
+        if len(leaf.findings) > len(shown):
+            out.append(f"… and {len(leaf.findings) - len(shown)} more findings.")
+    if leaf.skipped:
+        out.append(f"Generation skipped: {inline(leaf.skipped, 300)}")
+    elif leaf.stats or leaf.samples:
+        out.append(_stats_line(leaf))
+    samples = leaf.samples if max_samples is None else leaf.samples[:max_samples]
+    if samples:
+        out.append("\n\n".join(_sample_md(i + 1, s, text_limit) for i, s in enumerate(samples)))
+    if len(samples) < len(leaf.samples):
+        out.append(f"_{len(leaf.samples) - len(samples)} samples of this leaf not shown (comment size limit)._")
+    return "\n\n".join(out)
+
+
+def _header(p: Preview) -> str:
+    verdict = ("❌ **failed**" if p.failure else
+               "❌ **errors found**" if not p.ok else "✅ **looks good**")
+    title = "lab preview" if p.mode == "preview" else "lab validate"
+    lines = [MARKER, f"## {title}: {verdict}", ""]
+    facts = [f"commit <code>{inline(p.sha[:12], 12)}</code>"]
+    if p.base:
+        facts.append(f"base <code>{inline(p.base, 80)}</code>")
+    if p.mode == "preview" and p.teacher:
+        facts.append(f"teacher <code>{inline(p.teacher, 120)}</code>")
+        if p.judge and p.judge != p.teacher:
+            facts.append(f"judge <code>{inline(p.judge, 120)}</code>")
+        facts.append(f"{p.samples_per_leaf} samples per leaf")
+    facts.append(f"{p.seconds:.1f} s")
+    lines.append(" · ".join(facts))
+    if p.failure:
+        lines += ["", f"**What failed:** {inline(p.failure, 1500)}"]
+    n_err = sum(leaf.errors for leaf in p.leaves)
+    if p.leaves:
+        lines += ["", f"{len(p.leaves)} changed leaves, {n_err} errors."]
+    elif not p.failure:
+        lines += ["", "No leaf changed in this pull request."]
+    if p.deleted:
+        lines += ["", "Deleted leaves: " + ", ".join(f"<code>{inline(d, 200)}</code>" for d in p.deleted[:50])]
+    return "\n".join(lines)
+
+
+def _footer(p: Preview) -> str:
+    run = f" · [workflow run]({p.run_url})" if p.run_url else ""
+    return ("<sub>Generated by <code>lab bot</code> with a small sample count; the run after merge "
+            "uses the full settings. Comment <code>/lab preview</code> or <code>/lab validate</code> "
+            f"to run again (write access needed){run}.</sub>")
+
+
+def render_comment(p: Preview, limit: int = GITHUB_LIMIT) -> str:
+    """The full comment body (starts with :data:`MARKER`), at most ``limit`` characters.
+
+    When too long, generated samples are left out leaf by leaf (then whole leaves are reduced
+    to one line) and a note says how many characters were left out."""
+    head, foot = _header(p), _footer(p)
+    full = [render_leaf(leaf) for leaf in p.leaves]
+    body = "\n\n".join([head, *full, foot])
+    if len(body) <= limit:
+        return body
+    budget = limit - len(head) - len(foot) - 400  # 400: room for the truncation note
+    parts: list[str] = []
+    for i, leaf in enumerate(p.leaves):
+        reserve = min(len(p.leaves) - i - 1, 200) * 160  # room for one-liners of the leaves after it
+        one_line = f"### <code>{inline(leaf.path, 120)}</code>: {leaf.errors} errors (details left out)"
+        options = [full[i], render_leaf(leaf, max_samples=0, text_limit=500, max_findings=20), one_line]
+        chosen = next((c for c in options if len(c) + 2 + reserve <= budget), None)
+        if chosen is None and len(one_line) + 2 <= budget:
+            chosen = one_line
+        if chosen is None:
+            parts.append(f"… {len(p.leaves) - i} more leaves not shown.")
+            break
+        parts.append(chosen)
+        budget -= len(chosen) + 2
+    shown = "\n\n".join([head, *parts])
+    left_out = len(body) - len(shown) - len(foot)
+    note = (f"> [!NOTE]\n> This comment was truncated to stay under GitHub's {limit:,}-character "
+            f"limit: about {max(left_out, 0):,} characters of generated samples and details were "
+            "left out. Run `lab generate` on these leaves locally to see everything.")
+    out = "\n\n".join([shown, note, foot])
+    return out if len(out) <= limit else out[: limit - 20] + "\n\n(truncated)"
