@@ -56,41 +56,54 @@ def collect_files(root: str | Path, paths: list[str] | None = None) -> list[Path
     other ``*.yaml``/``*.yml`` inside the three top folders (so a misnamed leaf is reported), or
     only those under ``paths`` (leaf directories or files relative to ``root``; missing ones
     are skipped: a deleted leaf has nothing to validate). Symlinks are listed, not followed."""
-    root = Path(root)
-    found: set[Path] = set()
-    starts = [root / p for p in paths] if paths is not None else [root]
-    for start in starts:
-        if start.is_file() or start.is_symlink():
-            found.add(start.relative_to(root))
-            continue
-        if not start.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-            rel_dir = Path(dirpath).relative_to(root)
-            top = rel_dir.parts[0] if rel_dir.parts else ""
-            for name in filenames:
-                if name == "qna.yaml" or (top in KINDS and name.endswith((".yaml", ".yml"))):
-                    found.add(rel_dir / name)
-            for d in dirnames:  # a symlinked directory may hide a leaf outside the root
-                if (Path(dirpath) / d).is_symlink():
-                    found.add(rel_dir / d / "qna.yaml")
-    return sorted(found)
+    root_s = os.fspath(root)
+    found: list[str] = []
+
+    def walk(abs_dir: str, rel_dir: str, top: str) -> None:
+        # os.scandir on strings: pathlib and os.walk cost more than parsing a leaf
+        try:
+            entries = sorted(os.scandir(abs_dir), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if e.is_dir(follow_symlinks=False):
+                if e.name not in _SKIP_DIRS and not e.name.startswith("."):
+                    walk(e.path, rel, top or e.name)
+            elif e.is_symlink() and e.name != "qna.yaml" and os.path.isfile(os.path.join(e.path, "qna.yaml")):
+                found.append(f"{rel}/qna.yaml")  # a symlinked directory may hide a leaf outside the root
+            elif e.name == "qna.yaml" or (top in KINDS and e.name.endswith((".yaml", ".yml"))):
+                found.append(rel)
+
+    for start in ([""] if paths is None else [str(p).strip("/") for p in paths]):
+        full = os.path.join(root_s, start) if start else root_s
+        if os.path.isfile(full) or os.path.islink(full):
+            found.append(start)
+        elif os.path.isdir(full):
+            walk(full, start, start.split("/", 1)[0])
+    return [Path(f) for f in sorted(set(found))]
 
 
 def _place_findings(root: Path, rel: Path, shown: str) -> list[Finding]:
     out = []
-    full = root / rel
-    if full.is_symlink() or any((root / Path(*rel.parts[:i])).is_symlink() for i in range(1, len(rel.parts))):
-        target = full.resolve()
-        if not target.is_relative_to(root.resolve()):
+    full = os.path.join(root, rel)
+    real = os.path.realpath(full)
+    if real != os.path.abspath(full):  # a symlink somewhere on the way
+        real_root = _realroot(os.fspath(root))
+        if os.path.commonpath([real, real_root]) != real_root:
             return [Finding(shown, 1, 1, "", "symlink leaves the taxonomy root; commit the file itself")]
+    parts = rel.parts
     if rel.name != "qna.yaml":
         out.append(Finding(shown, 1, 1, "", f"a leaf file must be named qna.yaml, not {rel.name}"))
-    if not rel.parts or rel.parts[0] not in KINDS or len(rel.parts) < 3:
+    if not parts or parts[0] not in KINDS or len(parts) < 3:
         out.append(Finding(shown, 1, 1, "", "a leaf must sit in a folder under one of "
                            f"{', '.join(k + '/' for k in KINDS)} (the top folder decides the kind)"))
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _realroot(root: str) -> str:
+    return os.path.realpath(root)
 
 
 def _schema_findings(doc: YamlDoc, fam: str, version: int, shown: str) -> list[Finding]:
