@@ -91,23 +91,23 @@ def _stat(obj, name, default=None):
     return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
 
-def _leaf_stats(report, leaf: str) -> tuple[dict, float | None]:
-    """Per-leaf counts from a :class:`GenerateReport` (``report.leaves``: mapping or list of
-    per-leaf records with ``generated``, ``kept``, ``rejected`` -> {stage: n}, ``seconds``)."""
-    per_leaf = _stat(report, "leaves") or {}
-    if isinstance(per_leaf, dict):
-        rec = per_leaf.get(leaf)
-    else:
-        rec = next((r for r in per_leaf if _stat(r, "leaf", _stat(r, "path")) == leaf), None)
+def _leaf_stats(report, leaf: str) -> tuple[dict, float | None, str | None]:
+    """``(stats, seconds, error)`` for ``leaf`` from a :class:`lab_tools.sdg.pipeline.GenerateReport`
+    (``report.leaves``: per-leaf records with ``generated``, ``kept``, ``rejected``/``malformed``/
+    ``errors`` -> {stage: n}, ``cached``, ``seconds``, ``error``)."""
+    rec = next((r for r in (_stat(report, "leaves") or []) if _stat(r, "leaf") == leaf), None)
     if rec is None:
-        return {}, None
-    rejected = _stat(rec, "rejected") or {}
-    if not isinstance(rejected, dict):
-        rejected = {"total": int(rejected)}
+        return {}, None, None
+
+    def counts(name):
+        value = _stat(rec, name) or {}
+        return {str(k): int(v) for k, v in value.items() if v} if isinstance(value, dict) else {}
+
     stats = {"generated": int(_stat(rec, "generated", 0) or 0), "kept": int(_stat(rec, "kept", 0) or 0),
-             "rejected": {str(k): int(v) for k, v in rejected.items() if v}}
+             "rejected": counts("rejected"), "malformed": counts("malformed"),
+             "errors": counts("errors"), "cached": bool(_stat(rec, "cached", False))}
     seconds = _stat(rec, "seconds")
-    return stats, (float(seconds) if seconds is not None else None)
+    return stats, (float(seconds) if seconds is not None else None), _stat(rec, "error")
 
 
 def _read_samples(out_dir: Path) -> dict[str, list[dict]]:
@@ -176,7 +176,9 @@ def build_preview(root: str | Path, cfg, *, base: str | None = None, samples: in
                 v.skipped = "fix the errors above to see generated samples"
         if mode == "preview" and ok:
             stage = "generate"
-            _generate(root, ok, cfg, k, out_dir, leaves)
+            report = _generate(root, ok, cfg, k, out_dir, leaves)
+            preview.teacher = str(getattr(report, "teacher", "") or preview.teacher)
+            preview.judge = str(getattr(report, "judge", "") or preview.judge)
     except Exception as exc:  # noqa: BLE001 -- any failure must still end in a comment
         detail = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
         preview.failure = f"{stage}: {detail}"
@@ -187,7 +189,7 @@ def build_preview(root: str | Path, cfg, *, base: str | None = None, samples: in
     return preview
 
 
-def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[str, LeafView]) -> None:
+def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[str, LeafView]):
     from lab_tools.sdg.pipeline import generate_dataset
 
     cfg.generate.samples = k
@@ -197,11 +199,9 @@ def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[s
         report = generate_dataset(root, paths, out, cfg, progress=False)
         by_leaf = _read_samples(out)
         for p in paths:
-            leaves[p].stats, leaves[p].seconds = _leaf_stats(report, p)
+            leaves[p].stats, leaves[p].seconds, leaves[p].error = _leaf_stats(report, p)
             leaves[p].samples = _samples_for(by_leaf, p)
-            if not leaves[p].stats:
-                n = len(leaves[p].samples)
-                leaves[p].stats = {"generated": n, "kept": n, "rejected": {}}
+    return report
 
 
 def run_preview(gh, pr: int, root: str | Path, cfg, *, base: str | None = None,
@@ -236,6 +236,8 @@ def run_preview(gh, pr: int, root: str | Path, cfg, *, base: str | None = None,
         n_err = sum(v.errors for v in preview.leaves)
         if preview.failure:
             state, desc = "failure", f"failed in {preview.failure.split(':', 1)[0]}"
+        elif any(v.error for v in preview.leaves):
+            state, desc = "failure", "generation failed for some leaves"
         elif n_err:
             state, desc = "failure", f"{n_err} errors in {len(preview.leaves)} changed leaves"
         else:

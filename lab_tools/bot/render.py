@@ -98,7 +98,8 @@ class LeafView:
 
     ``stats``: counts from generation (``generated``, ``kept`` and ``rejected`` -> {stage: n});
     ``samples``: generated samples ``{"messages": [...], "metadata": {"score": ...}}``;
-    ``seconds``: generation time for this leaf; ``skipped``: why generation did not run."""
+    ``seconds``: generation time for this leaf; ``skipped``: why generation did not run;
+    ``error``: why generation failed for this leaf (the run went on with the others)."""
     path: str
     kind: str = ""
     findings: list[FindingView] = field(default_factory=list)
@@ -106,6 +107,7 @@ class LeafView:
     stats: dict = field(default_factory=dict)
     seconds: float | None = None
     skipped: str | None = None
+    error: str | None = None
 
     @property
     def errors(self) -> int:
@@ -133,7 +135,7 @@ class Preview:
     @property
     def ok(self) -> bool:
         """True when the run did not fail and no leaf has an error finding."""
-        return self.failure is None and not any(leaf.errors for leaf in self.leaves)
+        return self.failure is None and not any(leaf.errors or leaf.error for leaf in self.leaves)
 
 
 def _finding_line(f: FindingView) -> str:
@@ -145,11 +147,14 @@ def _finding_line(f: FindingView) -> str:
 
 def _stats_line(leaf: LeafView) -> str:
     s = leaf.stats or {}
-    rejected = s.get("rejected") or {}
     parts = [f"generated **{int(s.get('generated', 0))}**", f"kept **{int(s.get('kept', 0))}**"]
-    if rejected:
-        parts.append("filtered out: " + ", ".join(f"{inline(k, 40)} {int(v)}" for k, v in rejected.items()))
-    if leaf.seconds is not None:
+    for key, label in (("rejected", "filtered out"), ("malformed", "malformed"), ("errors", "teacher errors")):
+        counts = s.get(key) or {}
+        if counts:
+            parts.append(f"{label}: " + ", ".join(f"{inline(k, 40)} {int(v)}" for k, v in counts.items()))
+    if s.get("cached"):
+        parts.append("from cache")
+    elif leaf.seconds is not None:
         parts.append(f"{leaf.seconds:.1f} s")
     return " · ".join(parts)
 
@@ -172,7 +177,7 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
     """Markdown for one leaf: heading, findings with file:line, stats, samples (collapsed).
 
     ``max_samples``: samples shown (None = all); ``text_limit``: characters per question/answer."""
-    status = "❌" if leaf.errors else ("⏭️" if leaf.skipped else "✅")
+    status = "❌" if leaf.errors or leaf.error else ("⏭️" if leaf.skipped else "✅")
     kind = f" ({inline(leaf.kind, 40)})" if leaf.kind else ""
     out = [f"### {status} <code>{inline(leaf.path, 200)}</code>{kind}"]
     if leaf.findings:
@@ -180,6 +185,8 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
         out.append("\n".join(_finding_line(f) for f in shown))
         if len(leaf.findings) > len(shown):
             out.append(f"… and {len(leaf.findings) - len(shown)} more findings.")
+    if leaf.error:
+        out.append(f"**Generation failed:** {inline(leaf.error, 1000)}")
     if leaf.skipped:
         out.append(f"Generation skipped: {inline(leaf.skipped, 300)}")
     elif leaf.stats or leaf.samples:
@@ -210,8 +217,10 @@ def _header(p: Preview) -> str:
     if p.failure:
         lines += ["", f"**What failed:** {inline(p.failure, 1500)}"]
     n_err = sum(leaf.errors for leaf in p.leaves)
+    n_gen = sum(1 for leaf in p.leaves if leaf.error)
     if p.leaves:
-        lines += ["", f"{len(p.leaves)} changed leaves, {n_err} errors."]
+        lines += ["", f"{len(p.leaves)} changed leaves, {n_err} errors"
+                  + (f", generation failed for {n_gen}." if n_gen else ".")]
     elif not p.failure:
         lines += ["", "No leaf changed in this pull request."]
     if p.deleted:
