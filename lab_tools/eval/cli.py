@@ -1,0 +1,64 @@
+"""`lab evaluate`: knowledge and judge scores of a model, base vs trained per leaf (issue 6).
+
+torch/transformers are imported only when the command runs (see lab_tools/cli.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def make_judge(spec: str | None, cache_dir):
+    """A judge :class:`~lab_tools.sdg.backends.Teacher` from a backend spec; None for ``none``/empty."""
+    if not spec or spec.lower() == "none":
+        return None
+    from lab_tools.sdg.backends import make_teacher
+
+    return make_teacher(spec, cache_dir)
+
+
+@click.command("evaluate")
+@click.option("--model", "model", required=True, help="Trained model directory (or 'embedded').")
+@click.option("--base-model", default=None, help="Base model to compare against, per leaf.")
+@click.option("--taxonomy", "taxonomy", type=click.Path(file_okay=False), default=None,
+              help="Taxonomy root for held-out items (default: ./taxonomy or .).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Generated data dir holding heldout_mc.jsonl / heldout_prompts.jsonl.")
+@click.option("--mmlu", "mmlu", multiple=True, type=click.Path(dir_okay=False),
+              help="MMLU-format file (CSV question,A,B,C,D,answer or JSONL); repeatable.")
+@click.option("--judge", "judge_spec", default=None,
+              help="Judge backend spec (default: lab.yaml generate.judge, else the teacher); 'none' skips.")
+@click.option("--max-mc", type=int, default=120, show_default=True, help="Cap on multiple-choice items per source.")
+@click.option("--max-prompts", type=int, default=16, show_default=True, help="Cap on judge prompts.")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Bound on each answer.")
+@click.option("--judge-max-tokens", type=int, default=48, show_default=True,
+              help="Bound on the judge's explanation and rating.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="eval", show_default=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, max_prompts, max_new_tokens,
+             judge_max_tokens, out_dir, config_file, quiet):
+    """Score MODEL: multiple-choice accuracy on held-out knowledge questions and MMLU files, judge
+    ratings (1-10, MT-Bench style) of answers to held-out skill prompts; with --base-model, a
+    per-leaf branch report (improved / regressed / unchanged) as JSON and markdown."""
+    from rich.console import Console
+
+    from lab_tools.config import default_root, load_config
+    from lab_tools.eval.evaluate import evaluate as run_eval
+    from lab_tools.eval.evaluate import load_eval_set
+    from lab_tools.eval.report import render_markdown
+
+    root = Path(taxonomy) if taxonomy else default_root()
+    cfg = load_config(root, config_file)
+    judge = make_judge(judge_spec if judge_spec is not None else (cfg.generate.judge or cfg.generate.teacher),
+                       cfg.cache_path)
+    evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=list(mmlu),
+                            max_mc=max_mc, max_prompts=max_prompts)
+    result = run_eval(model, evalset, out_dir, base_model=base_model, judge=judge,
+                      max_new_tokens=max_new_tokens,
+                      judge_max_tokens=judge_max_tokens, progress=not quiet, cache_dir=cfg.cache_path)
+    console = Console()
+    console.print(render_markdown(result.report), markup=False, highlight=False)
+    console.print(f"wrote {', '.join(str(f) for f in result.files)}", markup=False, highlight=False)

@@ -1,0 +1,42 @@
+"""Branch report: verdicts per leaf and the markdown table (lab_tools.eval.report)."""
+
+from lab_tools.eval.report import TOLERANCE, branch_report, render_markdown
+
+
+def _scores(know: dict, judge: dict, mmlu: dict | None = None) -> dict:
+    return {
+        "knowledge": {"accuracy": sum(a for a, _ in know.values()) / max(len(know), 1), "n": 0,
+                      "per_leaf": {k: {"accuracy": a, "n": n} for k, (a, n) in know.items()}},
+        "judge": {"mean": sum(m for m, _ in judge.values()) / max(len(judge), 1), "n": 0,
+                  "per_leaf": {k: {"mean": m, "n": n, "kind": "compositional_skills"} for k, (m, n) in judge.items()}},
+        "mmlu": {"accuracy": 0.5, "n": 4, "per_source": {k: {"accuracy": a, "n": n} for k, (a, n) in (mmlu or {}).items()}}
+        if mmlu else None,
+    }
+
+
+def test_verdicts_follow_metric_tolerance():
+    base = _scores({"knowledge/a": (0.5, 4), "knowledge/b": (0.75, 4)},
+                   {"compositional_skills/x": (5.0, 3), "compositional_skills/y": (6.0, 3)},
+                   {"dev.csv": (0.25, 4)})
+    trained = _scores({"knowledge/a": (0.75, 4), "knowledge/b": (0.5, 4)},
+                      {"compositional_skills/x": (5.0 + TOLERANCE["judge"] / 2, 3),
+                       "compositional_skills/y": (3.0, 3), "compositional_skills/new": (7.0, 2)},
+                      {"dev.csv": (0.25, 4)})
+    rep = branch_report(base, trained)
+    verdict = {r["leaf"]: r["verdict"] for r in rep["rows"]}
+    assert verdict == {"knowledge/a": "improved", "knowledge/b": "regressed",
+                       "compositional_skills/x": "unchanged", "compositional_skills/y": "regressed",
+                       "compositional_skills/new": "n/a", "mmlu:dev.csv": "unchanged"}
+    assert rep["counts"] == {"improved": 1, "regressed": 2, "unchanged": 2, "n/a": 1}
+    row = next(r for r in rep["rows"] if r["leaf"] == "knowledge/a")
+    assert abs(row["delta"] - 0.25) < 1e-9 and row["metric"] == "mc_accuracy" and row["n"] == 4
+    md = render_markdown(rep)
+    for leaf in verdict:
+        assert f"`{leaf}`" in md
+    assert "+25.0%" in md and "Improved 1, regressed 2, unchanged 2" in md
+
+
+def test_without_base_every_row_is_not_compared():
+    rep = branch_report(None, _scores({"knowledge/a": (1.0, 2)}, {}))
+    assert [r["verdict"] for r in rep["rows"]] == ["n/a"]
+    assert rep["rows"][0]["base"] is None and rep["totals"]["knowledge"]["base"] is None
