@@ -1,0 +1,169 @@
+"""Scores used by checkpoint selection (LAB 3.3) and reused by ``lab evaluate``.
+
+- :func:`mc_accuracy`: MMLU-style multiple choice by log-likelihood. For each choice we compute
+  the log-probability of the choice's tokens given the question (rendered with the chat
+  template as the user turn, the choice as the assistant's answer) and pick the highest
+  **length-normalized** score (mean log-probability per choice token). Normalizing matters here
+  because the choices are whole free-text answers of very different lengths (distractors are
+  other seed answers), and a raw sum would favour the shortest choice.
+- :func:`answer_prompts`: batched greedy generation with the chat template.
+- :func:`judge_scores`: MT-Bench single-answer grading on a 1-10 scale (Zheng et al. 2023,
+  "single-v1", and "single-ref-v1" when a reference answer exists); the judge's explanation is
+  kept; the rating is parsed tolerantly ("[[7]]", "Rating: 7", "7/10"); unparseable ones are
+  counted and excluded from the mean.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+JUDGE_SYSTEM = "You are a helpful assistant."
+
+JUDGE_TEMPLATE = (
+    "[Instruction]\nPlease act as an impartial judge and evaluate the quality of the response "
+    "provided by an AI assistant to the user question displayed below. Your evaluation should "
+    "consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level "
+    "of detail of the response. {ref_hint}Begin your evaluation by providing a short explanation. "
+    "Be as objective as possible. After providing your explanation, you must rate the response on "
+    "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
+    "\"Rating: [[5]]\".\n\n[Question]\n{question}\n\n{reference}[The Start of Assistant's Answer]\n"
+    "{answer}\n[The End of Assistant's Answer]"
+)
+
+_RATING_PATTERNS = [
+    re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]"),
+    re.compile(r"rating\s*[:=]?\s*\[?\s*(\d+(?:\.\d+)?)", re.I),
+    re.compile(r"(\d+(?:\.\d+)?)\s*/\s*10\b"),
+    re.compile(r"score\s*[:=]?\s*(\d+(?:\.\d+)?)", re.I),
+]
+
+
+def parse_rating(text: str) -> float | None:
+    """The 1-10 rating in a judge's reply, or None. The first pattern that yields a value within
+    1..10 wins, in the order ``[[x]]``, ``Rating: x``, ``x/10``, ``Score: x``."""
+    for pat in _RATING_PATTERNS:
+        for m in pat.finditer(text or ""):
+            value = float(m.group(1))
+            if 1 <= value <= 10:
+                return value
+    return None
+
+
+def _question_ids(tokenizer, question: str) -> list[int]:
+    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def mc_accuracy(model, tokenizer, items: list[dict], batch_size: int = 8) -> tuple[float, list[dict]]:
+    """Multiple-choice accuracy by length-normalized log-likelihood (see module doc).
+
+    ``items``: ``{"leaf", "question", "choices": [str], "answer": int}`` (heldout_mc.jsonl).
+    Returns ``(accuracy in 0..1, per-item dicts {"leaf", "question", "answer", "pred", "correct",
+    "scores": [mean log-prob per choice]})``; accuracy is 0.0 for no items.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    rows = []  # (item index, choice index, ids, number of choice tokens)
+    for i, it in enumerate(items):
+        q = _question_ids(tokenizer, it["question"])
+        for c, choice in enumerate(it["choices"]):
+            a = tokenizer(choice, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+            rows.append((i, c, q + a, len(a)))
+    scores: dict[tuple[int, int], float] = {}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            width = max(len(r[2]) for r in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for k, r in enumerate(chunk):  # right padding: positions stay 0..n-1
+                ids[k, :len(r[2])] = torch.tensor(r[2])
+                mask[k, :len(r[2])] = 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for k, (i, c, seq, n_ans) in enumerate(chunk):
+                n = len(seq)
+                targets = torch.tensor(seq[n - n_ans:], device=device)
+                lp = logp[k, n - n_ans - 1:n - 1].gather(-1, targets[:, None]).squeeze(-1)
+                scores[(i, c)] = float(lp.mean())
+    per_item, correct = [], 0
+    for i, it in enumerate(items):
+        s = [scores[(i, c)] for c in range(len(it["choices"]))]
+        pred = max(range(len(s)), key=lambda c: s[c])
+        ok = pred == it["answer"]
+        correct += ok
+        per_item.append({"leaf": it.get("leaf"), "question": it["question"], "answer": it["answer"],
+                         "pred": pred, "correct": ok, "scores": s})
+    return (correct / len(items) if items else 0.0), per_item
+
+
+def answer_prompts(model, tokenizer, prompts: list[dict], max_new_tokens: int = 256,
+                   batch_size: int = 8) -> list[str]:
+    """Greedy answers to chat prompts (``{"messages": [...]}`` as in heldout_prompts.jsonl),
+    batched with left padding. Returns one decoded string per prompt (special tokens removed)."""
+    import torch
+
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    out: list[str] = []
+    model.eval()
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [tokenizer.apply_chat_template(p["messages"], tokenize=False,
+                                                   add_generation_prompt=True)
+                     for p in prompts[start:start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            out += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def judge_request_messages(prompt: dict, answer: str) -> list[dict]:
+    """The MT-Bench single-answer grading messages for one prompt and the student's answer."""
+    question = "\n".join(m["content"] for m in prompt["messages"] if m["role"] == "user")
+    ref = prompt.get("reference") or ""
+    reference = f"[The Start of Reference Answer]\n{ref}\n[The End of Reference Answer]\n\n" if ref else ""
+    hint = ("Your evaluation should consider correctness and helpfulness. You will be given a "
+            "reference answer and the assistant's answer. Compare the assistant's answer with the "
+            "reference answer. " if ref else "")
+    return [{"role": "system", "content": JUDGE_SYSTEM},
+            {"role": "user", "content": JUDGE_TEMPLATE.format(ref_hint=hint, question=question,
+                                                              reference=reference, answer=answer)}]
+
+
+def judge_scores(judge, prompts: list[dict], answers: list[str], max_tokens: int = 512
+                 ) -> tuple[float, list[dict]]:
+    """Rate each answer 1-10 with ``judge`` (a Teacher: ``generate(list[ChatRequest])``), greedy.
+
+    Returns ``(mean rating over parsed ratings, per-item dicts {"leaf", "rating" (None if
+    unparseable or the judge failed), "explanation", "error"})``. The mean is ``nan`` when no
+    rating could be parsed; callers must treat it as the worst score.
+    """
+    from lab_tools.sdg.backends import ChatRequest
+
+    reqs = [ChatRequest(messages=judge_request_messages(p, a), max_tokens=max_tokens,
+                        temperature=0.0, seed=0) for p, a in zip(prompts, answers)]
+    comps = judge.generate(reqs) if reqs else []
+    per_item, ratings = [], []
+    for p, a, c in zip(prompts, answers, comps):
+        rating = None if c.error else parse_rating(c.text)
+        if rating is not None:
+            ratings.append(rating)
+        per_item.append({"leaf": p.get("leaf"), "answer": a, "rating": rating,
+                         "explanation": c.text, "error": c.error or (
+                             None if rating is not None else "unparseable rating")})
+    mean = sum(ratings) / len(ratings) if ratings else math.nan
+    return mean, per_item

@@ -1,0 +1,1 @@
+"""Phased training (LAB 3.3): presets, data preparation, the Accelerate loop, phases, CLI."""

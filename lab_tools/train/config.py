@@ -1,0 +1,196 @@
+"""Training presets: one typed YAML file per model family under ``training/presets/``.
+
+A preset holds the hyper-parameters shared by all phases (context length, dtype, optimizer
+settings, selection caps, optional LoRA) and one :class:`PhaseConfig` per phase (LAB 3.3,
+table 2: learning rate, effective batch size, warm-up, epochs; plus the replay fraction).
+Unknown keys and wrong types are errors, all reported together (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab_tools.errors import ConfigError, LabError
+
+PHASES = ("kt1", "kt2", "st")
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "training" / "presets"
+
+
+@dataclass
+class PhaseConfig:
+    """Hyper-parameters of one phase.
+
+    ``learning_rate``: peak LR reached after ``warmup_steps`` optimizer steps, then constant
+    (LAB: no cosine decay). ``effective_batch_size``: samples per optimizer step (gradient
+    accumulation reaches it, across all processes). ``epochs``: one checkpoint per epoch.
+    ``replay_fraction``: replay samples drawn from earlier phases' data, as a fraction of this
+    phase's own sample count (LAB table 1; ignored for KT/1).
+    """
+    learning_rate: float = 2e-5
+    effective_batch_size: int = 3840
+    warmup_steps: int = 0
+    epochs: int = 1
+    replay_fraction: float = 0.0
+
+
+@dataclass
+class SelectionConfig:
+    """Checkpoint-selection caps (LAB 3.3): held-out items scored per checkpoint, generated tokens
+    per student answer, judge tokens, and how many of the last epochs' checkpoints are scored."""
+    max_mc_items: int = 200
+    max_prompts: int = 80
+    max_new_tokens: int = 512
+    judge_max_tokens: int = 512
+    max_checkpoints: int = 10
+    batch_size: int = 8
+
+
+@dataclass
+class LoraConfig:
+    """Optional LoRA through peft (small GPUs). ``r`` 0 disables it."""
+    r: int = 0
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class Preset:
+    """A training preset.
+
+    ``max_seq_len``: samples longer than this (in tokens) are dropped and counted, never truncated.
+    ``micro_batch_tokens``: token budget of one packed micro-batch (padding-free packing; must be
+    >= ``max_seq_len``). ``dtype``: weights as loaded (``auto`` = float32; with mixed precision the
+    master weights stay float32). ``mixed_precision``: ``auto`` (bf16 on CUDA, none on CPU), ``no``,
+    ``bf16``, ``fp16``. ``save_state_steps``: also save resumable state every N optimizer steps
+    (0: only at the end of each epoch).
+    """
+    name: str = "custom"
+    description: str = ""
+    max_seq_len: int = 2048
+    micro_batch_tokens: int = 8192
+    dtype: str = "auto"
+    mixed_precision: str = "auto"
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    save_state_steps: int = 0
+    gradient_checkpointing: bool = False
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    kt1: PhaseConfig = field(default_factory=PhaseConfig)
+    kt2: PhaseConfig = field(default_factory=PhaseConfig)
+    st: PhaseConfig = field(default_factory=PhaseConfig)
+
+    def phase(self, name: str) -> PhaseConfig:
+        """The :class:`PhaseConfig` of ``kt1``, ``kt2`` or ``st``."""
+        return getattr(self, name)
+
+    def to_dict(self) -> dict:
+        """Plain dict (recorded in the training manifest)."""
+        return dataclasses.asdict(self)
+
+
+def _check(tp, value) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_check(inner, v) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _fill(obj, data: dict, where: str, errors: list[str]) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        key = str(key)
+        path = f"{where}.{key}" if where else key
+        if key not in hints:
+            errors.append(f"{path}: unknown key (known: {', '.join(sorted(hints))})")
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                errors.append(f"{path}: expected a mapping")
+            else:
+                _fill(getattr(obj, key), value, path, errors)
+            continue
+        if not _check(tp, value):
+            errors.append(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+            continue
+        setattr(obj, key, float(value) if tp is float else value)
+
+
+def _validate(p: Preset, errors: list[str]) -> None:
+    if p.max_seq_len < 8:
+        errors.append("max_seq_len: must be >= 8")
+    if p.micro_batch_tokens < p.max_seq_len:
+        errors.append("micro_batch_tokens: must be >= max_seq_len (one sample must fit a micro-batch)")
+    if p.dtype not in ("auto", "float32", "bfloat16", "float16"):
+        errors.append(f"dtype: expected auto|float32|bfloat16|float16, got {p.dtype!r}")
+    if p.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        errors.append(f"mixed_precision: expected auto|no|bf16|fp16, got {p.mixed_precision!r}")
+    for name in PHASES:
+        ph = p.phase(name)
+        if ph.learning_rate <= 0:
+            errors.append(f"{name}.learning_rate: must be > 0")
+        if ph.effective_batch_size < 1:
+            errors.append(f"{name}.effective_batch_size: must be >= 1")
+        if ph.epochs < 1:
+            errors.append(f"{name}.epochs: must be >= 1")
+        if ph.warmup_steps < 0:
+            errors.append(f"{name}.warmup_steps: must be >= 0")
+        if not 0 <= ph.replay_fraction <= 10:
+            errors.append(f"{name}.replay_fraction: must be within 0..10")
+    if p.selection.max_checkpoints < 1:
+        errors.append("selection.max_checkpoints: must be >= 1")
+
+
+def preset_from_dict(data: dict, *, file: str | None = None, name: str = "custom") -> Preset:
+    """Build and validate a :class:`Preset` from a mapping.
+
+    Raises:
+        ConfigError: every unknown key, wrong type and out-of-range value, all at once.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(["top level must be a mapping"], file=file)
+    preset = Preset(name=name)
+    errors: list[str] = []
+    _fill(preset, data, "", errors)
+    _validate(preset, errors)
+    if errors:
+        raise ConfigError([f"{file}: {e}" if file else e for e in errors], file=file)
+    return preset
+
+
+def load_preset(spec: str | Path | Preset) -> Preset:
+    """Load a preset by name (``training/presets/<name>.yaml``) or by YAML path; a
+    :class:`Preset` is returned as is.
+
+    Raises:
+        LabError: no such preset; ConfigError: invalid content.
+    """
+    if isinstance(spec, Preset):
+        return spec
+    path = Path(spec)
+    if not path.suffix:
+        path = PRESETS_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise LabError(f"no such preset {str(spec)!r} (known: {', '.join(known)})", field="preset")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise LabError(f"cannot read preset: {exc}", file=str(path)) from exc
+    return preset_from_dict(data or {}, file=str(path), name=path.stem)

@@ -1,0 +1,281 @@
+"""The training loop of one phase, on Accelerate (CPU, one GPU, FSDP, multi-node: same code).
+
+LAB 3.3: AdamW; gradient clipping; linear warm-up then a constant learning rate; the effective
+batch size (samples per optimizer step, over all processes) reached by gradient accumulation over
+packed micro-batches; loss on assistant tokens only (see :mod:`lab_tools.train.data`).
+
+Loss normalization: every optimizer step minimizes the mean token loss over the *whole*
+effective batch (sum of token losses / number of loss tokens in the step), so the update does not
+depend on how samples are split into micro-batches or processes (8 x 1 == 1 x 8).
+
+Resume: the full state (weights, optimizer, scheduler, RNG) is saved with
+``Accelerator.save_state`` into ``<phase>/state`` atomically (tmp dir, then rename) at the end of
+every epoch and every ``save_state_steps`` steps; data order is a pure function of seed and epoch,
+so a resumed run replays exactly the steps the killed one had not saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab_tools.train.config import PhaseConfig, Preset
+from lab_tools.train.data import IGNORE, Tokenized, collate_packed, pack
+
+
+def lr_factor(step: int, warmup_steps: int) -> float:
+    """Multiplier of the peak LR at optimizer step ``step`` (0-based): linear warm-up reaching the
+    peak at step ``warmup_steps``, then constant (LAB 3.3: no decay)."""
+    return min(1.0, (step + 1) / (warmup_steps + 1))
+
+
+def write_json(path: Path, data) -> None:
+    """Atomic JSON write (tmp file, then os.replace)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class PhaseRun:
+    """Outcome of one phase's training: epoch checkpoints (HF dirs), metric rows, step count."""
+    checkpoints: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    steps: int = 0
+
+
+def step_batches(n: int, ebs: int, seed: int, epoch: int) -> list[list[int]]:
+    """Sample indices per optimizer step for one epoch: a seeded shuffle cut into chunks of
+    ``ebs`` (the last one may be smaller)."""
+    order = list(range(n))
+    random.Random(seed * 100003 + epoch).shuffle(order)
+    return [order[i:i + ebs] for i in range(0, n, ebs)]
+
+
+def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global: int) -> tuple[float, int, int]:
+    """Forward/backward every packed micro-batch of one optimizer step (no optimizer step).
+
+    The loss of each micro-batch is its summed token cross-entropy divided by
+    ``n_loss_global`` (loss tokens of the whole effective batch), times the number of processes
+    (DDP/FSDP average gradients over processes). Returns ``(summed token loss, real tokens,
+    tensor elements)`` of this process.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    world = accelerator.num_processes
+    n_groups = len(groups)
+    if world > 1:  # FSDP needs the same number of forward passes on every rank
+        counts = accelerator.gather(torch.tensor([n_groups], device=accelerator.device))
+        n_groups = int(counts.max())
+    loss_sum, real, elems = 0.0, 0, 0
+    for gi in range(n_groups):
+        dummy = gi >= len(groups)
+        batch = collate_packed(groups[0] if groups and dummy else groups[gi] if groups else [])
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        sync = gi == n_groups - 1
+        ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
+        with ctx:
+            with accelerator.autocast():
+                # use_cache=False: with a KV cache transformers ignores the packed position_ids
+                # and would let packed samples attend to each other
+                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                               use_cache=False).logits
+            tok_loss = F.cross_entropy(logits[0, :-1].float(), batch["labels"][0, 1:],
+                                       ignore_index=IGNORE, reduction="sum")
+            scale = 0.0 if dummy else world / max(n_loss_global, 1)
+            accelerator.backward(tok_loss * scale)
+        if not dummy:
+            loss_sum += float(tok_loss.detach())
+            real += int((batch["labels"].numel()))  # every position is a real token (no padding)
+            elems += int(batch["input_ids"].numel())
+    return loss_sum, real, elems
+
+
+def _mixed_precision(preset: Preset) -> str:
+    import torch
+
+    if preset.mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return preset.mixed_precision
+
+
+def load_trainable(model_path: str | Path, preset: Preset):
+    """Load ``(model, tokenizer)`` for training in the preset's dtype (``auto`` = float32 master
+    weights; bf16 compute comes from Accelerate mixed precision), with LoRA when configured."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.float32 if preset.dtype == "auto" else getattr(torch, preset.dtype)
+    tok = AutoTokenizer.from_pretrained(model_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    if preset.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if preset.lora.r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            r=preset.lora.r, lora_alpha=preset.lora.alpha, lora_dropout=preset.lora.dropout,
+            target_modules=preset.lora.target_modules, task_type="CAUSAL_LM"))
+    model.train()
+    return model, tok
+
+
+def save_hf_checkpoint(accelerator, model, tok, target: Path, lora: bool) -> None:
+    """Save a loadable Hugging Face directory (safetensors + tokenizer + config) atomically.
+    LoRA adapters are merged into the base weights so the checkpoint loads like any model."""
+    import copy
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    state = None if lora else accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if lora:
+            merged = copy.deepcopy(unwrapped).merge_and_unload()
+            merged.save_pretrained(tmp, safe_serialization=True)
+        else:
+            unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    accelerator.wait_for_everyone()
+
+
+def _save_state(accelerator, phase_dir: Path, progress: dict) -> None:
+    state, tmp, old = phase_dir / "state", phase_dir / "state.tmp", phase_dir / "state.old"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / "progress.json", progress)
+        if state.exists():
+            os.replace(state, old)
+        os.replace(tmp, state)
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _find_state(phase_dir: Path) -> Path | None:
+    for d in (phase_dir / "state", phase_dir / "state.old"):  # .old: killed between renames
+        if (d / "progress.json").is_file():
+            return d
+    return None
+
+
+def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cfg: PhaseConfig,
+                preset: Preset, phase_dir: Path, *, resume: bool = True, progress: bool = True,
+                log=None) -> PhaseRun:
+    """Train one phase from ``model_path`` on ``samples``; one HF checkpoint per epoch under
+    ``phase_dir/epoch-N``. A finished phase (``phase_dir/run.json``) is returned without work;
+    an unfinished one continues from ``phase_dir/state`` when ``resume``.
+
+    Returns a :class:`PhaseRun`; ``rows`` hold per-step ``phase, epoch, step, loss, lr,
+    tokens_per_s, real_token_fraction, samples``.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    phase_dir.mkdir(parents=True, exist_ok=True)
+    done_file = phase_dir / "run.json"
+    if done_file.is_file():
+        return PhaseRun(**json.loads(done_file.read_text(encoding="utf-8")))
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(preset))
+    set_seed(preset.seed)
+    model, tok = load_trainable(model_path, preset)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=preset.weight_decay,
+                                  betas=(preset.adam_beta1, preset.adam_beta2), eps=preset.adam_epsilon)
+    # Not passed to prepare(): Accelerate would step it once per process per optimizer step.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup_steps))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    prog = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "rows": [], "checkpoints": []}
+    found = _find_state(phase_dir) if resume else None
+    if found is not None:
+        accelerator.load_state(str(found))
+        prog = json.loads((found / "progress.json").read_text(encoding="utf-8"))
+
+    ebs = cfg.effective_batch_size
+    steps_per_epoch = max(1, math.ceil(len(samples) / ebs)) if samples else 0
+    total = steps_per_epoch * cfg.epochs
+    rank, world = accelerator.process_index, accelerator.num_processes
+    bar = _progress_bar(progress and accelerator.is_main_process, phase, total, prog["global_step"])
+    try:
+        for epoch in range(prog["epoch"], cfg.epochs):
+            steps = step_batches(len(samples), ebs, preset.seed, epoch)
+            for si in range(prog["step_in_epoch"], len(steps)):
+                t0 = time.perf_counter()
+                batch = [samples[j] for j in steps[si]]
+                n_loss = sum(t.n_loss for t in batch)
+                groups = pack(batch[rank::world], preset.micro_batch_tokens)
+                lr = optimizer.param_groups[0]["lr"]
+                loss_sum, real, elems = accumulate(accelerator, model, groups, n_loss)
+                if preset.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), preset.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                stats = torch.tensor([loss_sum, real, elems], dtype=torch.float64, device=accelerator.device)
+                if world > 1:
+                    stats = accelerator.reduce(stats, reduction="sum")
+                dt = time.perf_counter() - t0
+                prog["global_step"] += 1
+                row = {"phase": phase, "epoch": epoch + 1, "step": prog["global_step"],
+                       "loss": float(stats[0]) / max(n_loss, 1), "lr": lr,
+                       "tokens_per_s": float(stats[1]) / dt if dt > 0 else 0.0,
+                       "real_token_fraction": float(stats[1]) / max(float(stats[2]), 1.0),
+                       "samples": len(batch)}
+                prog["rows"].append(row)
+                if bar is not None:
+                    bar[0].update(bar[1], advance=1, description=(
+                        f"{phase} e{epoch + 1} loss {row['loss']:.3f} "
+                        f"real {row['real_token_fraction']:.0%} {row['tokens_per_s']:.0f} tok/s"))
+                if log is not None:
+                    log(row)
+                prog["step_in_epoch"] = si + 1
+                if preset.save_state_steps and prog["global_step"] % preset.save_state_steps == 0 \
+                        and si + 1 < len(steps):
+                    _save_state(accelerator, phase_dir, prog)
+            ckpt = phase_dir / f"epoch-{epoch + 1}"
+            save_hf_checkpoint(accelerator, model, tok, ckpt, lora=preset.lora.r > 0)
+            if str(ckpt) not in prog["checkpoints"]:
+                prog["checkpoints"].append(str(ckpt))
+            prog["epoch"], prog["step_in_epoch"] = epoch + 1, 0
+            _save_state(accelerator, phase_dir, prog)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    run = PhaseRun(checkpoints=prog["checkpoints"], rows=prog["rows"], steps=prog["global_step"])
+    if accelerator.is_main_process:
+        write_json(done_file, run.__dict__)
+        shutil.rmtree(phase_dir / "state", ignore_errors=True)  # large; the phase is finished
+    accelerator.wait_for_everyone()
+    del model, optimizer
+    return run
+
+
+def _progress_bar(enabled: bool, phase: str, total: int, done: int):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    p.start()
+    return p, p.add_task(phase, total=total, completed=done)

@@ -1,0 +1,255 @@
+"""Phased training KT/1 -> KT/2 -> ST with replay buffers and checkpoint selection (LAB 3.3, table 1).
+
+| phase | own data  | replay buffer     | checkpoint selection                           |
+|-------|-----------|-------------------|------------------------------------------------|
+| kt1   | kt1.jsonl | none              | last epoch                                     |
+| kt2   | kt2.jsonl | kt1               | knowledge score: MC accuracy on heldout_mc     |
+| st    | st.jsonl  | kt1 and kt2       | judge score (MT-Bench 1-10) on heldout_prompts |
+
+Each phase starts from the checkpoint selected after the previous one; ties in selection prefer
+the earlier checkpoint (LAB: avoid overtraining). Everything is written under ``out_dir``:
+``manifest.json`` (rewritten atomically after every phase, so a resumed run skips finished
+phases), ``metrics.csv``, ``loss.png``, and ``<phase>/epoch-N`` checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab_tools.errors import LabError
+from lab_tools.train.config import PHASES, Preset, load_preset
+from lab_tools.train.loop import train_phase, write_json
+
+REPLAY_SOURCES = {"kt1": (), "kt2": ("kt1",), "st": ("kt1", "kt2")}
+METRIC_FIELDS = ["phase", "epoch", "step", "loss", "lr", "tokens_per_s", "real_token_fraction", "samples"]
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_phases`: the output dir, the selected final model (HF dir) and the
+    manifest written to ``out_dir/manifest.json``."""
+    out_dir: Path
+    selected: Path
+    manifest: dict
+
+
+def draw_replay(own_count: int, fraction: float, sources: dict[str, list], seed: int) -> dict[str, list]:
+    """Replay buffer: ``round(fraction * own_count)`` samples drawn from earlier phases' data,
+    split across sources in proportion to their sizes, without replacement while a source lasts
+    (then cycling through it again). Deterministic for a given ``seed``."""
+    want = round(fraction * own_count)
+    total = sum(len(v) for v in sources.values())
+    out: dict[str, list] = {name: [] for name in sources}
+    if want <= 0 or total == 0:
+        return out
+    rng = random.Random(seed)
+    names = [n for n in sources if sources[n]]
+    shares = {n: want * len(sources[n]) // total for n in names}
+    for n in names[: want - sum(shares.values())]:  # distribute the rounding remainder
+        shares[n] += 1
+    for n in names:
+        pool = list(sources[n])
+        picked = []
+        while len(picked) < shares[n]:
+            rng.shuffle(pool)
+            picked += pool[: shares[n] - len(picked)]
+        out[n] = picked
+    return out
+
+
+def _console(progress: bool):
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=not progress)
+
+
+def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, phase_dir: Path,
+            judge_factory, console) -> tuple[str, dict, str]:
+    """Score candidate checkpoints; returns ``(selected, {checkpoint: score}, method)``.
+    Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them."""
+    from lab_tools.eval.heldout import read_jsonl
+    from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy
+    from lab_tools.models import load_model
+
+    sel = preset.selection
+    if phase == "kt1":
+        return checkpoints[-1], {}, "last epoch"
+    if phase == "kt2":
+        items = read_jsonl(data_dir / "heldout_mc.jsonl")[: sel.max_mc_items]
+        if not items:
+            return checkpoints[-1], {}, "last epoch (no held-out multiple-choice items)"
+        method = f"knowledge score: MC accuracy on {len(items)} held-out items"
+    else:
+        items = read_jsonl(data_dir / "heldout_prompts.jsonl")[: sel.max_prompts]
+        if not items:
+            return checkpoints[-1], {}, "last epoch (no held-out skill prompts)"
+        method = f"judge score (1-10) on {len(items)} held-out prompts"
+    cache_file = phase_dir / "scores.json"
+    cache = json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
+    candidates = checkpoints[-sel.max_checkpoints:]
+    judge = None
+    for ckpt in candidates:
+        if ckpt in cache:
+            continue
+        model, tok = load_model(ckpt)
+        if phase == "kt2":
+            score, detail = mc_accuracy(model, tok, items, batch_size=sel.batch_size)
+        else:
+            answers = answer_prompts(model, tok, items, sel.max_new_tokens, batch_size=sel.batch_size)
+            del model  # the judge may be an in-process model too
+            judge = judge or judge_factory()
+            score, detail = judge_scores(judge, items, answers, max_tokens=sel.judge_max_tokens)
+        console.print(f"[{phase}] {Path(ckpt).name}: score {score:.4g}")
+        cache[ckpt] = {"score": None if math.isnan(score) else score, "items": detail}
+        write_json(cache_file, cache)
+    best, best_score = candidates[-1], -math.inf
+    for ckpt in candidates:  # strictly greater: ties keep the earlier checkpoint
+        s = cache[ckpt]["score"]
+        s = -math.inf if s is None else s
+        if s > best_score:
+            best, best_score = ckpt, s
+    return best, {c: cache[c]["score"] for c in candidates}, method
+
+
+def _default_judge_factory(judge, cache_dir):
+    def make():
+        from lab_tools.sdg.backends import make_teacher
+
+        spec = judge
+        if spec is None:
+            from lab_tools.config import load_config
+
+            cfg = load_config(Path("."))
+            spec = cfg.generate.judge or cfg.generate.teacher
+        return make_teacher(spec, cache_dir)
+    if judge is not None and not isinstance(judge, str):
+        return lambda: judge
+    return make
+
+
+def write_metrics(out: Path, rows: list[dict]) -> Path:
+    """Write ``metrics.csv`` atomically (one row per optimizer step of every phase)."""
+    path = out / "metrics.csv"
+    tmp = path.with_name("metrics.csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tiny-cpu",
+                 phases=PHASES, resume: bool = False, judge=None, progress: bool = True,
+                 cache_dir=None) -> TrainResult:
+    """Run the phases in order (LAB 3.3) and return a :class:`TrainResult`.
+
+    ``data_dir``: a dir written by ``lab generate`` (kt1/kt2/st.jsonl, heldout_mc.jsonl,
+    heldout_prompts.jsonl). ``model``: ``embedded`` or a local HF dir. ``preset``: a name under
+    ``training/presets``, a YAML path or a :class:`Preset`. ``judge``: a Teacher, a backend spec,
+    or None (the ``lab.yaml`` judge, else the teacher), built only if ST selection needs it.
+    A phase with no samples of its own is skipped (recorded) and the model passes through.
+
+    Raises:
+        LabError: unknown phase, out_dir holding a run without ``resume``, a resumed run with
+        different hyper-parameters, unreadable data.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+    from transformers import AutoTokenizer
+
+    from lab_tools.models import resolve_model
+    from lab_tools.train.data import read_samples, tokenize_dataset
+    from lab_tools.train.plot import plot_losses
+
+    preset = load_preset(preset)
+    phases = tuple(phases)
+    bad = [p for p in phases if p not in PHASES]
+    if bad or not phases:
+        raise LabError(f"unknown phase(s) {bad} (expected some of {', '.join(PHASES)})", field="phases")
+    phases = tuple(p for p in PHASES if p in phases)  # always in LAB order
+    data_dir, out = Path(data_dir), Path(out_dir)
+    if not data_dir.is_dir():
+        raise LabError(f"data dir not found: {data_dir}", field="data")
+    mpath = out / "manifest.json"
+    base = str(resolve_model(model, cache_dir))
+    manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
+                "hyperparameters": preset.to_dict(), "phases": {}, "selected": None}
+    if mpath.is_file():
+        if not resume:
+            raise LabError(f"{out} already holds a training run; pass --resume to continue it "
+                           "or choose another --out", field="out")
+        old = json.loads(mpath.read_text(encoding="utf-8"))
+        if old.get("hyperparameters") != manifest["hyperparameters"] or old.get("base_model") != base:
+            raise LabError("cannot resume: the preset or base model differs from the saved run",
+                           file=str(mpath))
+        manifest = old
+    out.mkdir(parents=True, exist_ok=True)
+    state = PartialState()
+    if state.is_main_process:  # written first, so a second run without --resume is refused
+        write_json(mpath, manifest)
+    console = _console(progress and state.is_main_process)
+    judge_factory = _default_judge_factory(judge, cache_dir)
+
+    tok = AutoTokenizer.from_pretrained(base)
+    if not getattr(tok, "chat_template", None):
+        raise LabError(f"the model's tokenizer has no chat template: {base}", field="model")
+    data, dropped = {}, {}
+    for name in PHASES:
+        data[name], dropped[name] = tokenize_dataset(
+            tok, read_samples(data_dir / f"{name}.jsonl"), preset.max_seq_len, source=name)
+
+    current, all_rows = base, []
+    for phase in phases:
+        entry = manifest["phases"].get(phase)
+        if entry and entry.get("selected"):
+            current = entry["selected"]
+            all_rows += _rows_of(out / phase)
+            continue
+        if entry and entry.get("skipped"):
+            continue
+        cfg = preset.phase(phase)
+        own = data[phase]
+        if not own:
+            manifest["phases"][phase] = {"skipped": "no samples", "dropped_too_long": dropped[phase]}
+            console.print(f"[{phase}] skipped: no samples")
+            continue
+        replay = draw_replay(len(own), cfg.replay_fraction,
+                             {s: data[s] for s in REPLAY_SOURCES[phase]}, preset.seed + PHASES.index(phase))
+        samples = own + [t for src in replay.values() for t in src]
+        used = {phase: len(own), **{f"replay_{s}": len(v) for s, v in replay.items()}}
+        console.print(f"[{phase}] samples {used}; dropped too long: {dropped[phase]}")
+        phase_dir = out / phase
+        run = train_phase(current, samples, phase, cfg, preset, phase_dir, resume=True,
+                          progress=progress and state.is_main_process)
+        choice = [None]
+        if state.is_main_process:
+            choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console)]
+        broadcast_object_list(choice)
+        selected, scores, method = choice[0]
+        manifest["phases"][phase] = {
+            "samples": used, "dropped_too_long": dropped[phase], "steps": run.steps,
+            "epochs": cfg.epochs, "checkpoints": run.checkpoints, "scores": scores,
+            "selection": method, "selected": selected}
+        current = selected
+        all_rows += run.rows
+        if state.is_main_process:
+            write_json(mpath, manifest)
+            console.print(f"[{phase}] selected {selected} ({method})")
+    manifest["selected"] = current
+    if state.is_main_process:
+        write_json(mpath, manifest)
+        write_metrics(out, all_rows)
+        plot_losses(all_rows, out / "loss.png")
+    return TrainResult(out_dir=out, selected=Path(current), manifest=manifest)
+
+
+def _rows_of(phase_dir: Path) -> list[dict]:
+    run = phase_dir / "run.json"
+    return json.loads(run.read_text(encoding="utf-8"))["rows"] if run.is_file() else []

@@ -1,0 +1,62 @@
+"""The loop's invariants: LR warm-up then constant, and accumulation-independent updates."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab_tools.train.data import tokenize_sample
+from lab_tools.train.loop import accumulate, lr_factor, step_batches
+
+
+def test_lr_warms_up_linearly_then_stays_constant():
+    f = [lr_factor(s, 3) for s in range(8)]
+    assert f[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert f[3:] == [1.0] * 5
+    assert [lr_factor(s, 0) for s in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_step_batches_cover_each_sample_once_per_epoch():
+    steps = step_batches(10, 4, seed=1, epoch=0)
+    assert [len(s) for s in steps] == [4, 4, 2]
+    assert sorted(i for s in steps for i in s) == list(range(10))
+    assert steps == step_batches(10, 4, seed=1, epoch=0)
+    assert steps != step_batches(10, 4, seed=1, epoch=1)
+
+
+def _one_update(model_dir, samples, groups):
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    acc = Accelerator(mixed_precision="no")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.train()
+    # plain SGD: the update is the (clipped) gradient itself; Adam's g/sqrt(v) would amplify
+    # float noise of near-zero gradients into sign flips and hide what is being compared
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model, opt = acc.prepare(model, opt)
+    accumulate(acc, model, groups, sum(s.n_loss for s in samples))
+    acc.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return {k: v.detach().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+
+
+def test_8x1_and_1x8_accumulation_give_the_same_update(tiny_model):
+    import torch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    # samples of different lengths, so per-micro-batch averaging would NOT be equivalent
+    samples = [tokenize_sample(tok, [{"role": "user", "content": f"Question {i}?"},
+                                     {"role": "assistant", "content": "Paris is the capital. " * (1 + i % 3)}])
+               for i in range(8)]
+    one_batch = _one_update(tiny_model, samples, [samples])             # 8 samples x 1 step
+    eight_steps = _one_update(tiny_model, samples, [[s] for s in samples])  # 1 sample x 8 steps
+    start = {k: v for k, v in __import__("transformers").AutoModelForCausalLM
+             .from_pretrained(tiny_model).state_dict().items()}
+    moved = 0
+    for k in one_batch:
+        torch.testing.assert_close(one_batch[k], eight_steps[k], atol=1e-6, rtol=1e-4)
+        moved += int(not torch.equal(one_batch[k], start[k]))
+    assert moved > 0  # the update is not trivially empty

@@ -1,0 +1,151 @@
+"""End to end on CPU with the tiny random model: KT/1 -> KT/2 -> ST, replay, selection, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from lab_tools.errors import LabError
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_model, tmp_path_factory):
+    """One uninterrupted three-phase run (shared by the assertions below)."""
+    import yaml
+
+    from conftest import FAST_PRESET, FakeJudge, write_phase_data
+    from lab_tools.train.phases import train_phases
+
+    tmp = tmp_path_factory.mktemp("full")
+    data = write_phase_data(tmp / "data")
+    preset = tmp / "fast.yaml"
+    preset.write_text(yaml.safe_dump(FAST_PRESET))
+    judge = FakeJudge()
+    result = train_phases(data, tiny_model, tmp / "out", preset=preset, judge=judge, progress=False)
+    with (tmp / "out" / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    return {"result": result, "rows": rows, "judge": judge, "data": data, "preset": preset, "tmp": tmp}
+
+
+def test_loss_goes_down_in_each_phase(full_run):
+    for phase in ("kt1", "kt2", "st"):
+        losses = [float(r["loss"]) for r in full_run["rows"] if r["phase"] == phase]
+        assert len(losses) >= 4
+        first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
+        assert last < first, (phase, losses)
+
+
+def test_replay_samples_are_used_in_kt2_and_st(full_run):
+    phases = full_run["result"].manifest["phases"]
+    assert set(phases["kt1"]["samples"]) == {"kt1"}
+    assert phases["kt2"]["samples"]["replay_kt1"] > 0
+    assert phases["st"]["samples"]["replay_kt1"] > 0 and phases["st"]["samples"]["replay_kt2"] > 0
+    # the steps consumed own + replay samples: 2 epochs x (12 own + 6 replay) samples / batch 4
+    assert phases["kt2"]["steps"] == 2 * 5
+
+
+def test_lr_warms_up_then_stays_constant_in_every_phase(full_run):
+    for phase in ("kt1", "kt2", "st"):
+        lrs = [float(r["lr"]) for r in full_run["rows"] if r["phase"] == phase]
+        peak = 3e-3
+        assert lrs[:3] == pytest.approx([peak / 3, 2 * peak / 3, peak])
+        assert lrs[2:] == pytest.approx([peak] * (len(lrs) - 2))  # no decay, also across epochs
+
+
+def test_padding_free_batches_and_metrics(full_run):
+    rows = full_run["rows"]
+    assert all(float(r["real_token_fraction"]) >= 0.95 for r in rows)
+    assert all(float(r["tokens_per_s"]) > 0 for r in rows)
+    assert (full_run["tmp"] / "out" / "loss.png").stat().st_size > 1000
+
+
+def test_manifest_selection_and_checkpoints(full_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = full_run["result"].manifest
+    assert m["preset"] == "fast" and m["hyperparameters"]["kt2"]["replay_fraction"] == 0.5
+    for phase in ("kt1", "kt2", "st"):
+        ckpts = m["phases"][phase]["checkpoints"]
+        assert len(ckpts) == 2 and all(Path(c, "model.safetensors").is_file() for c in ckpts)
+    assert m["phases"]["kt1"]["selected"].endswith("kt1/epoch-2")
+    kt2 = m["phases"]["kt2"]
+    best = max(kt2["scores"].values())
+    assert kt2["selected"] == next(c for c, s in kt2["scores"].items() if s == best)  # earliest best
+    st = m["phases"]["st"]
+    assert st["scores"] and set(st["scores"].values()) == {7.0}
+    assert st["selected"].endswith("st/epoch-1")  # tie -> the earlier checkpoint (LAB)
+    assert len(full_run["judge"].requests) == 2  # one held-out prompt x two checkpoints
+    assert m["selected"] == st["selected"] == str(full_run["result"].selected)
+    AutoModelForCausalLM.from_pretrained(m["selected"])
+    AutoTokenizer.from_pretrained(m["selected"])
+
+
+def test_a_finished_out_dir_is_not_overwritten_without_resume(full_run, tiny_model):
+    from lab_tools.train.phases import train_phases
+
+    out = full_run["tmp"] / "out"
+    with pytest.raises(LabError, match="--resume"):
+        train_phases(full_run["data"], tiny_model, out, preset=full_run["preset"], progress=False)
+    again = train_phases(full_run["data"], tiny_model, out, preset=full_run["preset"], resume=True,
+                         progress=False)  # nothing left to do: no judge needed
+    assert again.manifest["selected"] == full_run["result"].manifest["selected"]
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from conftest import FakeJudge
+from lab_tools.train.phases import train_phases
+train_phases({data!r}, {model!r}, {out!r}, preset={preset!r}, judge=FakeJudge(), progress=False)
+"""
+
+
+def _weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(model_dir) / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_the_same_final_state(full_run, tiny_model, tmp_path):
+    import torch
+
+    from conftest import FakeJudge
+    from lab_tools.train.phases import train_phases
+
+    out = tmp_path / "out"
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(here=str(HERE), data=str(full_run["data"]),
+                                                    model=str(tiny_model), out=str(out),
+                                                    preset=str(full_run["preset"]))))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    marker = out / "kt2" / "state" / "progress.json"
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9, mid-KT/2
+    proc.wait()
+    assert json.loads((out / "manifest.json").read_text())["selected"] is None  # really unfinished
+    assert "kt1" in json.loads((out / "manifest.json").read_text())["phases"]
+
+    resumed = train_phases(full_run["data"], tiny_model, out, preset=full_run["preset"],
+                           judge=FakeJudge(), resume=True, progress=False)
+    assert resumed.manifest["selected"].replace(str(out), "") == \
+        full_run["result"].manifest["selected"].replace(str(full_run["tmp"] / "out"), "")
+    a, b = _weights(resumed.selected), _weights(full_run["result"].selected)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)
+    with (out / "metrics.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == len(full_run["rows"])  # no step counted twice
