@@ -1,0 +1,78 @@
+"""`lab chat --model DIR`: a terminal chat with a model, so a maintainer can try a release (issue 6).
+
+The whole conversation is kept and sent through the tokenizer's chat template each turn.
+Commands: ``/exit`` (or ``/quit``, end of input) leaves, ``/reset`` clears the history.
+When stdin is not a terminal (a pipe, a test) each input line is one user turn and replies are
+printed plainly, so the loop can be scripted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def reply(model, tok, history: list[dict], *, max_new_tokens: int = 256, temperature: float = 0.0) -> str:
+    """Generate the assistant's next message for ``history`` ([{"role", "content"}]).
+
+    Greedy when ``temperature`` is 0. Returns the decoded new tokens, special tokens removed.
+    """
+    import torch
+
+    ids = tok.apply_chat_template(history, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
+    ids = {k: v.to(model.device) for k, v in ids.items()}
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature)
+    else:
+        kwargs.update(do_sample=False)
+    with torch.no_grad():
+        out = model.generate(**ids, **kwargs)
+    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+@click.command("chat")
+@click.option("--model", "model_spec", required=True, help="Model directory (a release) or 'embedded'.")
+@click.option("--system", default=None, help="Optional system message.")
+@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")
+def chat(model_spec, system, max_new_tokens, temperature):
+    """Chat with MODEL in the terminal (/exit to leave, /reset to clear the history)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.prompt import Prompt
+
+    from lab_tools.models import load_model
+
+    interactive = sys.stdin.isatty()
+    console = Console(highlight=False)
+    model, tok = load_model(model_spec)
+    base = [{"role": "system", "content": system}] if system else []
+    history = list(base)
+    if interactive:
+        console.print(f"[bold]lab chat[/] {model_spec} — /exit to leave, /reset to clear the history")
+    while True:
+        try:
+            text = Prompt.ask("[bold green]you[/]", console=console) if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not interactive and text == "":
+            break  # end of piped input
+        text = text.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            history = list(base)
+            console.print("(history cleared)")
+            continue
+        history.append({"role": "user", "content": text})
+        answer = reply(model, tok, history, max_new_tokens=max_new_tokens, temperature=temperature)
+        history.append({"role": "assistant", "content": answer})
+        if interactive:
+            console.print(f"[bold cyan]model[/] {escape(answer)}")
+        else:
+            click.echo(f"model: {answer}")

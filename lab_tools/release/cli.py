@@ -1,0 +1,24 @@
+"""`lab release --run DIR [--out DIR]`: cut a release directory from a build run (issue 6)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("release")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Run directory of `lab build` (holds data/, train/, eval/, run.json).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Release directory (default: RUN/release).")
+@click.option("--taxonomy", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Taxonomy root, when the run has no run.json.")
+def release(run_dir, out_dir, taxonomy):
+    """Write the selected model, a model card (README.md) with full provenance, release.json and
+    SHA256SUMS (verify with `sha256sum -c SHA256SUMS`)."""
+    from lab_tools.config import load_config
+    from lab_tools.release.release import make_release
+
+    cfg = load_config(taxonomy) if taxonomy else None
+    result = make_release(run_dir, out_dir, taxonomy=taxonomy, cfg=cfg)
+    click.echo(f"release written to {result.out_dir} "
+               f"({len(result.info['leaves'])} leaves, samples {result.info['samples']})")

@@ -1,0 +1,131 @@
+"""Release directories: model files, model card provenance, release.json, SHA256SUMS."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from lab_tools.errors import LabError
+from lab_tools.release.release import (make_release, provenance, sample_counts, verify_sha256sums,
+                                       write_json)
+from lab_tools.taxonomy.leaf import iter_leaves
+
+
+def _sample(leaf: str, phase: str) -> str:
+    return json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                       "metadata": {"leaf": leaf, "phase": phase}}) + "\n"
+
+
+@pytest.fixture()
+def run_dir(tmp_path, tiny_model, repo_root):
+    """A run dir shaped like `lab build`'s, with the tiny model as the selected checkpoint."""
+    root = repo_root / "taxonomy"
+    run = tmp_path / "run"
+    leaves = iter_leaves(root)
+    data = run / "data"
+    data.mkdir(parents=True)
+    know = [lf.path for lf in leaves if lf.kind == "knowledge"]
+    skills = [lf.path for lf in leaves if lf.kind != "knowledge"]
+    (data / "kt1.jsonl").write_text("".join(_sample(p, "kt1") for p in know for _ in range(2)))
+    (data / "kt2.jsonl").write_text("".join(_sample(p, "kt2") for p in know + skills[:1]))
+    (data / "st.jsonl").write_text("".join(_sample(p, "st") for i, p in enumerate(skills) for _ in range(i % 3)))
+    (data / "dataset_card.json").write_text("{}")
+    ckpt = run / "train" / "st" / "epoch-1"
+    shutil.copytree(tiny_model, ckpt)
+    (ckpt / "optimizer.pt").write_bytes(b"not for release")
+    (run / "train" / "loss.png").write_bytes(b"\x89PNG fake")
+    write_json(run / "train" / "manifest.json", {
+        "base_model": "embedded", "preset": "tiny-cpu",
+        "hyperparameters": {"max_seq_len": 512, "kt1": {"learning_rate": 1e-4, "epochs": 1},
+                            "kt2": {"learning_rate": 5e-5, "epochs": 1}, "st": {"learning_rate": 2e-5, "epochs": 2}},
+        "phases": {"kt1": {"samples": {"kt1": 6}, "steps": 2, "selected": str(ckpt), "selection": "last"},
+                   "kt2": {"skipped": "no samples"},
+                   "st": {"samples": {"st": 3, "replay_kt1": 1}, "steps": 4, "scores": {str(ckpt): 6.5},
+                          "selection": "judge", "selected": str(ckpt)}},
+        "selected": str(ckpt)})
+    (run / "eval").mkdir()
+    write_json(run / "eval" / "eval.json", {"report": {"totals": {"knowledge": {"base": 0.25, "trained": 0.5}},
+                                                       "counts": {"improved": 1}, "rows": []}})
+    (run / "eval" / "branch_report.md").write_text("# Branch report\n\n| leaf |\n")
+
+    class Cfg:  # the settings provenance() reads
+        class generate:
+            teacher, judge, samples = "scripted:", None, 4
+        class train:
+            student, preset = "embedded", "tiny-cpu"
+        class licenses:
+            allowlist = ["CC-BY-4.0"]
+    write_json(run / "run.json", provenance(root, Cfg))
+    return run
+
+
+def test_release_provenance_checksums_and_model(run_dir, repo_root):
+    res = make_release(run_dir)
+    out = res.out_dir
+    assert out == run_dir / "release"
+    # every file checks with the system tool, and the training-only optimizer state is left out
+    done = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=out, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = {line.split("  ", 1)[1] for line in (out / "SHA256SUMS").read_text().splitlines()}
+    assert listed == {p.name for p in out.iterdir()} - {"SHA256SUMS"}
+    assert not (out / "optimizer.pt").exists() and "README.md" in listed and "release.json" in listed
+
+    info = json.loads((out / "release.json").read_text())
+    card = (out / "README.md").read_text()
+    counts = sample_counts(run_dir / "data")
+    leaves = iter_leaves(repo_root / "taxonomy")
+    assert [lf["path"] for lf in info["leaves"]] == [lf.path for lf in leaves]
+    for lf in info["leaves"]:
+        want = counts.get(lf["path"], {"kt1": 0, "kt2": 0, "st": 0, "total": 0})
+        assert lf["samples"] == want
+        s = want
+        assert f"| `{lf['path']}` | {lf['kind']} | `{lf['hash'][:12]}` | {s['kt1']} | {s['kt2']} | {s['st']} |" in card
+    know = [lf for lf in leaves if lf.kind == "knowledge"]
+    assert {d["leaf"] for d in info["documents"]} == {lf.path for lf in know}
+    for d in info["documents"]:
+        attribution = (repo_root / "taxonomy" / d["leaf"] / "attribution.txt").read_text()
+        assert d["license"] and d["license"] in attribution and d["license"] in card
+        assert d["commit"] and d["commit"] in card
+    assert "Teacher: `scripted:`" in card and "Student (base model): `embedded`" in card
+    assert "learning_rate" in card and "0.0001" in card and "![training loss per phase](loss.png)" in card
+    assert "| knowledge | 25.0% | 50.0% |" in card
+    assert info["samples"] == {p: sum(c[p] for c in counts.values()) for p in ("kt1", "kt2", "st")}
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    assert model.generate(**ids, max_new_tokens=3, do_sample=False).shape[1] > ids["input_ids"].shape[1]
+
+
+def test_tampering_is_detected_and_rerelease_replaces(run_dir):
+    out = make_release(run_dir, run_dir / "rel").out_dir
+    assert verify_sha256sums(out) == []
+    (out / "config.json").write_text("{}")
+    assert verify_sha256sums(out) == ["config.json"]
+    make_release(run_dir, run_dir / "rel")
+    assert verify_sha256sums(out) == [] and not list(run_dir.glob("rel.*"))
+
+
+def test_missing_pieces_are_clean_errors(run_dir, tmp_path):
+    (run_dir / "run.json").unlink()
+    with pytest.raises(LabError, match="--taxonomy"):
+        make_release(run_dir)
+    manifest = json.loads((run_dir / "train" / "manifest.json").read_text())
+    manifest["selected"] = str(tmp_path / "nowhere")
+    write_json(run_dir / "train" / "manifest.json", manifest)
+    with pytest.raises(LabError) as err:
+        make_release(run_dir)
+    assert err.value.field == "selected"
+
+
+def test_cli(run_dir):
+    from lab_tools.cli import cli
+
+    res = CliRunner().invoke(cli, ["release", "--run", str(run_dir), "--out", str(run_dir / "r")])
+    assert res.exit_code == 0, res.output
+    assert (run_dir / "r" / "SHA256SUMS").is_file() and "release written to" in res.output
