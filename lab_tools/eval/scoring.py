@@ -132,8 +132,15 @@ def answer_prompts(model, tokenizer, prompts: list[dict], max_new_tokens: int = 
 
 
 def judge_request_messages(prompt: dict, answer: str) -> list[dict]:
-    """The MT-Bench single-answer grading messages for one prompt and the student's answer."""
-    question = "\n".join(m["content"] for m in prompt["messages"] if m["role"] == "user")
+    """The MT-Bench single-answer grading messages for one prompt and the student's answer.
+    Multi-turn prompts: the last user turn is the question; earlier turns are shown before it
+    as the conversation so far (the answer graded is the one to the last turn)."""
+    msgs = [m for m in prompt["messages"] if m["role"] in ("user", "assistant")]
+    last = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=-1)
+    question = msgs[last]["content"] if last >= 0 else ""
+    if last > 0:
+        history = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in msgs[:last])
+        question = f"(Conversation so far)\n{history}\n\n(Current question)\n{question}"
     ref = prompt.get("reference") or ""
     reference = f"[The Start of Reference Answer]\n{ref}\n[The End of Reference Answer]\n\n" if ref else ""
     hint = ("Your evaluation should consider correctness and helpfulness. You will be given a "
