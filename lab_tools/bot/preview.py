@@ -105,7 +105,8 @@ def _leaf_stats(report, leaf: str) -> tuple[dict, float | None, str | None]:
 
     stats = {"generated": int(_stat(rec, "generated", 0) or 0), "kept": int(_stat(rec, "kept", 0) or 0),
              "rejected": counts("rejected"), "malformed": counts("malformed"),
-             "errors": counts("errors"), "cached": bool(_stat(rec, "cached", False))}
+             "errors": counts("errors"), "cached": bool(_stat(rec, "cached", False)),
+             "unused": int(_stat(rec, "unused", 0) or 0)}
     seconds = _stat(rec, "seconds")
     return stats, (float(seconds) if seconds is not None else None), _stat(rec, "error")
 

@@ -33,7 +33,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u206
 _SIGIL = re.compile(r"([@#])(?=[\w-])")
 _SCHEME = re.compile(r"(?i)(\w):(?=//)")
 _WWW = re.compile(r"(?i)\bwww\.")
-_LEADING = re.compile(r"^([#>+\-=0-9])")
+_LEADING = re.compile(r"^([#>+\-=]|[0-9](?=[0-9]*[.)]))")
 
 
 def neutralize(text: str) -> str:
@@ -96,7 +96,8 @@ class FindingView:
 class LeafView:
     """One changed leaf in the comment.
 
-    ``stats``: counts from generation (``generated``, ``kept`` and ``rejected`` -> {stage: n});
+    ``stats``: counts from generation (``generated``, ``kept``, ``unused``, ``cached``, and
+    ``rejected``/``malformed``/``errors`` -> {stage: n});
     ``samples``: generated samples ``{"messages": [...], "metadata": {"score": ...}}``;
     ``seconds``: generation time for this leaf; ``skipped``: why generation did not run;
     ``error``: why generation failed for this leaf (the run went on with the others)."""
@@ -148,6 +149,8 @@ def _finding_line(f: FindingView) -> str:
 def _stats_line(leaf: LeafView) -> str:
     s = leaf.stats or {}
     parts = [f"generated **{int(s.get('generated', 0))}**", f"kept **{int(s.get('kept', 0))}**"]
+    if s.get("unused"):
+        parts.append(f"unused (beyond the sample count): {int(s['unused'])}")
     for key, label in (("rejected", "filtered out"), ("malformed", "malformed"), ("errors", "teacher errors")):
         counts = s.get(key) or {}
         if counts:
@@ -159,14 +162,24 @@ def _stats_line(leaf: LeafView) -> str:
     return " · ".join(parts)
 
 
+def _score(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return inline(value, 20)
+
+
 def _sample_md(i: int, sample: dict, text_limit: int) -> str:
     msgs = sample.get("messages") or []
     meta = sample.get("metadata") or {}
     q = next((m.get("content", "") for m in msgs if m.get("role") == "user"), "")
     a = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "assistant"), "")
-    score, phase = meta.get("score"), meta.get("phase")
+    scores = dict(meta.get("scores") or {})
+    if meta.get("score") is not None:
+        scores.setdefault("score", meta["score"])
+    phase = meta.get("phase")
+    shown = ", ".join(f"{inline(k, 30)} {_score(v)}" for k, v in scores.items())
     label = (f"sample {i}" + (f" · {inline(phase, 10)}" if phase else "")
-             + (f" · judge score {inline(score, 20)}" if score is not None else ""))
+             + (f" · judge: {shown}" if shown else ""))
     body = (f"**Question**\n\n{code_block(q, limit=text_limit)}\n\n"
             f"**Answer**\n\n{code_block(a, limit=text_limit)}")
     return details(label, body)
@@ -199,6 +212,10 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
     return "\n\n".join(out)
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def _header(p: Preview) -> str:
     verdict = ("❌ **failed**" if p.failure else
                "❌ **errors found**" if not p.ok else "✅ **looks good**")
@@ -211,7 +228,7 @@ def _header(p: Preview) -> str:
         facts.append(f"teacher <code>{inline(p.teacher, 120)}</code>")
         if p.judge and p.judge != p.teacher:
             facts.append(f"judge <code>{inline(p.judge, 120)}</code>")
-        facts.append(f"{p.samples_per_leaf} samples per leaf")
+        facts.append(f"{p.samples_per_leaf} sample{'s' if p.samples_per_leaf != 1 else ''} per leaf")
     facts.append(f"{p.seconds:.1f} s")
     lines.append(" · ".join(facts))
     if p.failure:
@@ -219,7 +236,7 @@ def _header(p: Preview) -> str:
     n_err = sum(leaf.errors for leaf in p.leaves)
     n_gen = sum(1 for leaf in p.leaves if leaf.error)
     if p.leaves:
-        lines += ["", f"{len(p.leaves)} changed leaves, {n_err} errors"
+        lines += ["", f"{_n(len(p.leaves), 'changed leaf', 'changed leaves')}, {_n(n_err, 'error')}"
                   + (f", generation failed for {n_gen}." if n_gen else ".")]
     elif not p.failure:
         lines += ["", "No leaf changed in this pull request."]
