@@ -241,7 +241,7 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                        "loss": float(stats[0]) / max(n_loss, 1), "lr": lr,
                        "tokens_per_s": float(stats[1]) / dt if dt > 0 else 0.0,
                        "real_token_fraction": float(stats[1]) / max(float(stats[2]), 1.0),
-                       "samples": len(batch)}
+                       "samples": len(batch), "tokens": int(stats[1]), "seconds": dt}
                 prog["rows"].append(row)
                 if bar is not None:
                     bar[0].update(bar[1], advance=1, description=(

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def draw_replay(own_count: int, fraction: float, sources: dict[str, list], seed:
 def _console(progress: bool):
     from rich.console import Console
 
-    return Console(stderr=True, quiet=not progress)
+    return Console(stderr=True, quiet=not progress, markup=False, highlight=False)
 
 
 def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, phase_dir: Path,
@@ -226,8 +227,10 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         used = {phase: len(own), **{f"replay_{s}": len(v) for s, v in replay.items()}}
         console.print(f"[{phase}] samples {used}; dropped too long: {dropped[phase]}")
         phase_dir = out / phase
+        t0 = time.perf_counter()
         run = train_phase(current, samples, phase, cfg, preset, phase_dir, resume=True,
                           progress=progress and state.is_main_process)
+        t1 = time.perf_counter()
         choice = [None]
         if state.is_main_process:
             choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console)]
@@ -236,7 +239,8 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         manifest["phases"][phase] = {
             "samples": used, "dropped_too_long": dropped[phase], "steps": run.steps,
             "epochs": cfg.epochs, "checkpoints": run.checkpoints, "scores": scores,
-            "selection": method, "selected": selected}
+            "selection": method, "selected": selected,
+            "seconds": {"train": round(t1 - t0, 2), "selection": round(time.perf_counter() - t1, 2)}}
         current = selected
         all_rows += run.rows
         if state.is_main_process:
