@@ -35,6 +35,7 @@ MAX_DEPTH = 32
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _RESOLVER = yaml.resolver.Resolver()
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_IMPLICIT_FIRST = frozenset(k for k in _RESOLVER.yaml_implicit_resolvers if k is not None)
 _CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in
               ("str", "int", "float", "bool", "null", "timestamp", "map", "seq", "binary")}
 
@@ -116,6 +117,12 @@ def _check_tabs(text: str, name: str) -> None:
 
 def _scalar(ev: ScalarEvent, name: str):
     tag = ev.tag
+    if tag is None:
+        # fast paths, same answers as the resolver: quoted/block scalars are strings, and so are
+        # plain ones whose first character starts no implicit type (bool, int, float, null, ...)
+        value = ev.value
+        if ev.style or (value and value[0] not in _IMPLICIT_FIRST):
+            return value
     if tag in (None, "!"):
         tag = _RESOLVER.resolve(ScalarNode, ev.value, ev.implicit)
     if tag not in _CORE_TAGS or tag.endswith(("map", "seq")):

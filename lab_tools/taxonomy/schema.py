@@ -2,17 +2,16 @@
 
 Schemas live in the repository's ``schemas/`` folder (``v1..v3/skills.json``, ``v3/knowledge.json``),
 written for this project with InstructLab's field names and constraints (instructlab/schema 0.4.2).
-The installed package carries the same files as ``lab_tools/schemas`` (pyproject maps the package
-``lab_tools.schemas`` to the folder ``schemas/``). :func:`schema_dir` prefers the packaged copy
-and falls back to the source tree, so editable installs and plain checkouts read ``schemas/``
-directly while wheels read their own copy.
+The installed package carries the same files as ``lab_tools/schemas``: in the repository that is
+a symlink to ``../schemas``, so setuptools' package discovery (``lab_tools*``, namespace packages,
+``*.json`` package data) copies the real files into wheels and sdists, while editable installs and
+plain checkouts read ``schemas/`` through the link. One source of truth, no copy step.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from importlib import resources
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
@@ -30,12 +29,10 @@ def schema_dir() -> Path:
     Raises:
         FileNotFoundError: neither exists (a broken install).
     """
-    try:
-        packaged = Path(str(resources.files("lab_tools.schemas")))
-        if (packaged / "v3" / "skills.json").is_file():
-            return packaged
-    except (ModuleNotFoundError, TypeError):
-        pass
+    here = Path(__file__).resolve().parents[1]  # the lab_tools package directory
+    packaged = here / "schemas"  # a real folder in a wheel, the symlink to ../schemas in a checkout
+    if (packaged / "v3" / "skills.json").is_file():
+        return packaged
     source = Path(__file__).resolve().parents[2] / "schemas"
     if (source / "v3" / "skills.json").is_file():
         return source

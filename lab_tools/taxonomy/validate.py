@@ -29,9 +29,9 @@ from lab_tools.errors import LabError
 from lab_tools.taxonomy.findings import Finding, render, summary  # noqa: F401  (re-exported)
 from lab_tools.taxonomy.leaf import KINDS
 from lab_tools.taxonomy.safeyaml import YamlDoc, load_yaml_doc
-from lab_tools.taxonomy.schema import DEPRECATED_KNOWLEDGE, family, load_schema, validator
+from lab_tools.taxonomy.schema import DEPRECATED_KNOWLEDGE, SUPPORTED, family, validator
 
-__all__ = ["Finding", "render", "summary", "validate_tree", "validate_file", "collect_files",
+__all__ = ["Finding", "render", "summary", "validate_tree", "validate_file", "collect_files", "has_errors",
            "CONTEXT_WORDS", "QA_WORDS", "YAMLLINT_CONFIG"]
 
 CONTEXT_WORDS = 500  # InstructLab docs: a context of at most 500 words
@@ -87,8 +87,10 @@ def collect_files(root: str | Path, paths: list[str] | None = None) -> list[Path
 def _place_findings(root: Path, rel: Path, shown: str) -> list[Finding]:
     out = []
     full = os.path.join(root, rel)
-    real = os.path.realpath(full)
-    if real != os.path.abspath(full):  # a symlink somewhere on the way
+    # collect_files never descends into a symlinked directory, so a link can only be the file
+    # itself or its folder (a symlinked leaf folder); resolve only then (realpath is costly)
+    if os.path.islink(full) or os.path.islink(os.path.dirname(full)):
+        real = os.path.realpath(full)
         real_root = _realroot(os.fspath(root))
         if os.path.commonpath([real, real_root]) != real_root:
             return [Finding(shown, 1, 1, "", "symlink leaves the taxonomy root; commit the file itself")]
@@ -108,13 +110,12 @@ def _realroot(root: str) -> str:
 
 def _schema_findings(doc: YamlDoc, fam: str, version: int, shown: str) -> list[Finding]:
     out = []
-    schema = load_schema(fam, version)
     for err in validator(fam, version).iter_errors(doc.data):
         path = tuple(err.absolute_path)
         line, col = doc.position(path)
         kw = err.validator
         if kw in ("unevaluatedProperties", "additionalProperties") and isinstance(err.instance, dict):
-            allowed = _allowed_keys(schema, err.schema_path, err.schema)
+            allowed = set((err.schema.get("properties") or {}).keys())
             for key in err.instance:
                 if key not in allowed:
                     kl, kc = doc.key_positions.get(path + (key,), (line, col))
@@ -147,10 +148,6 @@ def _type_name(value) -> str:
         return "null (an empty value)"
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
             float: "number"}.get(type(value), type(value).__name__)
-
-
-def _allowed_keys(schema: dict, schema_path, sub: dict) -> set[str]:
-    return set((sub.get("properties") or {}).keys())
 
 
 def _extra_findings(doc: YamlDoc, fam: str, shown: str, strict: bool) -> list[Finding]:
@@ -244,7 +241,7 @@ def validate_file(root: str | Path, rel: str | Path, *, strict: bool = False,
                            "no longer accepted; rewrite the leaf as version 3 (document_outline, and seed "
                            "examples each with a context and questions_and_answers)"))
         return out
-    if (fam, version) not in {("skills", 1), ("skills", 2), ("skills", 3), ("knowledge", 3)}:
+    if (fam, version) not in SUPPORTED:
         want = "3" if fam == "knowledge" else "1, 2 or 3"
         out.append(Finding(shown, line, col, "version", f"unsupported version {version} for {kind} (use {want})"))
         return out

@@ -47,3 +47,27 @@ def test_constraints_match_instructlab_schema(fam, version):
     ours_c = _constraints(load_schema(fam, version))
     # InstructLab v1 says version "must become required" but does not require it; neither do we
     assert ours_c == theirs_c
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_schemas(repo_root, tmp_path):
+    """A normal (non-editable) install carries lab_tools/schemas/v*/*.json as real files."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, src / name)
+    shutil.copytree(repo_root / "schemas", src / "schemas")
+    shutil.copytree(repo_root / "lab_tools", src / "lab_tools", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {out.stderr[-300:]}")
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"lab_tools/schemas/v{v}/skills.json" for v in (1, 2, 3)} | {"lab_tools/schemas/v3/knowledge.json"} <= names
