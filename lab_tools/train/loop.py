@@ -111,13 +111,19 @@ def load_trainable(model_path: str | Path, preset: Preset):
     """Load ``(model, tokenizer)`` for training in the preset's dtype (``auto`` = float32 master
     weights; bf16 compute comes from Accelerate mixed precision), with LoRA when configured."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     dtype = torch.float32 if preset.dtype == "auto" else getattr(torch, preset.dtype)
     tok = AutoTokenizer.from_pretrained(model_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    config = AutoConfig.from_pretrained(model_path)
+    qc = getattr(config, "quantization_config", None)
+    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
+        # a leftover of a GGUF conversion (the weights are plain floats): transformers would
+        # refuse to save the trained model as "quantized with gguf"
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_pretrained(model_path, config=config, dtype=dtype)
     if preset.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if preset.lora.r > 0:
