@@ -54,7 +54,7 @@ def cli():
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `lab` console script: runs the CLI, mapping LabError to its exit code."""
     try:
-        cli.main(args=argv, standalone_mode=False)
+        rc = cli.main(args=argv, standalone_mode=False)
     except LabError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
@@ -69,3 +69,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    # standalone_mode=False hands back ctx.exit(N) codes instead of exiting: honour them.
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)

@@ -46,3 +46,23 @@ def test_config_precedence(tmp_path):
     cfg.override("generate.samples", 9)
     cfg.override("generate.workers", None)
     assert cfg.generate.samples == 9 and cfg.generate.workers == 2
+
+
+def test_subcommand_exit_code_is_kept(monkeypatch):
+    """A subcommand that ends with ctx.exit(3) must make `lab` exit 3 (standalone_mode=False)."""
+    import click
+    import pytest
+
+    from lab_tools import cli as cli_mod
+
+    @click.command()
+    @click.pass_context
+    def fails(ctx):
+        ctx.exit(3)
+
+    monkeypatch.setitem(cli_mod.COMMANDS, "fails", ("tests.test_cli_root", "fails", ""))
+    monkeypatch.setattr(cli_mod.LazyGroup, "get_command",
+                        lambda self, ctx, name: fails if name == "fails" else None)
+    with pytest.raises(SystemExit) as exc:
+        cli_mod.main(["fails"])
+    assert exc.value.code == 3
