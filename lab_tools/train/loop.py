@@ -59,12 +59,14 @@ def step_batches(n: int, ebs: int, seed: int, epoch: int) -> list[list[int]]:
     return [order[i:i + ebs] for i in range(0, n, ebs)]
 
 
-def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global: int) -> tuple[float, int, int]:
+def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global: int,
+               dummy: list[Tokenized] | None = None) -> tuple[float, int, int]:
     """Forward/backward every packed micro-batch of one optimizer step (no optimizer step).
 
     The loss of each micro-batch is its summed token cross-entropy divided by
     ``n_loss_global`` (loss tokens of the whole effective batch), times the number of processes
-    (DDP/FSDP average gradients over processes). Returns ``(summed token loss, real tokens,
+    (DDP/FSDP average gradients over processes). ``dummy``: a micro-batch run with zero weight
+    when this process has fewer micro-batches than another (FSDP collectives must match). Returns ``(summed token loss, real tokens,
     tensor elements)`` of this process.
     """
     import torch
@@ -77,8 +79,8 @@ def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global:
         n_groups = int(counts.max())
     loss_sum, real, elems = 0.0, 0, 0
     for gi in range(n_groups):
-        dummy = gi >= len(groups)
-        batch = collate_packed(groups[0] if groups and dummy else groups[gi] if groups else [])
+        is_dummy = gi >= len(groups)
+        batch = collate_packed(groups[gi] if not is_dummy else (groups[0] if groups else dummy))
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         sync = gi == n_groups - 1
         ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
@@ -90,9 +92,9 @@ def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global:
                                use_cache=False).logits
             tok_loss = F.cross_entropy(logits[0, :-1].float(), batch["labels"][0, 1:],
                                        ignore_index=IGNORE, reduction="sum")
-            scale = 0.0 if dummy else world / max(n_loss_global, 1)
+            scale = 0.0 if is_dummy else world / max(n_loss_global, 1)
             accelerator.backward(tok_loss * scale)
-        if not dummy:
+        if not is_dummy:
             loss_sum += float(tok_loss.detach())
             real += int((batch["labels"].numel()))  # every position is a real token (no padding)
             elems += int(batch["input_ids"].numel())
@@ -232,7 +234,7 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                 n_loss = sum(t.n_loss for t in batch)
                 groups = pack(batch[rank::world], preset.micro_batch_tokens)
                 lr = optimizer.param_groups[0]["lr"]
-                loss_sum, real, elems = accumulate(accelerator, model, groups, n_loss)
+                loss_sum, real, elems = accumulate(accelerator, model, groups, n_loss, dummy=batch[:1])
                 if preset.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), preset.max_grad_norm)
                 optimizer.step()
@@ -274,6 +276,7 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
         shutil.rmtree(phase_dir / "state", ignore_errors=True)  # large; the phase is finished
     accelerator.wait_for_everyone()
     del model, optimizer
+    accelerator.free_memory()  # drop Accelerate's references before selection loads checkpoints
     return run
 
 

@@ -60,3 +60,29 @@ def test_8x1_and_1x8_accumulation_give_the_same_update(tiny_model):
         torch.testing.assert_close(one_batch[k], eight_steps[k], atol=1e-6, rtol=1e-4)
         moved += int(not torch.equal(one_batch[k], start[k]))
     assert moved > 0  # the update is not trivially empty
+
+
+def test_lora_phase_saves_a_merged_plain_checkpoint(tiny_model, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lab_tools.train.config import preset_from_dict
+    from lab_tools.train.loop import train_phase
+
+    preset = preset_from_dict({"max_seq_len": 96, "micro_batch_tokens": 192, "dtype": "float32",
+                               "mixed_precision": "no", "lora": {"r": 4, "alpha": 8},
+                               "kt1": {"learning_rate": 1e-2, "effective_batch_size": 2}})
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    samples = [tokenize_sample(tok, [{"role": "user", "content": "Question?"},
+                                     {"role": "assistant", "content": "Paris is the capital."}])] * 4
+    run = train_phase(tiny_model, samples, "kt1", preset.kt1, preset, tmp_path / "kt1", progress=False)
+    ckpt = run.checkpoints[-1]
+    weights = load_file(f"{ckpt}/model.safetensors")
+    assert not any("lora" in k for k in weights)  # merged: loads like any model (vLLM too)
+    base = load_file(f"{tiny_model}/model.safetensors")
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(weights[q], base[q])  # the adapter was trained and merged
+    mlp = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(weights[mlp], base[mlp])  # non-target modules untouched
+    AutoModelForCausalLM.from_pretrained(ckpt)
