@@ -1,0 +1,90 @@
+"""``lab generate``: synthetic data generation for the taxonomy's leaves (LAB 3.2).
+
+torch/transformers are imported only when a transformers teacher is actually built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from lab_tools.errors import LabError
+
+
+def _select(root: Path, leaves: tuple[str, ...], base: str | None) -> list[str] | None:
+    if not leaves or leaves == ("all",):
+        return None
+    if leaves == ("changed",):
+        from lab_tools.taxonomy.diff import changed_leaves
+
+        try:
+            return changed_leaves(root, base).changed
+        except NotImplementedError as exc:
+            raise LabError(f"--leaves changed needs the taxonomy diff, not available: {exc}") from exc
+    if "changed" in leaves or "all" in leaves:
+        raise LabError("--leaves takes 'changed', 'all', or leaf paths, not a mix")
+    return list(leaves)
+
+
+def _table(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    stages = sorted({k for s in report.leaves for k in s.rejected})
+    t = Table(title=f"lab generate: teacher {report.teacher}, judge {report.judge}")
+    for col in ("leaf", "kind", "generated", "kept", *[f"rej {s}" for s in stages], "malformed",
+                "seconds", "cached"):
+        t.add_column(col, justify="left" if col in ("leaf", "kind") else "right")
+    for s in report.leaves:
+        t.add_row(s.leaf, s.kind, str(s.generated), str(s.kept),
+                  *[str(s.rejected.get(k, 0)) for k in stages], str(sum(s.malformed.values())),
+                  f"{s.seconds:.1f}", "yes" if s.cached else ("ERROR" if s.error else "no"))
+    console = Console()
+    console.print(t)
+    for s in report.leaves:
+        if s.error:
+            console.print(f"[red]{s.leaf}: {s.error}[/red]")
+    phases = ", ".join(f"{p}: {n}" for p, n in report.phases.items())
+    console.print(f"samples by phase: {phases}; wrote {report.paths['card_json'].parent} "
+                  f"in {report.seconds:.1f} s")
+
+
+@click.command("generate")
+@click.argument("root", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--leaves", multiple=True, metavar="changed|all|PATH",
+              help="Which leaves to generate: 'all' (default), 'changed' (against --base), or leaf paths "
+                   "(repeatable). Other leaves are included from the cache when present.")
+@click.option("--base", default=None, help="Base ref for --leaves changed (default origin/main, then main).")
+@click.option("--samples", type=int, default=None, help="Samples per leaf (generate.samples).")
+@click.option("--teacher", default=None,
+              help="transformers:PATH|embedded, openai:URL#MODEL, vllm:MODEL or scripted:[PATH].")
+@click.option("--judge", default=None, help="Judge backend spec (default: the teacher).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("generated"),
+              show_default=True, help="Output directory for kt1/kt2/st.jsonl and the dataset card.")
+@click.option("--workers", type=int, default=None, help="Requests in flight for the openai backend.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="Extra config file applied over lab.yaml.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (CI logs).")
+def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, config_file, no_progress):
+    """Generate synthetic training data from taxonomy leaves (skills-SDG and knowledge-SDG, LAB 3.2)
+    into phase datasets kt1/kt2/st (LAB table 1), reusing cached leaves."""
+    from lab_tools.config import default_root, load_config
+    from lab_tools.sdg.pipeline import generate_dataset
+
+    root = root or default_root()
+    if not root.is_dir():
+        raise LabError(f"taxonomy root not found: {root}")
+    cfg = load_config(root, config_file)
+    cfg.override("generate.samples", samples)
+    cfg.override("generate.teacher", teacher)
+    cfg.override("generate.judge", judge)
+    cfg.override("generate.workers", workers)
+    if cfg.generate.samples < 1:
+        raise LabError("generate.samples must be at least 1", field="generate.samples")
+    selected = _select(root, tuple(leaves), base)
+    report = generate_dataset(root, selected, out_dir, cfg, progress=not no_progress)
+    _table(report)
+    asked = [s for s in report.leaves if not s.cached or selected is None]
+    if asked and all(s.error for s in asked):
+        raise LabError(f"every leaf failed (first: {asked[0].leaf}: {asked[0].error})")

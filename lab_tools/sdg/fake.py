@@ -1,0 +1,142 @@
+"""The scripted fake teacher (``--teacher scripted:`` or ``scripted:PATH``): no model needed.
+
+It answers each SDG stage's prompt with plausible, well-formed output, deterministically (a hash
+of the stage, the messages and the seed picks every variation), so tests, the bot and the
+end-to-end build can run the whole pipeline in milliseconds. A JSON script can override replies:
+
+```json
+{"delay": 0.05,
+ "pair_eval": [{"match": "haiku", "reply": "1"}, {"reply": ["3", "2"]}],
+ "question_eval": [{"match": "unsafe", "reply": "no"}],
+ "skill_question": [{"match": "garbage", "reply": "__default__"}, {"reply": "???"}]}
+```
+
+Keys are stage tags (``skill_question``, ``question_eval``, ``response``, ``pair_eval``,
+``knowledge_qa``, ``faithfulness``, ``self_contained``); the first rule whose ``match`` regex is
+found in the request's messages (system and user) wins; a list ``reply`` is indexed by the hash; ``__default__``
+gives the built-in reply and ``__error__`` a backend error. ``delay``: seconds per request
+(to kill a run mid-way in tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+from lab_tools.errors import LabError
+from lab_tools.sdg.backends import ChatRequest, Completion
+
+_WORDS = ("river", "budget", "garden", "engine", "planet", "recipe", "market", "museum", "forest",
+          "letter", "bridge", "harbor", "violin", "glacier", "library", "orchard", "compass",
+          "lantern", "satellite", "festival", "volcano", "meadow", "workshop", "telescope",
+          "island", "canyon", "theater", "railway", "desert", "castle", "village", "laboratory")
+_TEMPLATES = ("Write a short piece about a {a} and a {b}.",
+              "Explain how a {a} could help someone visiting a {b}.",
+              "Give three facts connecting the {a} to the {b}.",
+              "Compare a {a} with a {b} in two sentences.",
+              "Describe a day at the {a} near the {b}.",
+              "List the steps to plan a trip from the {a} to the {b}.")
+
+
+def scripted_name(path: str | None) -> str:
+    """``scripted`` or ``scripted:<sha256[:12] of the script>`` (the teacher id in cache keys)."""
+    if not path:
+        return "scripted"
+    try:
+        return "scripted:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise LabError(f"cannot read the teacher script: {exc}", file=str(path)) from exc
+
+
+def _infer_tag(req: ChatRequest) -> str:
+    text = " ".join(m["content"] for m in req.messages).lower()
+    for needle, tag in (("grade the answer", "pair_eval"), ("supported by the document", "faithfulness"),
+                        ("without seeing any document", "self_contained"), ("quiz questions", "knowledge_qa"),
+                        ("check requests", "question_eval"), ("new request", "skill_question"),
+                        ("new example", "skill_question")):
+        if needle in text:
+            return tag
+    return "response"
+
+
+class ScriptedTeacher:
+    """Deterministic fake teacher; see the module doc for the script format. ``calls`` counts
+    requests answered (tests use it to prove that cached leaves cost no requests)."""
+
+    def __init__(self, script: str | None = None):
+        self.name = scripted_name(script)
+        self.script: dict = {}
+        if script:
+            try:
+                self.script = json.loads(Path(script).read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise LabError(f"teacher script is not valid JSON: {exc}", file=str(script)) from exc
+        self.delay = float(self.script.get("delay", 0) or 0)
+        self.calls = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        out = []
+        for req in requests:
+            self.calls += 1
+            if self.delay:
+                time.sleep(self.delay)
+            out.append(self._one(req))
+        return out
+
+    def _one(self, req: ChatRequest) -> Completion:
+        tag = req.tag or _infer_tag(req)
+        user = next((m["content"] for m in reversed(req.messages) if m["role"] == "user"), "")
+        everything = "\n".join(m["content"] for m in req.messages)
+        h = int(hashlib.sha256(json.dumps([tag, req.messages, req.seed]).encode()).hexdigest(), 16)
+        text = None
+        for rule in self.script.get(tag, []):
+            if rule.get("match") and not re.search(rule["match"], everything, re.IGNORECASE):
+                continue
+            reply = rule.get("reply", "__default__")
+            text = reply[h % len(reply)] if isinstance(reply, list) else reply
+            break
+        if text == "__error__":
+            return Completion("", error="scripted error")
+        if text is None or text == "__default__":
+            text = self._default(tag, everything, user, h)
+        words = text.split()
+        if len(words) > req.max_tokens:  # honour the token bound like a real backend
+            text = " ".join(words[:req.max_tokens])
+        return Completion(text, prompt_tokens=len(user.split()),
+                          completion_tokens=min(len(words), req.max_tokens))
+
+    @staticmethod
+    def _default(tag: str, everything: str, user: str, h: int) -> str:
+        a, b = _WORDS[h % len(_WORDS)], _WORDS[(h // 97) % len(_WORDS)]
+        if a == b:
+            b = _WORDS[(h // 97 + 1) % len(_WORDS)]
+        if tag == "skill_question":
+            q = _TEMPLATES[(h // 7) % len(_TEMPLATES)].format(a=a, b=b)
+            if "Context:" in everything:
+                return (f"Context: The {a} stands next to the {b}; visitors walk from one to the "
+                        f"other in about {h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.\n"
+                        f"Question: How long is the walk from the {a} to the {b}?")
+            return q
+        if tag in ("question_eval", "faithfulness", "self_contained"):
+            return "yes"
+        if tag == "pair_eval":
+            return "3"
+        if tag == "knowledge_qa":
+            m = re.search(r"Document:\s*(.*?)\n\s*\nWrite one question", user, re.DOTALL)
+            doc = (m.group(1) if m else user).strip()
+            sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", doc) if len(s.split()) >= 4]
+            if not sentences:
+                return "I cannot find a fact here."
+            i = h % len(sentences)
+            topic = " ".join(re.findall(r"[A-Za-z]+", sentences[i])[:4])
+            answer = sentences[i] if (h // 5) % 2 else " ".join(sentences[i:] + sentences[:i])
+            return f"Question: What is known about {topic} ({h % 1000})?\nAnswer: {answer}"
+        n = 1 + h % 4  # response: one to four sentences
+        return " ".join(f"The {a} and the {b} share detail number {k + 1} of this answer."
+                        for k in range(n))

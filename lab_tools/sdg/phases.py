@@ -1,0 +1,72 @@
+"""Phase datasets (LAB table 1) and the dataset card.
+
+- ``kt1.jsonl``: knowledge, responses shorter than ``kt_split_tokens`` teacher tokens;
+- ``kt2.jsonl``: knowledge with longer responses, plus foundational skills;
+- ``st.jsonl``: compositional skills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PHASES = ("kt1", "kt2", "st")
+
+
+def phase_of(kind: str, response_tokens: int, kt_split_tokens: int) -> str:
+    """The phase of a sample of leaf ``kind`` whose response has ``response_tokens`` tokens."""
+    if kind == "knowledge":
+        return "kt1" if response_tokens < kt_split_tokens else "kt2"
+    if kind == "foundational_skills":
+        return "kt2"
+    return "st"
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int) -> dict[str, Path]:
+    """Write ``kt1/kt2/st.jsonl`` and ``rejected.jsonl`` from finished shards (in leaf order);
+    sets each sample's ``metadata.phase``. Returns the paths by name."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict]] = {p: [] for p in PHASES}
+    rejected = []
+    for shard in shards:
+        for s in shard["samples"]:
+            md = s["metadata"]
+            md["phase"] = phase_of(md["kind"], md.get("response_tokens", 0), kt_split_tokens)
+            rows[md["phase"]].append(s)
+        rejected += [{"leaf": shard["leaf"], **r} for r in shard["rejected"]]
+    paths = {p: out_dir / f"{p}.jsonl" for p in PHASES}
+    for p in PHASES:
+        _write_jsonl(paths[p], rows[p])
+    paths["rejected"] = out_dir / "rejected.jsonl"
+    _write_jsonl(paths["rejected"], rejected)
+    return paths
+
+
+def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
+    """``dataset_card.json`` (``card`` as is) and ``dataset_card.md`` (one table row per leaf)."""
+    jpath, mpath = out_dir / "dataset_card.json", out_dir / "dataset_card.md"
+    tmp = jpath.with_name(f".{jpath.name}.tmp")
+    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, jpath)
+    lines = [f"# Dataset card", "",
+             f"Teacher: `{card['teacher']}` · judge: `{card['judge']}` · prompts: `{card['prompt_version']}`", "",
+             "| phase | samples |", "|---|---|"]
+    lines += [f"| {p} | {card['phases'][p]} |" for p in PHASES]
+    lines += ["", "| leaf | kind | generated | kept | rejected (by stage) | malformed | cached |",
+              "|---|---|---|---|---|---|---|"]
+    for leaf in card["leaves"]:
+        rej = ", ".join(f"{k}: {v}" for k, v in sorted(leaf["rejected"].items())) or "0"
+        mal = sum(leaf["malformed"].values())
+        lines.append(f"| `{leaf['leaf']}` | {leaf['kind']} | {leaf['generated']} | {leaf['kept']} "
+                     f"| {rej} | {mal} | {'yes' if leaf['cached'] else 'no'} |")
+    tmp = mpath.with_name(f".{mpath.name}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, mpath)
+    return jpath, mpath

@@ -1,0 +1,320 @@
+"""``generate_dataset``: SDG for a set of leaves, incremental and resumable (LAB 3.2; issue 3).
+
+Each requested leaf either has a finished shard in the content-addressed cache (reused as is) or
+becomes a job that runs its stages (:mod:`lab_tools.sdg.skills`, :mod:`lab_tools.sdg.knowledge`)
+from its newest checkpoint. Jobs advance in rounds: every job's next stage is built, all their
+requests go to the teacher (or judge) together, so a small CPU model batches across leaves; then
+each job consumes its completions and checkpoints. Leaves not requested are read from the cache
+when present. Seed examples are only in-context examples: they are never written as samples
+(they are the held-out evaluation set, see :mod:`lab_tools.eval.heldout`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab_tools.config import Config
+from lab_tools.errors import LabError
+from lab_tools.sdg import knowledge, skills
+from lab_tools.sdg.backends import make_teacher, teacher_name
+from lab_tools.sdg.cache import LeafCache, cache_key
+from lab_tools.sdg.phases import PHASES, write_dataset_card, write_phase_datasets
+from lab_tools.sdg.stages import LeafContext, new_state
+from lab_tools.sdg.templates import prompt_version
+from lab_tools.taxonomy.leaf import Leaf, iter_leaf_paths, load_leaf
+
+CACHE_FORMAT = "sdg-shard-1"
+# settings that change what is generated (kt_split_tokens only splits, so it is not here)
+KEY_SETTINGS = ("samples", "question_factor", "max_new_tokens", "question_tokens", "context_tokens",
+                "answer_tokens", "qa_tokens", "eval_tokens", "max_examples", "temperature", "seed",
+                "pair_threshold", "dedup_threshold", "chunk_tokens", "chunk_overlap")
+
+
+@dataclass
+class LeafStats:
+    """Per-leaf outcome. ``generated``: candidates from the first stage; ``kept``: samples written;
+    ``rejected``/``malformed``/``errors``: counts by stage; ``unused``: good questions beyond
+    ``samples``; ``seconds``: this leaf's share of teacher time in this run (0 when cached);
+    ``error``: why the leaf produced nothing (the run went on with the others)."""
+    leaf: str
+    kind: str
+    generated: int = 0
+    kept: int = 0
+    rejected: dict = field(default_factory=dict)
+    malformed: dict = field(default_factory=dict)
+    errors: dict = field(default_factory=dict)
+    unused: int = 0
+    seconds: float = 0.0
+    requests: int = 0
+    cached: bool = False
+    error: str | None = None
+
+
+@dataclass
+class GenerateReport:
+    """What ``generate_dataset`` did: per-leaf stats (requested leaves, then cached others), the
+    output ``paths`` by name (kt1, kt2, st, rejected, card_json, card_md, heldout_mc,
+    heldout_prompts), sample counts per phase, wall ``seconds``."""
+    leaves: list[LeafStats]
+    paths: dict[str, Path]
+    phases: dict[str, int]
+    seconds: float
+    teacher: str
+    judge: str
+
+
+@dataclass
+class _Job:
+    leaf: Leaf
+    cache: LeafCache
+    ctx: LeafContext
+    stages: list
+    state: dict
+    next_stage: int = 0
+
+
+def _key(leaf: Leaf, cfg: Config, tname: str, jname: str) -> str:
+    g = cfg.generate
+    return cache_key({"format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash,
+                      "document_commit": (leaf.document or {}).get("commit"),
+                      "teacher": tname, "judge": jname, "prompts": prompt_version(),
+                      "settings": {k: getattr(g, k) for k in KEY_SETTINGS}})
+
+
+def _samples(job: _Job, tname: str, jname: str) -> list[dict]:
+    leaf, out = job.leaf, []
+    for c in job.state["candidates"]:
+        user = f"{c['question']}\n\n{c['context']}" if c.get("context") else c["question"]
+        md = {"leaf": leaf.path, "leaf_hash": leaf.content_hash, "kind": leaf.kind, "phase": None,
+              "teacher": tname, "judge": jname, "prompt_version": prompt_version(),
+              "scores": c.get("scores", {}), "id": f"{job.cache.key[:16]}-{c['id']}",
+              "response_tokens": c.get("response_tokens", 0)}
+        for k in ("persona", "source"):
+            if c.get(k):
+                md[k] = c[k]
+        out.append({"messages": [{"role": "user", "content": user},
+                                 {"role": "assistant", "content": c["answer"]}], "metadata": md})
+    return out
+
+
+def _stats_of(leaf: Leaf, shard: dict, cached: bool) -> LeafStats:
+    st = shard.get("stats", {})
+    return LeafStats(leaf=leaf.path, kind=leaf.kind, generated=st.get("generated", 0),
+                     kept=len(shard["samples"]), rejected=dict(st.get("rejected_by_stage", {})),
+                     malformed=dict(st.get("malformed", {})), errors=dict(st.get("errors", {})),
+                     unused=st.get("unused", 0), seconds=0.0 if cached else st.get("seconds", 0.0),
+                     requests=0 if cached else st.get("requests", 0), cached=cached)
+
+
+class _Progress:
+    """Rich progress bars, one per stage (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool):
+        self.bar, self.tasks = None, {}
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True))
+            self.bar.start()
+
+    def add(self, stage: str, n: int) -> None:
+        if self.bar is None:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=0)
+        self.bar.update(self.tasks[stage], total=self.bar.tasks[self.tasks[stage]].total + n)
+
+    def advance(self, stage: str, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.tasks[stage], n)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _load_requested(root: Path, leaf_paths: list[str] | None) -> list[Leaf]:
+    known = set(iter_leaf_paths(root))
+    paths = sorted(known) if leaf_paths is None else list(dict.fromkeys(leaf_paths))
+    leaves = []
+    for p in paths:
+        rel = Path(p).as_posix().removesuffix("/qna.yaml").strip("/")
+        if rel not in known:
+            raise LabError(f"no leaf at {rel!r} under {root} (expected {rel}/qna.yaml under "
+                           "knowledge/, foundational_skills/ or compositional_skills/)", file=str(root))
+        leaves.append(load_leaf(root, rel))
+    return leaves
+
+
+def _resolve_docs(leaf: Leaf, cfg: Config):
+    from lab_tools.taxonomy import documents
+
+    return documents.resolve_documents(leaf, cache_dir=cfg.cache_path / "documents",
+                                       allow_local=cfg.documents.allow_local)
+
+
+def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, judge=None,
+                     progress: bool = True) -> GenerateReport:
+    """Run SDG for ``leaf_paths`` (relative leaf dirs under ``root``; None = every leaf) and write
+    ``kt1.jsonl``, ``kt2.jsonl``, ``st.jsonl``, ``rejected.jsonl``, ``dataset_card.{json,md}`` and the
+    held-out files into ``out_dir``. Leaves not requested are included from the cache when present.
+
+    ``teacher``/``judge``: Teacher objects (default: built from ``cfg.generate.teacher``/``judge``,
+    only if some leaf needs generating). A leaf whose documents cannot be resolved, or whose
+    stage fails unexpectedly, is recorded with ``error`` and the run goes on.
+
+    Raises:
+        LabError: a requested leaf does not exist or cannot be loaded; a bad teacher spec.
+    """
+    t0 = time.monotonic()
+    root, out_dir, g = Path(root), Path(out_dir), cfg.generate
+    requested = _load_requested(root, leaf_paths)
+    req_paths = {leaf.path for leaf in requested}
+    others = []
+    for p in iter_leaf_paths(root):
+        if p not in req_paths:
+            try:
+                others.append(load_leaf(root, p))
+            except LabError:
+                continue  # an invalid leaf that nobody asked for: validation reports it
+    tname = teacher.name if teacher is not None else teacher_name(g.teacher, cfg.cache_dir)
+    jspec = g.judge or g.teacher
+    if judge is not None:
+        jname = judge.name
+    elif g.judge is None and teacher is not None:
+        jname = tname
+    else:
+        jname = teacher_name(jspec, cfg.cache_dir)
+    sdg_cache = cfg.cache_path / "sdg"
+
+    stats: dict[str, LeafStats] = {}
+    shards: dict[str, dict] = {}
+    jobs: list[_Job] = []
+    for leaf in requested:
+        cache = LeafCache(sdg_cache, _key(leaf, cfg, tname, jname))
+        shard = cache.shard()
+        if shard is not None:
+            shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
+            continue
+        docs = []
+        if leaf.kind == "knowledge":
+            try:
+                docs = _resolve_docs(leaf, cfg)
+            except (LabError, NotImplementedError, OSError) as exc:
+                stats[leaf.path] = LeafStats(leaf.path, leaf.kind, error=f"documents: {exc}")
+                continue
+        ctx = LeafContext(leaf, g, count_tokens=lambda s: 0, documents=docs)
+        stages = knowledge.STAGES if leaf.kind == "knowledge" else skills.STAGES
+        ck = cache.checkpoint()
+        state, nxt = (new_state(), 0) if ck is None else (ck[1], ck[0] + 1)
+        job = _Job(leaf, cache, ctx, stages, state, nxt)
+        if nxt >= len(stages):  # killed after the last checkpoint, before the shard was written
+            _finish(job, tname, jname, stats, shards)
+        else:
+            jobs.append(job)
+
+    if jobs:
+        if teacher is None:
+            teacher = make_teacher(g.teacher, cfg.cache_dir, workers=g.workers, batch_size=g.batch_size)
+        if judge is None:
+            judge = teacher if jspec == g.teacher else make_teacher(
+                jspec, cfg.cache_dir, workers=g.workers, batch_size=g.batch_size)
+        for job in jobs:
+            job.ctx.count_tokens = teacher.count_tokens
+        _run_jobs(jobs, teacher, judge, g, _Progress(progress), tname, jname, stats, shards)
+
+    for leaf in others:
+        shard = LeafCache(sdg_cache, _key(leaf, cfg, tname, jname)).shard()
+        if shard is not None:
+            shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
+
+    order = sorted(shards)
+    paths = write_phase_datasets([shards[p] for p in order], out_dir, g.kt_split_tokens)
+    from lab_tools.eval.heldout import write_heldout
+
+    paths["heldout_mc"], paths["heldout_prompts"] = write_heldout(
+        sorted(requested + others, key=lambda lf: lf.path), out_dir)
+    phases = {p: sum(1 for s in shards.values() for x in s["samples"] if x["metadata"]["phase"] == p)
+              for p in PHASES}
+    leaf_stats = [stats[leaf.path] for leaf in requested] + \
+                 [stats[leaf.path] for leaf in others if leaf.path in stats]
+    kinds = {leaf.path: leaf.kind for leaf in requested + others}
+    card = {"teacher": tname, "judge": jname, "prompt_version": prompt_version(),
+            "settings": {k: getattr(g, k) for k in KEY_SETTINGS + ("kt_split_tokens",)},
+            "phases": phases,
+            "leaves": [{"leaf": s.leaf, "kind": kinds[s.leaf], "generated": s.generated, "kept": s.kept,
+                        "rejected": s.rejected, "malformed": s.malformed, "errors": s.errors,
+                        "unused": s.unused, "cached": s.cached, "error": s.error,
+                        "phases": {p: sum(1 for x in shards.get(s.leaf, {"samples": []})["samples"]
+                                          if x["metadata"]["phase"] == p) for p in PHASES}}
+                       for s in leaf_stats]}
+    paths["card_json"], paths["card_md"] = write_dataset_card(card, out_dir)
+    return GenerateReport(leaves=leaf_stats, paths=paths, phases=phases,
+                          seconds=time.monotonic() - t0, teacher=tname, judge=jname)
+
+
+def _run_jobs(jobs, teacher, judge, g, bar: _Progress, tname, jname, stats, shards) -> None:
+    """Advance all jobs round by round until each is finished (shard written) or failed."""
+    piece = max(g.batch_size, g.workers) * 4  # requests per call: progress granularity
+    active = list(jobs)
+    try:
+        while active:
+            built = []  # (job, stage, requests)
+            for job in list(active):
+                stage = job.stages[job.next_stage]
+                try:
+                    reqs = stage.build(job.ctx, job.state)
+                except Exception as exc:  # a bug or odd leaf must not stop the other leaves
+                    stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
+                                                     error=f"{stage.name}: {type(exc).__name__}: {exc}")
+                    active.remove(job)
+                    continue
+                bar.add(stage.name, len(reqs))
+                built.append((job, stage, reqs))
+            results: dict[int, list] = {id(j): [] for j, _, _ in built}
+            models = [teacher] if judge is teacher else [teacher, judge]
+            for model in models:
+                flat = [(j, s, r) for j, s, reqs in built
+                        if (judge if s.model == "judge" else teacher) is model for r in reqs]
+                for start in range(0, len(flat), piece):
+                    part = flat[start:start + piece]
+                    t = time.monotonic()
+                    comps = model.generate([r for _, _, r in part])
+                    share = (time.monotonic() - t) / max(1, len(part))
+                    for (j, s, _), c in zip(part, comps):
+                        results[id(j)].append(c)
+                        j.state["seconds"] += share
+                        j.state["requests"] += 1
+                        j.state["completion_tokens"] += c.completion_tokens
+                        bar.advance(s.name, 1)
+            for job, stage, _ in built:
+                try:
+                    stage.consume(job.ctx, job.state, results[id(job)])
+                except Exception as exc:
+                    stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
+                                                     error=f"{stage.name}: {type(exc).__name__}: {exc}")
+                    active.remove(job)
+                    continue
+                job.cache.write_checkpoint(job.next_stage, job.state)
+                job.next_stage += 1
+                if job.next_stage >= len(job.stages):
+                    _finish(job, tname, jname, stats, shards)
+                    active.remove(job)
+    finally:
+        bar.stop()
+
+
+def _finish(job: _Job, tname: str, jname: str, stats, shards) -> None:
+    st = job.state
+    shard = {"key": job.cache.key, "leaf": job.leaf.path, "samples": _samples(job, tname, jname),
+             "rejected": st["rejected"],
+             "stats": {k: st[k] for k in ("generated", "unused", "rejected_by_stage", "malformed",
+                                          "errors", "seconds", "requests", "completion_tokens")}}
+    job.cache.write_shard(shard)
+    shards[job.leaf.path] = shard
+    stats[job.leaf.path] = _stats_of(job.leaf, shard, cached=False)

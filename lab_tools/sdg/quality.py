@@ -1,0 +1,112 @@
+"""Tolerant parsing of teacher output and quality filters (LAB 3.2; issue 3, quality controls).
+
+Every parser returns ``None`` for output it cannot use; the caller counts it as malformed and
+rejects the candidate with a reason. Nothing here raises on model output.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rapidfuzz.distance import LCSseq
+
+_LEAD = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|(?:new\s+)?(?:request|question|instruction|task|q)\s*\d*\s*[:.-]\s*)",
+                   re.IGNORECASE)
+_YES = re.compile(r"\b(yes|yeah|correct|true|supported|self-contained)\b", re.IGNORECASE)
+_NO = re.compile(r"\b(no|not|false|unsupported|incorrect)\b", re.IGNORECASE)
+_DOC_REF = re.compile(r"\b(the|this|above|given|following)\s+(text|passage|document|excerpt|context|article|paragraph)\b",
+                      re.IGNORECASE)
+
+
+def clean(text: str | None) -> str:
+    """Strip whitespace, surrounding quotes and chat-role residue from a model reply."""
+    t = (text or "").strip()
+    t = re.sub(r"^(assistant|answer|response)\s*:\s*", "", t, flags=re.IGNORECASE).strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'`":
+        t = t[1:-1].strip()
+    return t
+
+
+def parse_question(text: str | None, min_chars: int = 8) -> str | None:
+    """The first request in a reply (a leading "Question:"/numbering is dropped; only the first
+    paragraph is kept, since small models tend to answer their own question). None if too short."""
+    t = clean(text)
+    if not t:
+        return None
+    para = re.split(r"\n\s*\n", t)[0].strip()
+    para = re.split(r"\n\s*(?:answer|response)\s*:", para, flags=re.IGNORECASE)[0]
+    para = _LEAD.sub("", para).strip().strip("\"'").strip()
+    return para if len(para) >= min_chars else None
+
+
+def _fields(text: str, names: tuple[str, ...]) -> dict[str, str]:
+    pattern = re.compile(r"(?im)^\s*\**\s*(" + "|".join(names) + r")\s*\**\s*:\s*")
+    out: dict[str, str] = {}
+    marks = list(pattern.finditer(text))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        key = m.group(1).lower()
+        if key not in out:
+            out[key] = text[m.end():end].strip()
+    return out
+
+
+def parse_context_question(text: str | None) -> tuple[str, str] | None:
+    """``(context, question)`` from a "Context: ... Question: ..." reply, else None."""
+    f = _fields(clean(text), ("context", "question"))
+    ctx, q = f.get("context", ""), parse_question(f.get("question", ""))
+    return (ctx, q) if len(ctx) >= 20 and q else None
+
+
+def parse_qa(text: str | None) -> tuple[str, str] | None:
+    """``(question, answer)`` from a "Question: ... Answer: ..." reply (also "Q:"/"A:"), else None."""
+    t = re.sub(r"(?im)^\s*q\s*:", "Question:", clean(text))
+    t = re.sub(r"(?im)^\s*a\s*:", "Answer:", t)
+    t = re.sub(r"(?i)\?\s*answer\s*:", "?\nAnswer:", t)
+    if not re.match(r"(?is)\s*\**\s*question\s*\**\s*:", t):
+        t = "Question: " + t
+    f = _fields(t, ("question", "answer"))
+    q, a = f.get("question", "").strip(), f.get("answer", "").strip()
+    a = re.split(r"\n\s*\**\s*question\s*\**\s*:", a, flags=re.IGNORECASE)[0].strip()
+    return (q, a) if len(q) >= 8 and a else None
+
+
+def parse_yes_no(text: str | None) -> bool | None:
+    """True/False from the first word that says yes or no; None when the reply says neither."""
+    t = clean(text)
+    y, n = _YES.search(t), _NO.search(t)
+    if y and (not n or y.start() < n.start()):
+        return True
+    if n:
+        return False
+    return None
+
+
+def parse_score(text: str | None, scale=(1, 2, 3)) -> int | None:
+    """The first digit in ``scale`` found in the reply ("3", "[[3]]", "Score: 3/3"); None if none."""
+    for m in re.finditer(r"\d+", clean(text)):
+        v = int(m.group())
+        if v in scale:
+            return v
+        break  # the first number is the grade; "10" or "0" is not on the scale
+    return None
+
+
+def refers_to_document(question: str) -> bool:
+    """True when a question points at a document it does not contain ("the passage", "the text
+    above"): a rule-based part of the self-contained check of LAB 3.2.2."""
+    return bool(_DOC_REF.search(question))
+
+
+def similarity(a: str, b: str) -> float:
+    """ROUGE-L style similarity in [0, 1]: longest common subsequence of lower-cased words over
+    the longer text's length (rapidfuzz ``LCSseq``)."""
+    return LCSseq.normalized_similarity(a.lower().split(), b.lower().split())
+
+
+def near_duplicate(text: str, others: list[str], threshold: float) -> str | None:
+    """The first of ``others`` at least ``threshold`` similar to ``text`` (see :func:`similarity`), else None."""
+    for o in others:
+        if similarity(text, o) >= threshold:
+            return o
+    return None

@@ -1,0 +1,197 @@
+"""Skills-SDG: four stages per leaf (LAB 3.2.1).
+
+1. instruction generation from this leaf's seed examples only (taxonomy-driven sampling);
+   grounded skills also generate a new context with each question;
+2. near-duplicate removal (against the seeds and each other), then instruction evaluation
+   (on task, safe, answerable in text);
+3. response generation with a persona chosen from the leaf (precise or creative);
+4. pair evaluation on LAB's 3-point scale; pairs below ``cfg.pair_threshold`` are rejected.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lab_tools.sdg import quality
+from lab_tools.sdg.backends import ChatRequest, Completion
+from lab_tools.sdg.stages import LeafContext, Stage, failed, reject, request_seed, trim_truncated
+from lab_tools.sdg.templates import chat, fewshot, judge_messages, load_prompts
+from lab_tools.taxonomy.leaf import Leaf
+
+# Persona choice (LAB 3.2.1: a precise persona for STEM, extraction and reasoning; a creative one
+# for writing and role-play). Path words decide first, the task description second.
+PRECISE_WORDS = ("math", "arithmetic", "reasoning", "logic", "extraction", "extract", "coding",
+                 "code", "stem", "science", "summar", "table", "grounded", "classification",
+                 "sql", "json", "grammar", "unit", "conversion", "spelling", "analysis")
+CREATIVE_WORDS = ("writing", "creative", "poem", "poetry", "haiku", "story", "stories", "role",
+                  "roleplay", "song", "lyrics", "joke", "humor", "limerick", "freeform", "fiction",
+                  "slogan", "brainstorm")
+
+
+def persona(leaf: Leaf) -> str:
+    """``precise`` or ``creative`` for ``leaf``: a precise word in the path wins, then a creative
+    word in the path, then a creative word in the task description; default ``precise``."""
+    path = leaf.path.lower()
+    if any(w in path for w in PRECISE_WORDS):
+        return "precise"
+    if any(w in path for w in CREATIVE_WORDS):
+        return "creative"
+    desc = leaf.task_description.lower()
+    if any(re.search(rf"\b{w}", desc) for w in CREATIVE_WORDS):
+        return "creative"
+    return "precise"
+
+
+def _task(leaf: Leaf) -> str:
+    return leaf.task_description or leaf.path.rsplit("/", 1)[-1].replace("_", " ")
+
+
+def _seeds(leaf: Leaf):
+    return [s for s in leaf.seed_examples if s.question]
+
+
+def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
+    p, cfg, leaf = load_prompts()["skills"], ctx.cfg, ctx.leaf
+    seeds = _seeds(leaf)
+    if not seeds:  # nothing to learn from (validation reports it); generate nothing
+        return []
+    n = cfg.samples * cfg.question_factor
+    out = []
+    for i in range(n):
+        # rotate which seed examples are shown so that the candidates differ
+        shown = [seeds[(i + k) % len(seeds)] for k in range(min(cfg.max_examples, len(seeds)))]
+        if leaf.grounded:
+            spec = p["grounded_question"]
+            user = spec["user"].format(task=_task(leaf))
+            turns = [(user, spec["assistant"].format(context=s.context or "", question=s.question))
+                     for s in shown]
+            msgs = fewshot(spec["system"], turns, user)
+            max_tokens = cfg.context_tokens
+        else:
+            user = p["question"]["user"].format(task=_task(leaf))
+            msgs = fewshot(p["question"]["system"], [(user, s.question) for s in shown], user)
+            max_tokens = cfg.question_tokens
+        out.append(ChatRequest(msgs, max_tokens=min(max_tokens, cfg.max_new_tokens),
+                               temperature=cfg.temperature,
+                               seed=request_seed(cfg, leaf, "questions", i), tag="skill_question"))
+    return out
+
+
+def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
+    seeds = [s.question for s in _seeds(ctx.leaf)]
+    kept: list[dict] = []
+    state["generated"] = len(comps)
+    for i, comp in enumerate(comps):
+        cand = {"id": i, "scores": {}}
+        if failed(state, cand, "questions", comp):
+            continue
+        if ctx.leaf.grounded:
+            parsed = quality.parse_context_question(comp.text)
+            if parsed:
+                cand["context"], cand["question"] = parsed
+        else:
+            cand["question"] = quality.parse_question(comp.text)
+        if not cand.get("question"):
+            reject(state, cand, "questions", "malformed output", malformed=True, raw=comp.text)
+            continue
+        # seed examples are the held-out set: a copy of one must never become a training sample
+        if quality.near_duplicate(cand["question"], seeds, ctx.cfg.dedup_threshold):
+            reject(state, cand, "dedup", "near-duplicate of a seed example")
+            continue
+        if quality.near_duplicate(cand["question"], [k["question"] for k in kept], ctx.cfg.dedup_threshold):
+            reject(state, cand, "dedup", "near-duplicate of another generated question")
+            continue
+        kept.append(cand)
+    state["candidates"] = kept
+
+
+def _build_question_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
+    p, cfg = load_prompts()["skills"]["question_eval"], ctx.cfg
+    return [ChatRequest(judge_messages(p, c["id"], task=_task(ctx.leaf), question=c["question"]),
+                        max_tokens=cfg.eval_tokens, temperature=0.0, tag="question_eval")
+            for c in state["candidates"]]
+
+
+def _consume_question_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
+    cfg = ctx.cfg
+    kept: list[dict] = []
+    for cand, comp in zip(state["candidates"], comps):
+        if failed(state, cand, "question_eval", comp):
+            continue
+        ok = quality.parse_yes_no(comp.text)
+        if ok is None:
+            reject(state, cand, "question_eval", "malformed evaluation", malformed=True, raw=comp.text)
+            continue
+        cand["scores"]["question_ok"] = ok
+        if not ok:
+            reject(state, cand, "question_eval", "failed instruction evaluation", raw=comp.text)
+            continue
+        kept.append(cand)
+    state["unused"] += max(0, len(kept) - cfg.samples)
+    state["candidates"] = kept[:cfg.samples]
+
+
+def _build_responses(ctx: LeafContext, state: dict) -> list[ChatRequest]:
+    p, cfg = load_prompts()["skills"]["response"], ctx.cfg
+    system = p[persona(ctx.leaf)]
+    out = []
+    for c in state["candidates"]:
+        user = p["grounded_user"] if c.get("context") else p["user"]
+        out.append(ChatRequest(chat(system, user, question=c["question"], context=c.get("context", "")),
+                               max_tokens=min(cfg.answer_tokens, cfg.max_new_tokens),
+                               temperature=cfg.temperature,
+                               seed=request_seed(cfg, ctx.leaf, "responses", c["id"]), tag="response"))
+    return out
+
+
+def _consume_responses(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
+    cfg = ctx.cfg
+    kept = []
+    for cand, comp in zip(state["candidates"], comps):
+        if failed(state, cand, "responses", comp):
+            continue
+        answer = trim_truncated(quality.clean(comp.text), comp, min(cfg.answer_tokens, cfg.max_new_tokens))
+        if len(answer) < 2:
+            reject(state, cand, "responses", "empty response", malformed=True, raw=comp.text)
+            continue
+        cand["answer"] = answer
+        cand["response_tokens"] = ctx.count_tokens(answer)  # decides the phase (LAB table 1)
+        cand["persona"] = persona(ctx.leaf)
+        kept.append(cand)
+    state["candidates"] = kept
+
+
+def _build_pair_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
+    p, cfg = load_prompts()["skills"]["pair_eval"], ctx.cfg
+    out = []
+    for c in state["candidates"]:
+        q = f"{c['question']}\n\n{c['context']}" if c.get("context") else c["question"]
+        out.append(ChatRequest(judge_messages(p, c["id"], question=q, answer=c["answer"]),
+                               max_tokens=cfg.eval_tokens, temperature=0.0, tag="pair_eval"))
+    return out
+
+
+def _consume_pair_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
+    threshold = ctx.cfg.pair_threshold
+    kept = []
+    for cand, comp in zip(state["candidates"], comps):
+        if failed(state, cand, "pair_eval", comp):
+            continue
+        score = quality.parse_score(comp.text)
+        if score is None:
+            reject(state, cand, "pair_eval", "malformed evaluation", malformed=True, raw=comp.text)
+            continue
+        cand["scores"]["pair"] = score
+        if score < threshold:
+            reject(state, cand, "pair_eval", f"pair score {score} < threshold {threshold}")
+            continue
+        kept.append(cand)
+    state["candidates"] = kept
+
+
+STAGES = [
+    Stage("questions", "teacher", _build_questions, _consume_questions),
+    Stage("question_eval", "judge", _build_question_eval, _consume_question_eval),
+    Stage("responses", "teacher", _build_responses, _consume_responses),
+    Stage("pair_eval", "judge", _build_pair_eval, _consume_pair_eval),
+]

@@ -1,0 +1,85 @@
+"""What every SDG stage shares: the per-leaf context, the stage record, seeds and rejections.
+
+A leaf's generation is a list of :class:`Stage` objects run in order. Each stage turns the leaf's
+state (a JSON-serializable dict, checkpointed after every stage) into chat requests, and the
+completions back into a new state. Keeping the state plain JSON is what makes kill -9 resume exact:
+the pipeline restarts each leaf from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab_tools.config import GenerateConfig
+from lab_tools.sdg.backends import ChatRequest, Completion
+from lab_tools.taxonomy.leaf import Leaf
+
+
+@dataclass
+class LeafContext:
+    """Inputs of one leaf's generation. ``documents``: resolved knowledge documents (empty for
+    skills); ``count_tokens``: the teacher's tokenizer; ``chunks``: filled by knowledge-SDG."""
+    leaf: Leaf
+    cfg: GenerateConfig
+    count_tokens: Callable[[str], int]
+    documents: list = field(default_factory=list)
+    chunks: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Stage:
+    """One SDG stage. ``model``: ``teacher`` or ``judge`` (LAB lets the judge differ).
+    ``build(ctx, state) -> [ChatRequest]``; ``consume(ctx, state, completions)`` updates ``state``."""
+    name: str
+    model: str
+    build: Callable[[LeafContext, dict], list[ChatRequest]]
+    consume: Callable[[LeafContext, dict, list[Completion]], None]
+
+
+def new_state() -> dict:
+    """Initial leaf state: candidates, rejected records and counters."""
+    return {"candidates": [], "rejected": [], "generated": 0, "unused": 0,
+            "rejected_by_stage": {}, "malformed": {}, "errors": {}, "seconds": 0.0,
+            "requests": 0, "completion_tokens": 0}
+
+
+def request_seed(cfg: GenerateConfig, leaf: Leaf, stage: str, i: int) -> int:
+    """A per-request seed derived from the global seed, the leaf content and the position."""
+    src = f"{cfg.seed}:{leaf.content_hash}:{stage}:{i}"
+    return int(hashlib.sha256(src.encode()).hexdigest()[:8], 16)
+
+
+def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool = False,
+           raw: str | None = None) -> None:
+    """Move ``cand`` to the state's rejected list with ``stage`` and ``reason``."""
+    rec = {"stage": stage, "reason": reason,
+           **{k: cand[k] for k in ("question", "answer", "context", "scores", "source") if cand.get(k)}}
+    if raw is not None:
+        rec["raw"] = raw[:500]
+    state["rejected"].append(rec)
+    state["rejected_by_stage"][stage] = state["rejected_by_stage"].get(stage, 0) + 1
+    if malformed:
+        state["malformed"][stage] = state["malformed"].get(stage, 0) + 1
+
+
+def failed(state: dict, cand: dict, stage: str, comp: Completion) -> bool:
+    """Reject ``cand`` when the backend gave up on its request (error recorded); True if it did."""
+    if comp.error:
+        state["errors"][stage] = state["errors"].get(stage, 0) + 1
+        reject(state, cand, stage, f"teacher error: {comp.error}"[:300])
+        return True
+    return False
+
+
+def trim_truncated(text: str, comp: Completion, max_tokens: int) -> str:
+    """A reply cut by ``max_tokens`` ends mid-sentence: keep it up to the last sentence end when
+    that keeps at least half of it (otherwise return it unchanged)."""
+    text = text.strip()
+    if comp.completion_tokens < max_tokens:
+        return text
+    cut = max(text.rfind(". "), text.rfind(".\n"), text.rfind("! "), text.rfind("? "))
+    if text.endswith((".", "!", "?")):
+        return text
+    return text[:cut + 1].strip() if cut >= len(text) // 2 else text

@@ -1,0 +1,207 @@
+"""Skills-SDG and knowledge-SDG through generate_dataset with the scripted fake teacher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab_tools.eval.heldout import read_jsonl
+from lab_tools.sdg.fake import ScriptedTeacher
+from lab_tools.sdg.pipeline import generate_dataset
+from lab_tools.sdg.skills import persona
+from lab_tools.taxonomy.leaf import load_leaf
+
+from sdg_taxonomy import LEAVES, write_leaf
+
+SKILLS = [p for p in LEAVES if not p.startswith("knowledge")]
+
+
+def script(tmp_path: Path, data: dict) -> ScriptedTeacher:
+    p = tmp_path / f"script{len(list(tmp_path.glob('script*.json')))}.json"
+    p.write_text(json.dumps(data))
+    return ScriptedTeacher(str(p))
+
+
+def all_samples(out: Path) -> list[dict]:
+    return [s for p in ("kt1", "kt2", "st") for s in read_jsonl(out / f"{p}.jsonl")]
+
+
+def test_every_stage_and_phase(taxonomy, fake_documents, cfg, tmp_path):
+    out = tmp_path / "out"
+    rep = generate_dataset(taxonomy, None, out, cfg, teacher=ScriptedTeacher(), progress=False)
+    by_leaf = {s.leaf: s for s in rep.leaves}
+    assert set(by_leaf) == set(LEAVES) and not any(s.error for s in rep.leaves)
+    kt1, kt2, st = (read_jsonl(out / f"{p}.jsonl") for p in ("kt1", "kt2", "st"))
+    assert kt1 and kt2 and st
+    # LAB table 1: knowledge short -> kt1, knowledge long + foundational -> kt2, compositional -> st
+    assert {s["metadata"]["kind"] for s in kt1} == {"knowledge"}
+    assert {s["metadata"]["kind"] for s in kt2} == {"knowledge", "foundational_skills"}
+    assert {s["metadata"]["kind"] for s in st} == {"compositional_skills"}
+    assert all(s["metadata"]["response_tokens"] < 30 for s in kt1)
+    assert all(s["metadata"]["response_tokens"] >= 30 for s in kt2 if s["metadata"]["kind"] == "knowledge")
+    for s in kt1 + kt2 + st:
+        md = s["metadata"]
+        assert [m["role"] for m in s["messages"]] == ["user", "assistant"]
+        assert md["leaf_hash"] == load_leaf(taxonomy, md["leaf"]).content_hash
+        assert md["teacher"] == "scripted" and md["prompt_version"] and md["phase"] in ("kt1", "kt2", "st")
+    # skills samples carry their scores; knowledge ones their source chunk at the pinned commit
+    assert all(s["metadata"]["scores"]["pair"] == 3 for s in st)
+    assert all(s["metadata"]["source"]["commit"] == "a" * 40 for s in kt1)
+    # grounded skill: the generated context travels with the question
+    grounded = [s for s in st if s["metadata"]["leaf"].endswith("dates")]
+    assert grounded and all("\n\n" in s["messages"][0]["content"] for s in grounded)
+    # samples per skill leaf bounded by `samples`, from samples * question_factor candidates
+    assert by_leaf["compositional_skills/writing/poetry/haiku"].generated == 8
+    assert all(s.kept <= 4 for s in rep.leaves)
+    card = json.loads((out / "dataset_card.json").read_text())
+    assert card["phases"] == {"kt1": len(kt1), "kt2": len(kt2), "st": len(st)}
+    assert sum(leaf["kept"] for leaf in card["leaves"]) == len(kt1 + kt2 + st)
+    assert "| kt1 |" in (out / "dataset_card.md").read_text()
+    assert (out / "heldout_mc.jsonl").is_file() and read_jsonl(out / "heldout_prompts.jsonl")
+
+
+def test_seed_examples_never_become_samples(taxonomy, fake_documents, cfg, tmp_path):
+    # a teacher that copies a seed question: dedup must reject it (seeds are the held-out set)
+    t = script(tmp_path, {"skill_question": [{"match": "haiku", "reply": "Write a haiku about rain."}],
+                          "knowledge_qa": [{"reply": "Question: Which planet is closest to the Sun? (1)\nAnswer: Mercury."}]})
+    out = tmp_path / "out"
+    generate_dataset(taxonomy, None, out, cfg, teacher=t, progress=False)
+    seeds = {ex["question"] for path, d in LEAVES.items() for ex in d["seed_examples"] if "question" in ex}
+    seeds |= {qa["question"] for ex in LEAVES["knowledge/science/planets"]["seed_examples"]
+              for qa in ex["questions_and_answers"]}
+    assert not {s["messages"][0]["content"] for s in all_samples(out)} & seeds
+    rejected = read_jsonl(out / "rejected.jsonl")
+    assert any(r["reason"] == "near-duplicate of a seed example" and r["leaf"].endswith("haiku") for r in rejected)
+    assert any(r["reason"] == "near-duplicate of a seed example" and r["leaf"].startswith("knowledge") for r in rejected)
+
+
+def test_stage_filters_and_malformed_output(taxonomy, fake_documents, cfg, tmp_path):
+    t = script(tmp_path, {
+        # candidates shown the first seed example (3 of every 5) get malformed output
+        "skill_question": [{"match": "task.\nWhat is 2 plus 3", "reply": "??"},
+                           {"match": "arithmetic", "reply": [f"Arithmetic drill: what is {n} times {n + 13}?"
+                                                             for n in range(8)]}],
+        "question_eval": [{"match": "haiku", "reply": "No."}],                         # all rejected
+        "pair_eval": [{"match": "visitors walk", "reply": "2"}, {"match": "Arithmetic drill", "reply": "banana"}],
+        "faithfulness": [{"match": "Jupiter", "reply": "no"}],
+        "self_contained": [{"reply": "yes"}],
+    })
+    out = tmp_path / "out"
+    rep = generate_dataset(taxonomy, None, out, cfg, teacher=t, progress=False)
+    by = {s.leaf.split("/")[-1]: s for s in rep.leaves}
+    rejected = read_jsonl(out / "rejected.jsonl")
+    assert by["haiku"].kept == 0 and by["haiku"].rejected["question_eval"] >= 1
+    assert by["arithmetic"].malformed.get("questions", 0) >= 1
+    assert by["arithmetic"].malformed.get("pair_eval", 0) >= 1 and by["arithmetic"].kept == 0
+    assert by["dates"].kept == 0 and by["dates"].rejected["pair_eval"] >= 1  # 2 < default threshold 3
+    assert any(r["reason"] == "pair score 2 < threshold 3" for r in rejected)
+    assert all({"leaf", "stage", "reason"} <= set(r) for r in rejected)
+    for s in rep.leaves:  # every candidate is accounted for
+        assert s.generated == s.kept + sum(s.rejected.values()) + s.unused
+    # threshold 2 keeps the pairs graded 2 (LAB: keep 3 by default; 2 allowed)
+    cfg.generate.pair_threshold = 2
+    rep2 = generate_dataset(taxonomy, ["compositional_skills/grounded/extraction/dates"], tmp_path / "o2",
+                            cfg, teacher=t, progress=False)
+    assert rep2.leaves[0].kept > 0 and not rep2.leaves[0].cached
+
+
+def test_teacher_errors_are_recorded_not_fatal(taxonomy, fake_documents, cfg, tmp_path):
+    t = script(tmp_path, {"response": [{"match": "creative writer", "reply": "__error__"}]})
+    rep = generate_dataset(taxonomy, None, tmp_path / "out", cfg, teacher=t, progress=False)
+    haiku = next(s for s in rep.leaves if s.leaf.endswith("haiku"))
+    assert haiku.kept == 0 and haiku.errors == {"responses": haiku.rejected["responses"]}
+    assert sum(s.kept for s in rep.leaves if s is not haiku) > 0
+
+
+def test_knowledge_rule_rejects_questions_pointing_at_the_document(taxonomy, fake_documents, cfg, tmp_path):
+    t = script(tmp_path, {"knowledge_qa": [{"match": "Saturn has", "reply": "Question: According to the passage, what has rings?\nAnswer: Saturn."}]})
+    out = tmp_path / "out"
+    rep = generate_dataset(taxonomy, ["knowledge/science/planets"], out, cfg, teacher=t, progress=False)
+    rej = [r for r in read_jsonl(out / "rejected.jsonl") if r["stage"] == "self_contained"]
+    assert rej and all("passage" in r["question"] for r in rej)
+    assert all("passage" not in s["messages"][0]["content"] for s in all_samples(out))
+    assert rep.leaves[0].kept > 0
+
+
+def test_missing_documents_fail_only_that_leaf(taxonomy, cfg, tmp_path, monkeypatch):
+    from lab_tools.errors import LabError
+    from lab_tools.taxonomy import documents
+
+    def refuse(leaf, **kw):
+        raise LabError("pattern matched nothing", file=str(leaf.qna_path), field="document.patterns")
+
+    monkeypatch.setattr(documents, "resolve_documents", refuse)
+    rep = generate_dataset(taxonomy, None, tmp_path / "out", cfg, teacher=ScriptedTeacher(), progress=False)
+    k = next(s for s in rep.leaves if s.kind == "knowledge")
+    assert "pattern matched nothing" in k.error
+    assert all(s.kept > 0 for s in rep.leaves if s.kind != "knowledge")
+
+
+def test_persona_choice(tmp_path):
+    cases = {"compositional_skills/writing/poetry/haiku": "creative",
+             "compositional_skills/roleplay/pirate": "creative",
+             "foundational_skills/reasoning/arithmetic": "precise",
+             "compositional_skills/grounded/extraction/dates": "precise",
+             "compositional_skills/writing/grounded/summarization": "precise",  # precise words win
+             "compositional_skills/misc/thing": "precise"}
+    for path, expected in cases.items():
+        write_leaf(tmp_path, path, {"version": 3, "task_description": "x", "seed_examples": []})
+        assert persona(load_leaf(tmp_path, path)) == expected, path
+    write_leaf(tmp_path, "compositional_skills/misc/other", {"version": 3, "seed_examples": [],
+                                                             "task_description": "Tell a short story."})
+    assert persona(load_leaf(tmp_path, "compositional_skills/misc/other")) == "creative"
+
+
+def test_persona_reaches_the_response_prompt(taxonomy, fake_documents, cfg, tmp_path):
+    seen = []
+
+    class Spy(ScriptedTeacher):
+        def generate(self, requests):
+            seen.extend((r.tag, r.messages[0]["content"]) for r in requests)
+            return super().generate(requests)
+
+    generate_dataset(taxonomy, SKILLS, tmp_path / "out", cfg, teacher=Spy(), progress=False)
+    systems = {s for tag, s in seen if tag == "response"}
+    assert any("creative writer" in s for s in systems) and any("precise assistant" in s for s in systems)
+
+
+def test_cache_reuse_and_one_changed_leaf(taxonomy, fake_documents, cfg, tmp_path):
+    t1 = ScriptedTeacher()
+    out1, out2, out3 = tmp_path / "o1", tmp_path / "o2", tmp_path / "o3"
+    generate_dataset(taxonomy, None, out1, cfg, teacher=t1, progress=False)
+    assert t1.calls > 0
+    t2 = ScriptedTeacher()
+    rep = generate_dataset(taxonomy, None, out2, cfg, teacher=t2, progress=False)
+    assert t2.calls == 0 and all(s.cached for s in rep.leaves)
+    for p in ("kt1", "kt2", "st"):
+        assert (out1 / f"{p}.jsonl").read_bytes() == (out2 / f"{p}.jsonl").read_bytes()
+    # change one leaf: only it is regenerated
+    changed = "compositional_skills/writing/poetry/haiku"
+    data = dict(LEAVES[changed], task_description="Write a haiku about nature.")
+    write_leaf(taxonomy, changed, data)
+    t3 = ScriptedTeacher()
+    rep = generate_dataset(taxonomy, None, out3, cfg, teacher=t3, progress=False)
+    assert [s.leaf for s in rep.leaves if not s.cached] == [changed]
+    solo = ScriptedTeacher()
+    generate_dataset(taxonomy, [changed], tmp_path / "o4", cfg, teacher=solo, progress=False)
+    assert t3.calls > 0 and solo.calls == 0  # the changed leaf is now cached too
+    unchanged = [s for s in all_samples(out3) if s["metadata"]["leaf"] != changed]
+    assert unchanged == [s for s in all_samples(out1) if s["metadata"]["leaf"] != changed]
+
+
+def test_unrequested_leaves_come_from_the_cache(taxonomy, fake_documents, cfg, tmp_path):
+    generate_dataset(taxonomy, None, tmp_path / "o1", cfg, teacher=ScriptedTeacher(), progress=False)
+    t = ScriptedTeacher()
+    rep = generate_dataset(taxonomy, [SKILLS[0]], tmp_path / "o2", cfg, teacher=t, progress=False)
+    assert t.calls == 0 and {s.leaf for s in rep.leaves} == set(LEAVES)
+    assert all_samples(tmp_path / "o1") == all_samples(tmp_path / "o2")
+
+
+def test_unknown_leaf_is_an_error(taxonomy, cfg, tmp_path):
+    from lab_tools.errors import LabError
+
+    with pytest.raises(LabError, match="no leaf"):
+        generate_dataset(taxonomy, ["compositional_skills/nope"], tmp_path / "o", cfg,
+                         teacher=ScriptedTeacher(), progress=False)
