@@ -1,0 +1,451 @@
+"""`lab build`: the main job, validate → licenses → generate → train → evaluate → release (issue 6).
+
+Incremental: each stage records a fingerprint of its inputs in ``OUT/build_state.json`` and is
+skipped when the fingerprint and its outputs are unchanged since the last successful run:
+
+| stage    | fingerprint (sha256 over)                                                    |
+|----------|------------------------------------------------------------------------------|
+| validate | every file under the taxonomy root (names + bytes)                           |
+| licenses | knowledge leaves' content hashes + license allowlist                          |
+| generate | all leaves' content hashes + generate settings (teacher, judge, counts, ...)  |
+| train    | phase datasets + held-out files + preset (name and file) + student + judge    |
+| evaluate | selected model files + held-out files + judge + evaluation caps + student     |
+| release  | training manifest + eval.json + dataset card + provenance (commit, leaves)    |
+
+A skipped stage loads no model, so a build with nothing changed takes seconds. ``lab generate``
+is incremental by itself (content-addressed per-leaf cache), so after editing one leaf only that
+leaf is regenerated. Large files are hashed once per (size, mtime) and memoized in the state.
+
+Resumable: a train stage interrupted with unchanged inputs continues from its last checkpoint with
+``--resume`` (otherwise it starts over). A failed stage stops the build with a clear message; all
+outputs produced so far are kept, and the traceback of an unexpected error goes to
+``OUT/build.log``.
+
+Layout of OUT: ``run.json`` (provenance), ``data/`` (generate), ``train/``, ``eval/``,
+``release/``, ``build_state.json``, ``build.log``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from lab_tools.errors import LabError
+
+STAGES = ("validate", "licenses", "generate", "train", "evaluate", "release")
+STATE_FILE = "build_state.json"
+# evaluation caps of the build (a CPU run must stay within minutes; `lab evaluate` can go further)
+EVAL_CAPS = {"max_mc": 120, "max_prompts": 16, "max_new_tokens": 64, "judge_max_tokens": 48}
+_SKIP_DIRS = {".git", "__pycache__", ".venv"}
+
+
+@dataclass
+class StageResult:
+    """One stage of one build: ``status`` ``ran`` / ``skipped`` / ``failed`` / ``not run``;
+    ``seconds`` wall time; ``summary`` one line for the table; ``data`` stage facts kept in the state."""
+    name: str
+    status: str = "not run"
+    seconds: float = 0.0
+    summary: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildResult:
+    """A finished build: per-stage results, the release directory and the total wall time (s)."""
+    out_dir: Path
+    stages: list[StageResult]
+    release_dir: Path | None
+    seconds: float
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+def _sha(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Hasher:
+    """sha256 of files, memoized by (path, size, mtime_ns) across builds (kept in the state)."""
+
+    def __init__(self, memo: dict | None = None):
+        self.memo = memo or {}
+
+    def file(self, path: Path) -> str | None:
+        """sha256 hex of ``path``, or None when it does not exist."""
+        if not path.is_file():
+            return None
+        st = path.stat()
+        key = str(path.resolve())
+        hit = self.memo.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        self.memo[key] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+        return h.hexdigest()
+
+    def files(self, paths) -> dict[str, str | None]:
+        """``{name: sha256 or None}`` for each path."""
+        return {Path(p).name: self.file(Path(p)) for p in paths}
+
+    def tree(self, root: Path, tops=None) -> str:
+        """One digest over every file under ``root`` (or only its ``tops`` sub-folders): relative
+        names + bytes, .git and virtual environments excluded."""
+        rows = []
+        for top in (tops or ["."]):
+            for dirpath, dirnames, filenames in os.walk(root / top):
+                dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+                for f in sorted(filenames):
+                    p = Path(dirpath) / f
+                    rows.append((p.relative_to(root).as_posix(), self.file(p)))
+        return _sha(rows)
+
+    def model(self, path: Path) -> str:
+        """Digest of a model directory's files (weights, config, tokenizer)."""
+        return _sha(sorted(self.files(p for p in path.iterdir() if p.is_file()).items()))
+
+
+# ----------------------------------------------------------------------------- state
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_state(out: Path) -> dict:
+    """``OUT/build_state.json`` (``{"stages": {name: {...}}, "hash_memo": {...}}``), empty when absent
+    or unreadable (a torn state only costs a rebuild)."""
+    try:
+        state = json.loads((out / STATE_FILE).read_text(encoding="utf-8"))
+        if isinstance(state, dict) and isinstance(state.get("stages"), dict):
+            return state
+    except (OSError, ValueError):
+        pass
+    return {"stages": {}, "hash_memo": {}}
+
+
+# ----------------------------------------------------------------------------- the build
+
+class _Build:
+    """The state of one `lab build` run; one method per stage returning ``(summary, data)``."""
+
+    def __init__(self, root: Path, out: Path, cfg, *, resume: bool, progress: bool, console):
+        self.root, self.out, self.cfg = root, out, cfg
+        self.resume, self.progress, self.console = resume, progress, console
+        self.data_dir, self.train_dir = out / "data", out / "train"
+        self.eval_dir, self.release_dir = out / "eval", out / "release"
+        self.state = load_state(out)
+        self.hasher = Hasher(self.state.get("hash_memo"))
+        self._backends: dict[str, object] = {}
+        from lab_tools.taxonomy.leaf import iter_leaf_paths, leaf_hash
+
+        self.leaf_paths = iter_leaf_paths(root)
+        self.leaf_hashes = {p: leaf_hash(root / p) for p in self.leaf_paths}
+        self.judge_spec = cfg.generate.judge or cfg.generate.teacher
+
+    def backend(self, spec: str):
+        """A teacher/judge backend, built once per build (loading a model is the slow part)."""
+        if spec not in self._backends:
+            from lab_tools.sdg.backends import make_teacher
+
+            self._backends[spec] = make_teacher(spec, self.cfg.cache_path)
+        return self._backends[spec]
+
+    def save(self) -> None:
+        self.state["hash_memo"] = self.hasher.memo
+        _write_json(self.out / STATE_FILE, self.state)
+
+    # --- fingerprints and output checks, per stage
+
+    def fingerprint(self, name: str) -> str:
+        h, cfg = self.hasher, self.cfg
+        heldout = h.files([self.data_dir / "heldout_mc.jsonl", self.data_dir / "heldout_prompts.jsonl"])
+        if name == "validate":
+            from lab_tools.taxonomy.leaf import KINDS
+
+            return _sha(name, h.tree(self.root, [k for k in KINDS if (self.root / k).is_dir()]))
+        if name == "licenses":
+            return _sha(name, self.leaf_hashes, sorted(cfg.licenses.allowlist))
+        if name == "generate":
+            return _sha(name, self.leaf_hashes, dataclasses.asdict(cfg.generate), dataclasses.asdict(cfg.documents))
+        if name == "train":
+            from lab_tools.train.config import PRESETS_DIR
+
+            preset_file = Path(cfg.train.preset) if cfg.train.preset.endswith((".yaml", ".yml")) \
+                else PRESETS_DIR / f"{cfg.train.preset}.yaml"
+            data = h.files(self.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st"))
+            return _sha(name, data, heldout, cfg.train.preset, h.file(preset_file), self._student_id(),
+                        self.judge_spec)
+        if name == "evaluate":
+            selected = self._selected()
+            return _sha(name, h.model(selected) if selected else None, heldout, self.judge_spec,
+                        self._student_id(), EVAL_CAPS)
+        if name == "release":
+            prov = {k: v for k, v in self._provenance().items() if k != "created"}
+            files = h.files([self.train_dir / "manifest.json", self.eval_dir / "eval.json",
+                             self.data_dir / "dataset_card.json", self.train_dir / "loss.png"])
+            return _sha(name, files, prov)
+        raise ValueError(name)
+
+    def outputs_present(self, name: str) -> bool:
+        if name in ("validate", "licenses"):
+            return True
+        if name == "generate":
+            return all((self.data_dir / f"{p}.jsonl").is_file() for p in ("kt1", "kt2", "st"))
+        if name == "train":
+            return self._selected() is not None
+        if name == "evaluate":
+            return (self.eval_dir / "eval.json").is_file()
+        return (self.release_dir / "SHA256SUMS").is_file() and (self.release_dir / "release.json").is_file()
+
+    def _student_id(self) -> str:
+        spec = self.cfg.train.student
+        if spec == "embedded":
+            return spec
+        p = Path(spec)
+        return self.hasher.model(p) if p.is_dir() else spec
+
+    def _selected(self) -> Path | None:
+        try:
+            sel = json.loads((self.train_dir / "manifest.json").read_text(encoding="utf-8")).get("selected")
+        except (OSError, ValueError):
+            return None
+        return Path(sel) if sel and (Path(sel) / "config.json").is_file() else None
+
+    def _provenance(self) -> dict:
+        if not hasattr(self, "_prov"):
+            from lab_tools.release.release import provenance
+
+            self._prov = provenance(self.root, self.cfg)
+        return self._prov
+
+    # --- the stages
+
+    def validate(self):
+        from lab_tools.taxonomy.validate import render, validate_tree
+
+        findings = validate_tree(self.root)
+        errors = [f for f in findings if f.is_error]
+        if errors:
+            shown = render(errors[:20]) + ("\n..." if len(errors) > 20 else "")
+            raise LabError(f"{len(errors)} validation error(s) (run `lab taxonomy validate`):\n{shown}")
+        warnings = len(findings)
+        return f"{len(self.leaf_paths)} leaves, {warnings} warnings", {"leaves": len(self.leaf_paths),
+                                                                       "warnings": warnings}
+
+    def licenses(self):
+        from lab_tools.taxonomy.licenses import check_licenses
+        from lab_tools.taxonomy.validate import render
+
+        findings = check_licenses(self.root, self.leaf_paths, list(self.cfg.licenses.allowlist))
+        errors = [f for f in findings if f.is_error]
+        if errors:
+            raise LabError(f"{len(errors)} license error(s) (run `lab taxonomy licenses`):\n{render(errors)}")
+        n = sum(p.startswith("knowledge/") for p in self.leaf_paths)
+        return f"{n} knowledge documents allowed, {len(findings)} warnings", {"warnings": len(findings)}
+
+    def generate(self):
+        from lab_tools.sdg.pipeline import generate_dataset
+
+        # teacher/judge None: generate_dataset builds them only if some leaf is not cached
+        rep = generate_dataset(self.root, self.leaf_paths, self.data_dir, self.cfg, progress=self.progress)
+        failed = {s.leaf: s.error for s in rep.leaves if s.error}
+        if failed:
+            shown = "\n".join(f"  {leaf}: {err}" for leaf, err in sorted(failed.items()))
+            raise LabError(f"{len(failed)} leaf/leaves produced no data:\n{shown}\n"
+                           f"(the other leaves' data is kept in {self.data_dir} and in the SDG cache)")
+        fresh = sorted(s.leaf for s in rep.leaves if not s.cached)
+        counts = {p: _count_lines(self.data_dir / f"{p}.jsonl") for p in ("kt1", "kt2", "st")}
+        return (f"samples kt1 {counts['kt1']}, kt2 {counts['kt2']}, st {counts['st']}; "
+                f"{len(fresh)} leaves generated, {len(rep.leaves) - len(fresh)} cached"), \
+            {"samples": counts, "generated": fresh, "teacher": rep.teacher, "judge": rep.judge}
+
+    def train(self, previous: dict):
+        from lab_tools.train.phases import train_phases
+
+        fp = self.fingerprint("train")
+        interrupted = previous.get("fingerprint") == fp and previous.get("status") in ("running", "failed")
+        resume = self.resume and interrupted and (self.train_dir / "manifest.json").is_file()
+        if not resume and self.train_dir.exists():
+            # inputs changed (or no resume asked): the old run is stale; start over
+            shutil.rmtree(self.train_dir)
+        judge = self._backends.get(self.judge_spec, self.judge_spec)
+        result = train_phases(self.data_dir, self.cfg.train.student, self.train_dir, preset=self.cfg.train.preset,
+                              resume=resume, judge=judge, progress=self.progress, cache_dir=self.cfg.cache_path)
+        phases = result.manifest.get("phases") or {}
+        steps = {p: (e or {}).get("steps") for p, e in phases.items()}
+        return (f"{'resumed, ' if resume else ''}selected {Path(result.selected).name} "
+                f"({Path(result.selected).parent.name}); steps {steps}"), {"selected": str(result.selected),
+                                                                           "resumed": resume, "steps": steps}
+
+    def evaluate(self):
+        from lab_tools.eval.evaluate import evaluate, load_eval_set
+
+        selected = self._selected()
+        evalset = load_eval_set(data_dir=self.data_dir, taxonomy=self.root, max_mc=EVAL_CAPS["max_mc"],
+                                max_prompts=EVAL_CAPS["max_prompts"])
+        judge = self.backend(self.judge_spec) if evalset.prompts else None
+        res = evaluate(selected, evalset, self.eval_dir, base_model=self.cfg.train.student, judge=judge,
+                       max_new_tokens=EVAL_CAPS["max_new_tokens"], judge_max_tokens=EVAL_CAPS["judge_max_tokens"],
+                       progress=self.progress, cache_dir=self.cfg.cache_path)
+        totals = res.report.get("totals", {})
+        parts = []
+        for name, t in totals.items():
+            fmt = (lambda v: "–" if v is None else f"{v:.2f}") if name == "judge" else \
+                  (lambda v: "–" if v is None else f"{v:.0%}")
+            parts.append(f"{name} {fmt(t['base'])} → {fmt(t['trained'])}")
+        c = res.report["counts"]
+        parts.append(f"leaves +{c['improved']} -{c['regressed']} ={c['unchanged']}")
+        return "; ".join(parts), {"totals": totals, "counts": c}
+
+    def release(self):
+        from lab_tools.release.release import make_release, write_json
+
+        write_json(self.out / "run.json", self._provenance())
+        res = make_release(self.out, self.release_dir)
+        return str(res.out_dir), {"path": str(res.out_dir), "samples": res.info["samples"]}
+
+
+def _quiet_libraries() -> None:
+    """One progress view: silence transformers' own bars and warnings (weights loading, shard
+    writing) that would interleave with ours. Called only before a stage that loads models."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _count_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, progress: bool = True,
+              console=None) -> BuildResult:
+    """Run the main job over taxonomy ``root`` into ``out`` with settings ``cfg`` (a loaded
+    :class:`lab_tools.config.Config`, flags already applied). Returns a :class:`BuildResult`.
+
+    Raises:
+        LabError: the first failing stage, naming it (``build stopped at <stage>: <message>``); the
+        state records it and every output produced so far stays on disk.
+    """
+    from rich.console import Console
+
+    console = console or Console(stderr=True, quiet=not progress)
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise LabError("taxonomy root not found", file=str(root))
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    b = _Build(root, out, cfg, resume=resume, progress=progress, console=console)
+    results = [StageResult(n) for n in STAGES]
+    for i, (name, res) in enumerate(zip(STAGES, results), 1):
+        previous = b.state["stages"].get(name, {})
+        t0 = time.monotonic()
+        try:
+            fp = b.fingerprint(name)
+            if previous.get("fingerprint") == fp and previous.get("status") == "done" and b.outputs_present(name):
+                res.status, res.summary, res.data = "skipped", "unchanged: " + previous.get("summary", ""), \
+                    previous.get("data", {})
+                console.print(f"[dim][{i}/{len(STAGES)}] {name}: unchanged, skipped[/]")
+                continue
+            console.rule(f"[bold][{i}/{len(STAGES)}] {name}")
+            b.state["stages"][name] = {"fingerprint": fp, "status": "running", "started": time.time()}
+            b.save()
+            if name in ("generate", "train", "evaluate"):
+                _quiet_libraries()
+            summary, data = b.train(previous) if name == "train" else getattr(b, name)()
+            res.status, res.summary, res.data = "ran", summary, data
+            res.seconds = time.monotonic() - t0
+            b.state["stages"][name] = {"fingerprint": fp, "status": "done", "seconds": round(res.seconds, 2),
+                                       "summary": summary, "data": data, "finished": time.time()}
+            b.save()
+        except KeyboardInterrupt:
+            b.state["stages"].setdefault(name, {})["status"] = "running"
+            b.save()
+            raise
+        except Exception as exc:  # noqa: BLE001  (a stage failure becomes a clear message, not a traceback)
+            res.status, res.seconds = "failed", time.monotonic() - t0
+            msg = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+            res.summary = msg.splitlines()[0] if msg else type(exc).__name__
+            with (out / "build.log").open("a", encoding="utf-8") as log:
+                log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} stage {name} failed\n")
+                log.write("".join(traceback.format_exception(exc)))
+            b.state["stages"][name] = {**b.state["stages"].get(name, {}), "status": "failed", "error": msg}
+            b.save()
+            print_summary(console, BuildResult(out, results, None, time.monotonic() - start), force=True)
+            hint = "" if isinstance(exc, LabError) else f" (traceback in {out / 'build.log'})"
+            raise LabError(f"build stopped at stage '{name}': {msg}{hint}\n"
+                           f"outputs so far are kept in {out}; fix the cause and run `lab build` again") from exc
+        finally:
+            if res.status in ("ran", "failed"):
+                res.seconds = time.monotonic() - t0
+    release = out / "release" if (out / "release" / "release.json").is_file() else None
+    result = BuildResult(out, results, release, time.monotonic() - start)
+    b.state["last_build"] = {"seconds": round(result.seconds, 2), "finished": time.time(),
+                             "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)} for r in results}}
+    b.save()
+    return result
+
+
+def print_summary(console, result: BuildResult, force: bool = False) -> None:
+    """The final table: stage, status, time, what it produced; then the release path."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if force and console.quiet:
+        console = Console(stderr=True)
+    table = Table(title="lab build", show_lines=False)
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("time", justify="right")
+    table.add_column("result", overflow="fold")
+    style = {"ran": "green", "skipped": "dim", "failed": "bold red", "not run": "dim"}
+    for r in result.stages:
+        table.add_row(r.name, f"[{style[r.status]}]{r.status}[/]", f"{r.seconds:.1f}s" if r.status != "not run" else "",
+                      r.summary, )
+    console.print(table)
+    console.print(f"total {result.seconds:.1f}s" + (f"; release: {result.release_dir}" if result.release_dir else ""))
+
+
+@click.command("build")
+@click.argument("root", required=False, type=click.Path(file_okay=False))
+@click.option("--preset", default=None, help="Training preset (default: lab.yaml train.preset).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/main", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its checkpoints.")
+@click.option("--teacher", default=None, help="Teacher backend spec (default: lab.yaml generate.teacher).")
+@click.option("--judge", default=None, help="Judge backend spec (default: lab.yaml generate.judge, else the teacher).")
+@click.option("--student", default=None, help="Student model: 'embedded' or a local model dir.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
+@click.option("--quiet", is_flag=True, help="No progress output (the summary table is still printed).")
+def build(root, preset, out_dir, resume, teacher, judge, student, config_file, quiet):
+    """The main job on taxonomy ROOT: validate → licenses → generate → train → evaluate → release,
+    skipping every stage whose inputs have not changed since the last build."""
+    from rich.console import Console
+
+    from lab_tools.config import default_root, load_config
+
+    root = Path(root) if root else default_root()
+    cfg = load_config(root, config_file)
+    cfg.override("train.preset", preset)
+    cfg.override("generate.teacher", teacher)
+    cfg.override("generate.judge", judge)
+    cfg.override("train.student", student)
+    console = Console(stderr=True, quiet=quiet)
+    result = run_build(root, out_dir, cfg, resume=resume, progress=not quiet, console=console)
+    print_summary(Console(), result)
