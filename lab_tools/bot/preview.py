@@ -125,6 +125,18 @@ def _read_samples(out_dir: Path) -> dict[str, list[dict]]:
     return by_leaf
 
 
+def _read_rejected(out_dir: Path) -> dict[str, list[dict]]:
+    """Filtered-out candidates in ``out_dir/rejected.jsonl`` grouped by ``leaf``."""
+    by_leaf: dict[str, list[dict]] = {}
+    path = out_dir / "rejected.jsonl"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                by_leaf.setdefault(str(rec.get("leaf", "")), []).append(rec)
+    return by_leaf
+
+
 def _samples_for(by_leaf: dict[str, list[dict]], leaf: str) -> list[dict]:
     # metadata.leaf is the leaf path relative to the taxonomy root; accept a prefixed form too
     return by_leaf.get(leaf) or next((v for k, v in by_leaf.items() if k.endswith("/" + leaf)), [])
@@ -198,8 +210,9 @@ def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[s
         out = Path(out_dir) if out_dir else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         report = generate_dataset(root, paths, out, cfg, progress=False)
-        by_leaf = _read_samples(out)
+        by_leaf, rejected = _read_samples(out), _read_rejected(out)
         for p in paths:
+            leaves[p].rejected = rejected.get(p, [])
             leaves[p].stats, leaves[p].seconds, leaves[p].error = _leaf_stats(report, p)
             leaves[p].samples = _samples_for(by_leaf, p)
     return report

@@ -100,7 +100,8 @@ class LeafView:
     ``rejected``/``malformed``/``errors`` -> {stage: n});
     ``samples``: generated samples ``{"messages": [...], "metadata": {"score": ...}}``;
     ``seconds``: generation time for this leaf; ``skipped``: why generation did not run;
-    ``error``: why generation failed for this leaf (the run went on with the others)."""
+    ``error``: why generation failed for this leaf (the run went on with the others);
+    ``rejected``: filtered-out candidates ``{"stage", "reason", "question"?, "answer"?, "raw"?}``."""
     path: str
     kind: str = ""
     findings: list[FindingView] = field(default_factory=list)
@@ -109,6 +110,7 @@ class LeafView:
     seconds: float | None = None
     skipped: str | None = None
     error: str | None = None
+    rejected: list[dict] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -185,11 +187,26 @@ def _sample_md(i: int, sample: dict, text_limit: int) -> str:
     return details(label, body)
 
 
+def _rejected_md(rejected: list[dict], limit: int, text_limit: int) -> str:
+    items = []
+    for r in rejected[:limit]:
+        parts = [f"**{inline(r.get('stage', '?'), 40)}**: {inline(r.get('reason', ''), 300)}"]
+        for key in ("question", "answer", "raw"):
+            if r.get(key):
+                parts.append(f"{key}:\n\n{code_block(r[key], limit=text_limit)}")
+        items.append("\n\n".join(parts))
+    more = f"\n\n…and {len(rejected) - limit} more." if len(rejected) > limit else ""
+    summary = (f"filtered out: {len(rejected)}"
+               + (f" (the first {limit} shown)" if len(rejected) > limit else ""))
+    return details(summary, "\n\n---\n\n".join(items) + more)
+
+
 def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: int = 2000,
-                max_findings: int = 50) -> str:
+                max_findings: int = 50, max_rejected: int = 3) -> str:
     """Markdown for one leaf: heading, findings with file:line, stats, samples (collapsed).
 
-    ``max_samples``: samples shown (None = all); ``text_limit``: characters per question/answer."""
+    ``max_samples``: samples shown (None = all; 0 also hides filtered-out candidates);
+    ``text_limit``: characters per question/answer; ``max_rejected``: filtered-out candidates shown."""
     status = "❌" if leaf.errors or leaf.error else ("⏭️" if leaf.skipped else "✅")
     kind = f" ({inline(leaf.kind, 40)})" if leaf.kind else ""
     out = [f"### {status} <code>{inline(leaf.path, 200)}</code>{kind}"]
@@ -207,6 +224,8 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
     samples = leaf.samples if max_samples is None else leaf.samples[:max_samples]
     if samples:
         out.append("\n\n".join(_sample_md(i + 1, s, text_limit) for i, s in enumerate(samples)))
+    if leaf.rejected and max_samples != 0:
+        out.append(_rejected_md(leaf.rejected, max_rejected, min(text_limit, 800)))
     if len(samples) < len(leaf.samples):
         out.append(f"_{len(leaf.samples) - len(samples)} samples of this leaf not shown (comment size limit)._")
     return "\n\n".join(out)

@@ -145,3 +145,16 @@ def test_command_from_writer_runs_validate(fake_github, pull_repo, cache_dir, tm
     assert states(fake_github, sha) == ["pending", "success"]
     body = next(iter(fake_github.comments.values()))["body"]
     assert "lab validate" in body and "<details>" not in body  # checks only, no samples
+
+
+def test_dry_run_prints_the_comment_without_github(pull_repo, cache_dir, monkeypatch):
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    monkeypatch.setenv("GITHUB_API_URL", "http://127.0.0.1:9")  # nothing listens there
+    pull_repo.write_leaf("compositional_skills/writing/poetry/limerick", skill_leaf("Write limericks.", LIMERICK))
+    pull_repo.commit("add limerick")
+    result = CliRunner().invoke(bot, ["preview", "--pr", "7", "--dry-run", "--validate-only", "--base", "main",
+                                      "--taxonomy", str(pull_repo.taxonomy),
+                                      "--config", str(pull_repo.path.parent / "trusted.yaml")],
+                                catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.output.startswith(MARKER) and "limerick" in result.output

@@ -96,3 +96,15 @@ def test_parse_command():
     assert parse_command(None) is None
     assert re.search("/lab", render_comment(Preview(sha="d" * 40)))  # footer tells how
     assert parse_command(render_comment(Preview(sha="d" * 40))) is None  # the bot never triggers itself
+
+
+def test_filtered_out_candidates_are_shown_inert():
+    rejected = [{"stage": "question_eval", "reason": "not a question <b>x</b>", "question": "Q @someone ```",
+                 "raw": "<script>alert(1)</script>"}] * 5
+    leaf = LeafView(path="compositional_skills/x/y", rejected=rejected, stats={"generated": 5, "kept": 0,
+                                                                             "rejected": {"question_eval": 5}})
+    body = render_comment(Preview(sha="e" * 40, leaves=[leaf]))
+    rendered = to_html(body)
+    assert "filtered out: 5 (the first 3 shown)" in body and "…and 2 more" in body
+    assert "<script" not in rendered and "<b>" not in rendered and "@someone" not in body
+    assert rendered.count("<details>") == rendered.count("</details>") == 1
