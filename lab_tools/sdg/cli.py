@@ -40,7 +40,9 @@ def _table(report) -> None:
         t.add_row(s.leaf, s.kind, str(s.generated), str(s.kept),
                   *[str(s.rejected.get(k, 0)) for k in stages], str(sum(s.malformed.values())),
                   f"{s.seconds:.1f}", "yes" if s.cached else ("ERROR" if s.error else "no"))
-    console = Console()
+    import sys
+
+    console = Console(width=None if sys.stdout.isatty() else 200)  # CI logs: do not truncate paths
     console.print(t)
     for s in report.leaves:
         if s.error:

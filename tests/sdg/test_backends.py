@@ -1,0 +1,138 @@
+"""Teacher backends: spec parsing, transformers in-process batching, openai against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab_tools.errors import LabError
+from lab_tools.sdg.backends import ChatRequest, OpenAITeacher, make_teacher, teacher_name
+
+
+def _req(text: str, **kw) -> ChatRequest:
+    return ChatRequest([{"role": "user", "content": text}], **kw)
+
+
+@pytest.mark.parametrize("spec", ["nope:x", "openai:127.0.0.1#m", "openai:http://x/v1", "vllm:", "transformers:/no/such/dir"])
+def test_bad_specs_are_lab_errors(spec):
+    with pytest.raises(LabError):
+        make_teacher(spec)
+
+
+def test_vllm_missing_is_a_clear_error():
+    pytest.importorskip("lab_tools")
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vllm installed")
+    except ImportError:
+        pass
+    with pytest.raises(LabError, match="vLLM"):
+        make_teacher("vllm:some-model")
+
+
+def test_transformers_backend_batches_and_bounds_tokens(tiny_model):
+    t = make_teacher(f"transformers:{tiny_model}", batch_size=3)
+    assert t.name == teacher_name(f"transformers:{tiny_model}")
+    reqs = [_req("hello " * n, max_tokens=5 + n % 3, temperature=0.0) for n in range(1, 8)]
+    reqs.append(_req("sampled", max_tokens=6, temperature=0.9, seed=1))
+    out = t.generate(reqs)
+    assert len(out) == len(reqs) and not any(c.error for c in out)
+    for r, c in zip(reqs, out):
+        assert 0 <= c.completion_tokens <= r.max_tokens and c.prompt_tokens > 0
+    # greedy is deterministic and independent of the batch it ran in
+    alone = t.generate([reqs[2]])[0]
+    assert alone.text == out[2].text
+    assert t.count_tokens("hello hello") > 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_retries_server_errors_then_gives_up(httpserver):
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    httpserver.expect_ordered_request("/v1/chat/completions").respond_with_data("boom", status=500)
+    httpserver.expect_ordered_request("/v1/chat/completions").respond_with_json(body)
+    t = OpenAITeacher(httpserver.url_for("/v1"), "m", workers=1, retries=2)
+    [c] = t.generate([_req("hi", max_tokens=4)])
+    assert c.error is None and c.text == "fine" and c.extra["attempts"] == 2 and c.completion_tokens == 1
+    httpserver.clear()
+    httpserver.expect_request("/v1/chat/completions").respond_with_data("down", status=503)
+    t.retries = 1
+    [c] = t.generate([_req("hi", max_tokens=4)])
+    assert c.text == "" and "gave up after 2 attempts" in c.error
+
+
+@pytest.fixture(scope="module")
+def served_tiny(tiny_model):
+    """`transformers serve` on a free loopback port, serving the tiny model directory."""
+    exe = Path(sys.executable).with_name("transformers")
+    if not exe.exists():
+        pytest.skip("transformers serve not installed (pip install 'transformers[serving]')")
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([str(exe), "serve", str(tiny_model), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"transformers serve exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("transformers serve did not start in 120 s")
+    yield url, str(tiny_model)
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_openai_backend_against_transformers_serve(served_tiny):
+    url, model = served_tiny
+    t = make_teacher(f"openai:{url}#{model}", workers=3)
+    reqs = [_req(f"question {i}", max_tokens=4 + i % 3, temperature=0.0) for i in range(6)]
+    out = t.generate(reqs)
+    assert [c.error for c in out] == [None] * 6
+    assert all(0 < c.completion_tokens <= r.max_tokens for r, c in zip(reqs, out))
+    assert all(c.prompt_tokens > 0 for c in out)
+
+
+@pytest.mark.slow
+def test_generate_dataset_through_transformers_serve(served_tiny, tmp_path):
+    """The whole pipeline against the server: the tiny model's output is noise, so what matters is
+    that every request is answered, parsed tolerantly and accounted for (no crash)."""
+    from sdg_taxonomy import LEAVES, write_leaf
+
+    from lab_tools.config import Config
+    from lab_tools.sdg.pipeline import generate_dataset
+
+    url, model = served_tiny
+    root = tmp_path / "taxonomy"
+    write_leaf(root, "foundational_skills/reasoning/arithmetic", LEAVES["foundational_skills/reasoning/arithmetic"])
+    cfg = Config(cache_dir=str(tmp_path / "cache"))
+    cfg.generate.samples, cfg.generate.teacher, cfg.generate.workers = 2, f"openai:{url}#{model}", 4
+    cfg.generate.question_tokens = cfg.generate.answer_tokens = 12
+    rep = generate_dataset(root, None, tmp_path / "out", cfg, progress=False)
+    [leaf] = rep.leaves
+    assert leaf.error is None and leaf.generated == 4 and leaf.requests >= 4
+    assert leaf.generated == leaf.kept + sum(leaf.rejected.values()) + leaf.unused
+    assert json.loads((tmp_path / "out" / "dataset_card.json").read_text())["teacher"] == f"openai:{model}"
