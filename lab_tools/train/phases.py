@@ -52,7 +52,9 @@ def draw_replay(own_count: int, fraction: float, sources: dict[str, list], seed:
     rng = random.Random(seed)
     names = [n for n in sources if sources[n]]
     shares = {n: want * len(sources[n]) // total for n in names}
-    for n in names[: want - sum(shares.values())]:  # distribute the rounding remainder
+    # largest remainder first, so a small source is not rounded away
+    by_rest = sorted(names, key=lambda n: -(want * len(sources[n]) % total))
+    for n in by_rest[: want - sum(shares.values())]:
         shares[n] += 1
     for n in names:
         pool = list(sources[n])

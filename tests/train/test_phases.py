@@ -149,3 +149,15 @@ def test_killed_run_resumes_to_the_same_final_state(full_run, tiny_model, tmp_pa
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-6)
     with (out / "metrics.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(full_run["rows"])  # no step counted twice
+
+
+def test_replay_draw_is_proportional_deterministic_and_keeps_small_sources():
+    from lab_tools.train.phases import draw_replay
+
+    src = {"kt1": list(range(8)), "kt2": list(range(100, 106))}
+    got = draw_replay(6, 0.25, src, seed=3)
+    assert {k: len(v) for k, v in got.items()} == {"kt1": 1, "kt2": 1}
+    assert got == draw_replay(6, 0.25, src, seed=3)
+    big = draw_replay(10, 2.0, {"kt1": [1, 2, 3]}, seed=0)["kt1"]  # more than the source: cycles
+    assert len(big) == 20 and set(big) == {1, 2, 3}
+    assert draw_replay(10, 0.0, src, seed=0) == {"kt1": [], "kt2": []}
