@@ -63,7 +63,7 @@ class GenerateConfig:
     samples: int = 8
     question_factor: int = 2
     workers: int = 8
-    batch_size: int = 16
+    batch_size: int = 32
     max_new_tokens: int = 256
     question_tokens: int = 48
     context_tokens: int = 160
