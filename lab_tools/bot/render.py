@@ -207,7 +207,8 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
 
     ``max_samples``: samples shown (None = all; 0 also hides filtered-out candidates);
     ``text_limit``: characters per question/answer; ``max_rejected``: filtered-out candidates shown."""
-    status = "❌" if leaf.errors or leaf.error else ("⏭️" if leaf.skipped else "✅")
+    none_kept = bool(leaf.stats) and not leaf.stats.get("kept") and not leaf.error
+    status = ("❌" if leaf.errors or leaf.error else "⏭️" if leaf.skipped else "⚠️" if none_kept else "✅")
     kind = f" ({inline(leaf.kind, 40)})" if leaf.kind else ""
     out = [f"### {status} <code>{inline(leaf.path, 200)}</code>{kind}"]
     if leaf.findings:
@@ -221,6 +222,10 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
         out.append(f"Generation skipped: {inline(leaf.skipped, 300)}")
     elif leaf.stats or leaf.samples:
         out.append(_stats_line(leaf))
+        if none_kept:
+            out.append("No candidate survived the filters at this sample count (see why below). The run "
+                       "after merge generates many more; if this persists, make the seed examples more "
+                       "varied and self-contained.")
     samples = leaf.samples if max_samples is None else leaf.samples[:max_samples]
     if samples:
         out.append("\n\n".join(_sample_md(i + 1, s, text_limit) for i, s in enumerate(samples)))

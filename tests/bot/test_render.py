@@ -108,3 +108,10 @@ def test_filtered_out_candidates_are_shown_inert():
     assert "filtered out: 5 (the first 3 shown)" in body and "…and 2 more" in body
     assert "<script" not in rendered and "<b>" not in rendered and "@someone" not in body
     assert rendered.count("<details>") == rendered.count("</details>") == 1
+
+
+def test_a_leaf_with_nothing_kept_is_flagged_but_not_failed():
+    leaf = LeafView(path="compositional_skills/x/y", stats={"generated": 2, "kept": 0, "rejected": {"pair_eval": 2}})
+    p = Preview(sha="f" * 40, leaves=[leaf])
+    body = render_comment(p)
+    assert p.ok and "⚠️" in body and "No candidate survived" in body and "pair&#95;eval 2" in body
