@@ -119,17 +119,42 @@ print(json.dumps({"tool": "instructlab-sdg", "wall_s": wall, "accepted": kept, "
 """
 
 
-def ensure_peer(venv: Path, install: bool) -> tuple[Path | None, str]:
+def _resolve_peer(py: Path) -> tuple[list[str], str]:
+    """Ask pip what installing instructlab-sdg would pull in, without installing anything."""
+    report = py.parent.parent / "resolve-report.json"
+    proc = subprocess.run([str(py), "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+                           "--report", str(report), "instructlab-sdg"], capture_output=True, text=True,
+                          timeout=900)
+    if proc.returncode != 0:
+        return [], "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
+    data = json.loads(report.read_text())
+    return [f"{i['metadata']['name']}=={i['metadata']['version']}" for i in data["install"]], ""
+
+
+def ensure_peer(venv: Path, install: bool, allow_torch: bool) -> tuple[Path | None, str]:
     """The peer venv's python, or None with the exact reason it is not usable."""
     py = venv / "bin" / "python"
     if py.exists() and subprocess.run([str(py), "-c", "import instructlab.sdg"], capture_output=True).returncode == 0:
         return py, ""
     if not install:
         return None, f"instructlab-sdg is not installed in {venv} and --no-install was given"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    # Resolve first without installing: the failure (if any) names the exact blocker.
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    wanted, err = _resolve_peer(py)
+    if err:
+        return None, f"pip could not resolve instructlab-sdg: {err}"
+    heavy = [w for w in wanted if w.split("==")[0].lower() in ("torch", "torchvision", "triton", "tesserocr")
+             or w.lower().startswith("nvidia-")]
+    if heavy and not allow_torch:
+        tess = subprocess.run(["pkg-config", "--exists", "tesseract"]).returncode == 0 if shutil.which("pkg-config") else False
+        return None, (f"installing instructlab-sdg would pull {len(wanted)} packages, among them "
+                      f"{', '.join(heavy)} (through docling[tesserocr]): a second, CUDA build of torch "
+                      "(several GB) that this project never installs by pip, and tesserocr, an sdist "
+                      "that compiles against the tesseract C++ library "
+                      f"({'present' if tess else 'absent here: no tesseract in pkg-config'}). "
+                      "Rerun with --allow-torch-install on a machine where that is acceptable.")
     proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "instructlab-sdg"],
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         return None, f"pip install instructlab-sdg failed in {venv}:\n{tail}"
@@ -151,8 +176,12 @@ def main() -> None:
     ap.add_argument("--model", default="embedded", help="embedded, tiny, or a local HF model directory")
     ap.add_argument("--samples", type=int, default=2)
     ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--peer-venv", type=Path, default=REPO / ".bench-venvs" / "instructlab-sdg")
+    from lab_tools.config import default_cache_dir
+
+    ap.add_argument("--peer-venv", type=Path, default=default_cache_dir() / "bench" / "instructlab-sdg-venv")
     ap.add_argument("--no-install", action="store_true", help="do not try to install the peer")
+    ap.add_argument("--allow-torch-install", action="store_true",
+                    help="let the peer's install pull its own torch/CUDA wheels into its venv")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="sdg-bench-"))
@@ -168,7 +197,7 @@ def main() -> None:
     server, url = start_server(model_dir)
     try:
         rows = [run_ours(root, url, str(model_dir), args.samples, args.workers, work / "ours")]
-        peer_py, why = ensure_peer(args.peer_venv, not args.no_install)
+        peer_py, why = ensure_peer(args.peer_venv, not args.no_install, args.allow_torch_install)
         peer = run_peer(peer_py, root, url, str(model_dir), args.samples, work / "peer") if peer_py else why
         if isinstance(peer, dict):
             rows.append(peer)
