@@ -19,6 +19,7 @@ On CUDA both run in bf16 (``tiny-1b`` builds a 1B-class random Llama from a conf
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import tempfile
 import time
@@ -29,12 +30,12 @@ WORDS = ("the tower river museum light winter paris history iron visitors painte
 
 
 def make_samples(n: int, seed: int = 0) -> list[dict]:
-    """Chat samples with answers of 10-140 words (lengths vary, as SDG output does)."""
+    """Chat samples with answers of 10-80 words (lengths vary, as SDG output does)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         q = f"Question {i}: tell me about " + " ".join(rng.choices(WORDS, k=rng.randint(3, 12))) + "?"
-        a = " ".join(rng.choices(WORDS, k=rng.randint(10, 140))).capitalize() + "."
+        a = " ".join(rng.choices(WORDS, k=rng.randint(10, 80))).capitalize() + "."
         out.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                     "metadata": {"phase": "kt1"}})
     return out
@@ -120,6 +121,7 @@ def main() -> None:
     ap.add_argument("--micro-tokens", type=int, default=1024, help="our packed micro-batch token budget")
     ap.add_argument("--max-len", type=int, default=512)
     args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
 
     import torch
 

@@ -319,9 +319,10 @@ class _Build:
         return str(res.out_dir), {"path": str(res.out_dir), "samples": res.info["samples"]}
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """One progress view: silence transformers' own bars and warnings (weights loading, shard
-    writing) that would interleave with ours. Called only before a stage that loads models."""
+    writing) that would interleave with ours. Called only before a stage that loads models, and by
+    `lab evaluate` and `lab chat`."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -368,7 +369,7 @@ def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, p
             b.state["stages"][name] = {"fingerprint": fp, "status": "running", "started": time.time()}
             b.save()
             if name in ("generate", "train", "evaluate"):
-                _quiet_libraries()
+                quiet_libraries()
             summary, data = b.train(previous) if name == "train" else getattr(b, name)()
             res.status, res.summary, res.data = "ran", summary, data
             res.seconds = time.monotonic() - t0

@@ -46,6 +46,9 @@ def chat(model_spec, system, max_new_tokens, temperature):
 
     from lab_tools.models import load_model
 
+    from lab_tools.build import quiet_libraries
+
+    quiet_libraries()
     interactive = sys.stdin.isatty()
     console = Console(highlight=False)
     model, tok = load_model(model_spec)

@@ -66,8 +66,8 @@ class GenerateConfig:
     batch_size: int = 32
     max_new_tokens: int = 256
     question_tokens: int = 48
-    context_tokens: int = 160
-    answer_tokens: int = 128
+    context_tokens: int = 112
+    answer_tokens: int = 96
     qa_tokens: int = 128
     eval_tokens: int = 4
     max_examples: int = 3

@@ -50,8 +50,11 @@ def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, ma
     from lab_tools.eval.evaluate import load_eval_set
     from lab_tools.eval.report import render_markdown
 
+    from lab_tools.build import quiet_libraries
+
     root = Path(taxonomy) if taxonomy else default_root()
     cfg = load_config(root, config_file)
+    quiet_libraries()
     judge = make_judge(judge_spec if judge_spec is not None else (cfg.generate.judge or cfg.generate.teacher),
                        cfg.cache_path)
     evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=list(mmlu),

@@ -119,9 +119,9 @@ class ScriptedTeacher:
         if tag == "skill_question":
             q = _TEMPLATES[(h // 7) % len(_TEMPLATES)].format(a=a, b=b)
             if "Context:" in everything:
-                return (f"Context: The {a} stands next to the {b}; visitors walk from one to the "
-                        f"other in about {h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.\n"
-                        f"Question: How long is the walk from the {a} to the {b}?")
+                return (f"Question: How long is the walk from the {a} to the {b}?\n"
+                        f"Context: The {a} stands next to the {b}; visitors walk from one to the "
+                        f"other in about {h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.")
             return q
         if tag in ("question_eval", "faithfulness", "self_contained"):
             return "yes"

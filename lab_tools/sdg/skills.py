@@ -86,7 +86,8 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
         if failed(state, cand, "questions", comp):
             continue
         if ctx.leaf.grounded:
-            parsed = quality.parse_context_question(comp.text)
+            parsed = quality.parse_context_question(
+                trim_truncated(comp.text, comp, min(ctx.cfg.context_tokens, ctx.cfg.max_new_tokens)))
             if parsed:
                 cand["context"], cand["question"] = parsed
         else:

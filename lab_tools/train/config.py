@@ -41,13 +41,16 @@ class PhaseConfig:
 @dataclass
 class SelectionConfig:
     """Checkpoint-selection caps (LAB 3.3): held-out items scored per checkpoint, generated tokens
-    per student answer, judge tokens, and how many of the last epochs' checkpoints are scored."""
+    per student answer, judge tokens, and how many of the last epochs' checkpoints are scored.
+    ``score_single``: also score a phase's only candidate (no choice to make; costs time, but
+    records its score in the manifest)."""
     max_mc_items: int = 200
     max_prompts: int = 80
     max_new_tokens: int = 512
     judge_max_tokens: int = 512
     max_checkpoints: int = 10
     batch_size: int = 8
+    score_single: bool = True
 
 
 @dataclass

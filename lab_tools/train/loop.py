@@ -266,7 +266,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
             if str(ckpt) not in prog["checkpoints"]:
                 prog["checkpoints"].append(str(ckpt))
             prog["epoch"], prog["step_in_epoch"] = epoch + 1, 0
-            _save_state(accelerator, phase_dir, prog)
+            if epoch + 1 < cfg.epochs:  # after the last epoch run.json (below) is the state
+                _save_state(accelerator, phase_dir, prog)
     finally:
         if bar is not None:
             bar[0].stop()

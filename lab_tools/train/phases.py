@@ -93,9 +93,11 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         if not items:
             return checkpoints[-1], {}, "last epoch (no held-out skill prompts)"
         method = f"judge score (1-10) on {len(items)} held-out prompts"
+    candidates = checkpoints[-sel.max_checkpoints:]
+    if len(candidates) == 1 and not sel.score_single:
+        return candidates[0], {}, "only candidate (not scored: selection.score_single is false)"
     cache_file = phase_dir / "scores.json"
     cache = json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
-    candidates = checkpoints[-sel.max_checkpoints:]
     judge = None
     for ckpt in candidates:
         if ckpt in cache:
