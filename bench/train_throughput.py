@@ -75,15 +75,16 @@ def bench_trl(model_path, samples, ebs, steps, lr, per_device, max_len, bf16) ->
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     rows = [{"prompt": s["messages"][:1], "completion": s["messages"][1:]} for s in samples[: ebs * steps]]
-    stats = {"real": 0, "total": 0, "step_real": [], "step_t": [], "t0": None}
+    # Trainer prefetches an optimizer step's micro-batches before on_step_begin, so tokens are
+    # counted per collated micro-batch and assigned to steps in order (ga micro-batches a step)
+    stats = {"batches": [], "total": 0, "step_t": [], "t0": None}
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            stats["t0"], stats["cur"] = time.perf_counter(), stats["real"]
+            stats["t0"] = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             stats["step_t"].append(time.perf_counter() - stats["t0"])
-            stats["step_real"].append(stats["real"] - stats["cur"])
 
     with tempfile.TemporaryDirectory() as d:
         cfg = SFTConfig(output_dir=d, per_device_train_batch_size=per_device,
@@ -92,7 +93,10 @@ def bench_trl(model_path, samples, ebs, steps, lr, per_device, max_len, bf16) ->
                         max_length=max_len, report_to=[], save_strategy="no", logging_steps=1,
                         bf16=bf16, max_grad_norm=1.0, dataloader_num_workers=0, seed=42,
                         use_cpu=not torch.cuda.is_available())
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        from lab_tools.train.loop import trainable_config
+
+        model = AutoModelForCausalLM.from_pretrained(model_path, config=trainable_config(model_path),
+                                                     dtype=torch.float32)
         trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(rows),
                              processing_class=tok, callbacks=[Timer()])
         collate = trainer.data_collator
@@ -101,15 +105,17 @@ def bench_trl(model_path, samples, ebs, steps, lr, per_device, max_len, bf16) ->
             batch = collate(features)
             mask = batch.get("attention_mask")
             n = int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-            stats["real"] += n
+            stats["batches"].append(n)
             stats["total"] += int(batch["input_ids"].numel())
             return batch
 
         trainer.data_collator = counting
         trainer.train()
-    tok_s = sum(stats["step_real"][1:]) / sum(stats["step_t"][1:])
-    return {"tokens_per_s": tok_s, "real_fraction": stats["real"] / stats["total"],
-            "steps": len(stats["step_t"]) - 1, "tokens": int(sum(stats["step_real"][1:]))}
+    ga = ebs // per_device
+    timed_tokens = sum(stats["batches"][ga:])  # all but the first (warm-up) step
+    return {"tokens_per_s": timed_tokens / sum(stats["step_t"][1:]),
+            "real_fraction": sum(stats["batches"]) / stats["total"],
+            "steps": len(stats["step_t"]) - 1, "tokens": int(timed_tokens)}
 
 
 def main() -> None:

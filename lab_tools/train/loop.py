@@ -109,23 +109,30 @@ def _mixed_precision(preset: Preset) -> str:
     return preset.mixed_precision
 
 
+def trainable_config(model_path):
+    """The model's config, without a GGUF ``quantization_config`` left over from a GGUF
+    conversion (the embedded model's cache: its weights are plain floats, but transformers would
+    refuse to train or save a model it believes is "quantized with gguf")."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    qc = getattr(config, "quantization_config", None)
+    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
+        del config.quantization_config
+    return config
+
+
 def load_trainable(model_path: str | Path, preset: Preset):
     """Load ``(model, tokenizer)`` for training in the preset's dtype (``auto`` = float32 master
     weights; bf16 compute comes from Accelerate mixed precision), with LoRA when configured."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = torch.float32 if preset.dtype == "auto" else getattr(torch, preset.dtype)
     tok = AutoTokenizer.from_pretrained(model_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    config = AutoConfig.from_pretrained(model_path)
-    qc = getattr(config, "quantization_config", None)
-    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
-        # a leftover of a GGUF conversion (the weights are plain floats): transformers would
-        # refuse to save the trained model as "quantized with gguf"
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_pretrained(model_path, config=config, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_path, config=trainable_config(model_path), dtype=dtype)
     if preset.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if preset.lora.r > 0:
