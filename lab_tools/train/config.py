@@ -70,7 +70,8 @@ class Preset:
     ``micro_batch_tokens``: token budget of one packed micro-batch (padding-free packing; must be
     >= ``max_seq_len``). ``dtype``: weights as loaded (``auto`` = float32; with mixed precision the
     master weights stay float32). ``mixed_precision``: ``auto`` (bf16 on CUDA, none on CPU), ``no``,
-    ``bf16``, ``fp16``. ``save_state_steps``: also save resumable state every N optimizer steps
+    ``bf16``, ``fp16``. ``save_dtype``: dtype of the epoch checkpoints (``auto`` = bfloat16 under
+    bf16 mixed precision, else the training dtype; ``float32``, ``bfloat16``). ``save_state_steps``: also save resumable state every N optimizer steps
     (0: only at the end of each epoch).
     """
     name: str = "custom"
@@ -79,6 +80,7 @@ class Preset:
     micro_batch_tokens: int = 8192
     dtype: str = "auto"
     mixed_precision: str = "auto"
+    save_dtype: str = "auto"
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -142,6 +144,8 @@ def _validate(p: Preset, errors: list[str]) -> None:
         errors.append("micro_batch_tokens: must be >= max_seq_len (one sample must fit a micro-batch)")
     if p.dtype not in ("auto", "float32", "bfloat16", "float16"):
         errors.append(f"dtype: expected auto|float32|bfloat16|float16, got {p.dtype!r}")
+    if p.save_dtype not in ("auto", "float32", "bfloat16", "float16"):
+        errors.append(f"save_dtype: expected auto|float32|bfloat16|float16, got {p.save_dtype!r}")
     if p.mixed_precision not in ("auto", "no", "bf16", "fp16"):
         errors.append(f"mixed_precision: expected auto|no|bf16|fp16, got {p.mixed_precision!r}")
     for name in PHASES:

@@ -109,6 +109,15 @@ def _mixed_precision(preset: Preset) -> str:
     return preset.mixed_precision
 
 
+def _save_dtype(preset: Preset):
+    import torch
+
+    if preset.save_dtype == "auto":
+        return torch.bfloat16 if _mixed_precision(preset) == "bf16" else None
+    return None if preset.save_dtype == "float32" and preset.dtype in ("auto", "float32") \
+        else getattr(torch, preset.save_dtype)
+
+
 def trainable_config(model_path):
     """The model's config, without a GGUF ``quantization_config`` left over from a GGUF
     conversion (the embedded model's cache: its weights are plain floats, but transformers would
@@ -145,9 +154,10 @@ def load_trainable(model_path: str | Path, preset: Preset):
     return model, tok
 
 
-def save_hf_checkpoint(accelerator, model, tok, target: Path, lora: bool) -> None:
+def save_hf_checkpoint(accelerator, model, tok, target: Path, lora: bool, dtype=None) -> None:
     """Save a loadable Hugging Face directory (safetensors + tokenizer + config) atomically.
-    LoRA adapters are merged into the base weights so the checkpoint loads like any model."""
+    LoRA adapters are merged into the base weights so the checkpoint loads like any model.
+    ``dtype``: cast floating weights on save (bf16 halves the size of a 7B checkpoint)."""
     import copy
 
     accelerator.wait_for_everyone()
@@ -158,8 +168,13 @@ def save_hf_checkpoint(accelerator, model, tok, target: Path, lora: bool) -> Non
         shutil.rmtree(tmp, ignore_errors=True)
         if lora:
             merged = copy.deepcopy(unwrapped).merge_and_unload()
+            if dtype is not None:
+                merged = merged.to(dtype)
             merged.save_pretrained(tmp, safe_serialization=True)
         else:
+            if dtype is not None:
+                state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+                unwrapped.config.dtype = dtype
             unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
         tok.save_pretrained(tmp)
         shutil.rmtree(target, ignore_errors=True)
@@ -269,7 +284,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                         and si + 1 < len(steps):
                     _save_state(accelerator, phase_dir, prog)
             ckpt = phase_dir / f"epoch-{epoch + 1}"
-            save_hf_checkpoint(accelerator, model, tok, ckpt, lora=preset.lora.r > 0)
+            save_hf_checkpoint(accelerator, model, tok, ckpt, lora=preset.lora.r > 0,
+                               dtype=_save_dtype(preset))
             if str(ckpt) not in prog["checkpoints"]:
                 prog["checkpoints"].append(str(ckpt))
             prog["epoch"], prog["step_in_epoch"] = epoch + 1, 0

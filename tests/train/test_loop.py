@@ -86,3 +86,30 @@ def test_lora_phase_saves_a_merged_plain_checkpoint(tiny_model, tmp_path):
     mlp = "model.layers.0.mlp.up_proj.weight"
     assert torch.equal(weights[mlp], base[mlp])  # non-target modules untouched
     AutoModelForCausalLM.from_pretrained(ckpt)
+
+
+def test_bf16_mixed_precision_path_and_bf16_checkpoints(tiny_model, tmp_path):
+    """The GPU code path (bf16 autocast through Accelerate, bf16 checkpoints), run on CPU."""
+    import math
+
+    import torch
+    from accelerate.state import AcceleratorState
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from lab_tools.train.config import preset_from_dict
+    from lab_tools.train.loop import train_phase
+
+    preset = preset_from_dict({"max_seq_len": 96, "micro_batch_tokens": 192, "mixed_precision": "bf16",
+                               "kt1": {"learning_rate": 1e-3, "effective_batch_size": 2}})
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    samples = [tokenize_sample(tok, [{"role": "user", "content": "Question?"},
+                                     {"role": "assistant", "content": "Paris is the capital."}])] * 4
+    AcceleratorState._reset_state(True)
+    try:
+        run = train_phase(tiny_model, samples, "kt1", preset.kt1, preset, tmp_path / "kt1", progress=False)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert all(math.isfinite(r["loss"]) for r in run.rows)
+    weights = load_file(f"{run.checkpoints[-1]}/model.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.bfloat16}
