@@ -5,7 +5,7 @@ The pull request is simulated in a clone: its ``main`` is this repository's HEAD
 given leaves, its ``pr`` branch is HEAD (so the PR adds exactly those leaves).
 
     .venv/bin/python tests/bot/fake_github_demo.py --teacher transformers:embedded --samples 1 \\
-        compositional_skills/writing/freeform/poetry/haiku
+        --fresh-cache compositional_skills/writing/freeform/poetry/haiku
 
 Prints the exact command that was run, the API calls the bot made, the statuses, and the comment
 (also written to ``--output``).
@@ -40,6 +40,8 @@ def main() -> int:
     ap.add_argument("--teacher", default="scripted:")
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--output", default=None, help="write the comment body here")
+    ap.add_argument("--fresh-cache", action="store_true",
+                    help="empty SDG cache (models still come from the user cache), so nothing is reused")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lab-bot-demo-") as tmp:
@@ -66,6 +68,13 @@ def main() -> int:
 
         server.expect_request(re.compile(".*")).respond_with_handler(fake.handle)
         env = {**os.environ, "GITHUB_API_URL": fake.base, "GITHUB_TOKEN": "demo-token"}
+        if args.fresh_cache:
+            from lab_tools.config import default_cache_dir
+
+            cache = Path(tmp) / "cache"
+            cache.mkdir()
+            (cache / "models").symlink_to(default_cache_dir() / "models", target_is_directory=True)
+            env["LAB_CACHE_DIR"] = str(cache)
         cmd = [str(REPO / ".venv" / "bin" / "lab"), "bot", "preview", "--repo", OWNER_REPO,
                "--pr", str(fake.pr_number), "--taxonomy", str(clone / "taxonomy"),
                "--config", str(REPO / "lab.yaml"), "--teacher", args.teacher, "--samples", str(args.samples)]
