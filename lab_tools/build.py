@@ -43,8 +43,11 @@ from lab_tools.errors import LabError
 
 STAGES = ("validate", "licenses", "generate", "train", "evaluate", "release")
 STATE_FILE = "build_state.json"
-# evaluation caps of the build (a CPU run must stay within minutes; `lab evaluate` can go further)
-EVAL_CAPS = {"max_mc": 120, "max_prompts": 16, "max_new_tokens": 64, "judge_max_tokens": 48}
+# Evaluation caps of the build: a CPU run must stay within minutes (`lab evaluate` can go further).
+# The judge's prompt (MT-Bench template + question, context, reference and answer) is long, so
+# judging dominates: on 2 CPU cores the 135M judge takes ~5-10 s per answer, most of it prefill.
+# 10 prompts give each skill leaf of a ten-leaf taxonomy one prompt (round-robin over leaves).
+EVAL_CAPS = {"max_mc": 60, "max_prompts": 10, "max_new_tokens": 64, "judge_max_tokens": 48}
 _SKIP_DIRS = {".git", "__pycache__", ".venv"}
 
 

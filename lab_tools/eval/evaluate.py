@@ -218,9 +218,11 @@ def _mc_scores(model, tok, items: list[dict], group: str, tick) -> dict | None:
     if not items:
         return None
     correct: list[bool] = []
+    preds: list[int | None] = []
     for chunk in _batches(items, 16):
         _, per_item = mc_accuracy(model, tok, chunk)
         correct += [_is_correct(x) for x in per_item]
+        preds += [x.get("pred") if isinstance(x, dict) else None for x in per_item]
         tick(len(chunk))
     per: dict[str, dict] = {}
     for it, ok in zip(items, correct):
@@ -229,7 +231,9 @@ def _mc_scores(model, tok, items: list[dict], group: str, tick) -> dict | None:
         row["n"] += 1
     per_out = {k: {"accuracy": v["correct"] / v["n"], "n": v["n"]} for k, v in sorted(per.items())}
     key = "per_leaf" if group == "leaf" else "per_source"
-    return {"accuracy": sum(correct) / len(correct), "n": len(correct), key: per_out}
+    return {"accuracy": sum(correct) / len(correct), "n": len(correct), key: per_out,
+            "items": [{group: it[group], "question": it["question"], "answer": it["answer"], "pred": p,
+                       "correct": ok} for it, p, ok in zip(items, preds, correct)]}
 
 
 def _answer_all(model, tok, prompts: list[dict], max_new_tokens: int, tick) -> list[list[dict]]:
@@ -293,8 +297,8 @@ def score_model(spec: str | Path, evalset: EvalSet, judge=None, *, max_new_token
         judge_max_tokens: bound on the judge's explanation + rating (MT-Bench asks for a short one).
 
     Returns:
-        ``{"model", "knowledge": {"accuracy", "n", "per_leaf"} | None, "mmlu": {"accuracy", "n",
-        "per_source"} | None, "judge": {"mean", "n", "unparsed", "judge", "per_leaf", "items"} | None,
+        ``{"model", "knowledge": {"accuracy", "n", "per_leaf", "items"} | None, "mmlu": {"accuracy",
+        "n", "per_source", "items"} | None, "judge": {"mean", "n", "unparsed", "judge", "per_leaf", "items"} | None,
         "seconds"}``. Accuracies are fractions 0..1, judge means 1..10.
     """
     from rich.progress import Progress

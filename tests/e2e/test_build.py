@@ -13,7 +13,7 @@ from lab_tools.cli import cli
 from lab_tools.taxonomy.leaf import iter_leaves
 from lab_tools.taxonomy.licenses import parse_attribution
 
-from conftest import LEAVES, git
+from build_fixture import LEAVES, git
 
 
 def _build(root, out, *extra):

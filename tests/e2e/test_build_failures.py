@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from lab_tools.build import STATE_FILE
 from lab_tools.cli import main
 
-from conftest import LEAVES
+from build_fixture import LEAVES
 
 
 def _run(args, capsys):
