@@ -273,15 +273,18 @@ def _judge(judge, prompts: list[dict], convs: list[list[dict]], tick, max_tokens
         items.append({"leaf": p["leaf"], "kind": p.get("kind", ""), "turns": sum(m["role"] == "user" for m in conv),
                       "prompt": conv[-2]["content"], "answer": conv[-1]["content"],
                       "score": score, "explanation": expl})
-        if score is not None:
-            row = per.setdefault(p["leaf"], {"sum": 0.0, "n": 0, "kind": p.get("kind", "")})
+        # every prompted leaf gets a row, even when no rating could be parsed (mean None)
+        row = per.setdefault(p["leaf"], {"sum": 0.0, "n": 0, "unparsed": 0, "kind": p.get("kind", "")})
+        if score is None:
+            row["unparsed"] += 1
+        else:
             row["sum"] += score
             row["n"] += 1
     valid = [s for s, _ in entries if s is not None]
     return {"mean": sum(valid) / len(valid) if valid else None, "n": len(valid),
             "unparsed": len(entries) - len(valid), "judge": getattr(judge, "name", str(judge)),
-            "per_leaf": {k: {"mean": v["sum"] / v["n"], "n": v["n"], "kind": v["kind"]}
-                         for k, v in sorted(per.items())},
+            "per_leaf": {k: {"mean": v["sum"] / v["n"] if v["n"] else None, "n": v["n"],
+                             "unparsed": v["unparsed"], "kind": v["kind"]} for k, v in sorted(per.items())},
             "items": items}
 
 

@@ -25,8 +25,9 @@ class LeafRow:
 
     ``leaf``: leaf path (or ``mmlu:<file>``); ``metric``: ``mc_accuracy`` (0..1) or ``judge``
     (1..10); ``n``: number of items; ``base``/``trained``: scores (``base`` None when no base
-    model was evaluated); ``delta``: trained - base or None; ``verdict``: ``improved``,
-    ``regressed``, ``unchanged`` or ``n/a``.
+    model was evaluated; a judge score is also None when no rating could be parsed);
+    ``delta``: trained - base or None; ``verdict``: ``improved``, ``regressed``, ``unchanged`` or
+    ``n/a``; ``unrated``: judge answers whose rating could not be parsed (trained model).
     """
     leaf: str
     kind: str
@@ -36,6 +37,7 @@ class LeafRow:
     trained: float | None
     delta: float | None
     verdict: str
+    unrated: int = 0
 
 
 def _verdict(metric: str, base: float | None, trained: float | None) -> tuple[float | None, str]:
@@ -61,7 +63,8 @@ def _leaf_scores(scores: dict | None) -> dict[tuple[str, str], dict]:
     for name, row in (scores.get("mmlu") or {}).get("per_source", {}).items():
         out[(f"mmlu:{name}", "mc_accuracy")] = {"score": row["accuracy"], "n": row["n"], "kind": "mmlu"}
     for leaf, row in (scores.get("judge") or {}).get("per_leaf", {}).items():
-        out[(leaf, "judge")] = {"score": row["mean"], "n": row["n"], "kind": row.get("kind", "skill")}
+        out[(leaf, "judge")] = {"score": row["mean"], "n": row["n"], "kind": row.get("kind", "skill"),
+                                "unrated": row.get("unparsed", 0)}
     return out
 
 
@@ -86,7 +89,7 @@ def branch_report(base: dict | None, trained: dict) -> dict:
         ref = ts or bs
         rows.append(LeafRow(leaf=leaf, kind=ref["kind"], metric=metric, n=ref["n"],
                             base=bs["score"] if bs else None, trained=ts["score"] if ts else None,
-                            delta=delta, verdict=verdict))
+                            delta=delta, verdict=verdict, unrated=ref.get("unrated", 0)))
     counts = {v: sum(r.verdict == v for r in rows) for v in ("improved", "regressed", "unchanged", "n/a")}
     totals = {}
     for name, key, field in (("knowledge", "knowledge", "accuracy"), ("mmlu", "mmlu", "accuracy"),
@@ -113,7 +116,8 @@ def render_markdown(report: dict, *, base_name: str = "base", trained_name: str 
              "|---|---|---:|---:|---:|---:|---|"]
     for r in report["rows"]:
         metric = "accuracy" if r["metric"] == "mc_accuracy" else "judge (1-10)"
-        lines.append(f"| `{r['leaf']}` | {metric} | {r['n']} | {_fmt(r['metric'], r['base'])} | "
+        items = f"{r['n']} (+{r['unrated']} unrated)" if r.get("unrated") else str(r["n"])
+        lines.append(f"| `{r['leaf']}` | {metric} | {items} | {_fmt(r['metric'], r['base'])} | "
                      f"{_fmt(r['metric'], r['trained'])} | {_fmt(r['metric'], r['delta'], True)} | "
                      f"{r['verdict']} |")
     c = report["counts"]

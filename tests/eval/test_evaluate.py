@@ -30,14 +30,18 @@ def test_same_model_is_unchanged_everywhere(tiny_model, evalset, judge_spec, tmp
     skill_leaves = {p["leaf"] for p in evalset.prompts}
     assert {r["leaf"] for r in rows if r["metric"] == "mc_accuracy"} == know_leaves
     # identical weights and a deterministic judge: every leaf is unchanged
-    assert {r["verdict"] for r in rows} == {"unchanged"}
+    assert {r["verdict"] for r in rows if r["trained"] is not None} == {"unchanged"}
+    assert {r["verdict"] for r in rows if r["trained"] is None} <= {"n/a"}
     k = res.trained["knowledge"]
     assert k["n"] == len(evalset.mc) == sum(v["n"] for v in k["per_leaf"].values())
     assert 0.0 <= k["accuracy"] <= 1.0
     j = res.trained["judge"]
     assert j["n"] + j["unparsed"] == len(evalset.prompts)
     assert {i["score"] for i in j["items"]} <= {4.0, 7.0, None}
-    assert set(j["per_leaf"]) <= skill_leaves and all(i["explanation"] for i in j["items"])
+    # every prompted leaf has a row, rated or not
+    assert set(j["per_leaf"]) == skill_leaves and all(i["explanation"] for i in j["items"])
+    assert sum(v["n"] + v["unparsed"] for v in j["per_leaf"].values()) == len(evalset.prompts)
+    assert {r["leaf"] for r in rows if r["metric"] == "judge"} == skill_leaves
     multi = next(i for i in j["items"] if i["leaf"] == "compositional_skills/multi")
     assert multi["turns"] == 2 and multi["prompt"] == "Now make it sadder."
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())

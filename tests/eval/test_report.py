@@ -40,3 +40,11 @@ def test_without_base_every_row_is_not_compared():
     rep = branch_report(None, _scores({"knowledge/a": (1.0, 2)}, {}))
     assert [r["verdict"] for r in rep["rows"]] == ["n/a"]
     assert rep["rows"][0]["base"] is None and rep["totals"]["knowledge"]["base"] is None
+
+
+def test_unrated_leaf_is_listed_not_compared():
+    scores = {"judge": {"mean": None, "n": 0, "per_leaf": {
+        "compositional_skills/x": {"mean": None, "n": 0, "unparsed": 2, "kind": "compositional_skills"}}}}
+    rep = branch_report(scores, scores)
+    assert [(r["leaf"], r["verdict"], r["unrated"]) for r in rep["rows"]] == [("compositional_skills/x", "n/a", 2)]
+    assert "0 (+2 unrated)" in render_markdown(rep)
