@@ -394,6 +394,8 @@ def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, p
             b.save()
             print_summary(console, BuildResult(out, results, None, time.monotonic() - start), force=True)
             hint = "" if isinstance(exc, LabError) else f" (traceback in {out / 'build.log'})"
+            if name == "train" and (out / "train" / "manifest.json").is_file():
+                hint += "\nrun `lab build --resume` to continue training from its last checkpoint"
             raise LabError(f"build stopped at stage '{name}': {msg}{hint}\n"
                            f"outputs so far are kept in {out}; fix the cause and run `lab build` again") from exc
         finally:

@@ -53,6 +53,7 @@ def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, capsys, 
     out = tmp_path / "run"
     code, err = _run(["build", str(build_repo), "--out", str(out), "--quiet"], capsys)
     assert code == 1 and "build stopped at stage 'train'" in err and "power cut during st" in err
+    assert "lab build --resume" in err
     assert "build.log" in err and "power cut" in (out / "build.log").read_text()
     assert (out / "data" / "kt1.jsonl").is_file()  # what generate produced is kept
     done = json.loads((out / "train" / "manifest.json").read_text())["phases"]
