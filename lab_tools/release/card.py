@@ -72,7 +72,10 @@ def _training_section(info: dict) -> list[str]:
             rows.setdefault(f"samples: {k}", {})[p] = v
         for k in ("steps", "dropped_too_long", "selection", "selected"):
             if k in entry:
-                rows.setdefault(k, {})[p] = entry[k]
+                v = entry[k]
+                if k == "selected" and isinstance(v, str):  # phase/epoch-N, not one machine's path
+                    v = "/".join(str(v).rstrip("/").split("/")[-2:])
+                rows.setdefault(k, {})[p] = v
         scores = entry.get("scores") or {}
         if isinstance(scores, dict) and scores:
             rows.setdefault("checkpoint scores", {})[p] = "; ".join(
