@@ -113,12 +113,13 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         console.print(f"[{phase}] {Path(ckpt).name}: score {score:.4g}")
         cache[ckpt] = {"score": None if math.isnan(score) else score, "items": detail}
         write_json(cache_file, cache)
-    best, best_score = candidates[-1], -math.inf
-    for ckpt in candidates:  # strictly greater: ties keep the earlier checkpoint
-        s = cache[ckpt]["score"]
-        s = -math.inf if s is None else s
-        if s > best_score:
-            best, best_score = ckpt, s
+    def score(c):  # an unparseable judge mean (None) ranks lowest
+        return -math.inf if cache[c]["score"] is None else cache[c]["score"]
+
+    best = candidates[0]
+    for ckpt in candidates[1:]:  # strictly greater: ties (all-unscored too) keep the earlier one
+        if score(ckpt) > score(best):
+            best = ckpt
     return best, {c: cache[c]["score"] for c in candidates}, method
 
 
