@@ -46,6 +46,7 @@ def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
 
     target = Path(cache_dir or default_cache_dir()) / "models" / EMBEDDED_NAME
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        _drop_gguf_quantization(target / "config.json")  # caches written before this fix
         return target
     gguf = embedded_gguf()
     import torch
@@ -61,9 +62,23 @@ def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
+    _drop_gguf_quantization(tmp / "config.json")
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+def _drop_gguf_quantization(config_json: Path) -> None:
+    """Remove the ``quantization_config`` that the GGUF loader leaves in the config: the saved
+    weights are plain float32, but with it transformers refuses to train or save the model."""
+    import json
+
+    cfg = json.loads(config_json.read_text(encoding="utf-8"))
+    if (cfg.get("quantization_config") or {}).get("quant_method") == "gguf":
+        del cfg["quantization_config"]
+        tmp = config_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, config_json)
 
 
 def resolve_model(spec: str | Path, cache_dir: str | Path | None = None) -> Path:
