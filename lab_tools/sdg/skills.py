@@ -28,6 +28,10 @@ CREATIVE_WORDS = ("writing", "creative", "poem", "poetry", "haiku", "story", "st
                   "slogan", "brainstorm")
 
 
+GROUNDED_EXAMPLES = 2
+GROUNDED_CONTEXT_CHARS = 500
+
+
 def persona(leaf: Leaf) -> str:
     """``precise`` or ``creative`` for ``leaf``: a precise word in the path wins, then a creative
     word in the path, then a creative word in the task description; default ``precise``."""
@@ -61,10 +65,12 @@ def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
         # rotate which seed examples are shown so that the candidates differ
         shown = [seeds[(i + k) % len(seeds)] for k in range(min(cfg.max_examples, len(seeds)))]
         if leaf.grounded:
+            # contexts make long prompts, and prefill dominates on a CPU teacher: fewer, cut examples
             spec = p["grounded_question"]
             user = spec["user"].format(task=_task(leaf))
-            turns = [(user, spec["assistant"].format(context=s.context or "", question=s.question))
-                     for s in shown]
+            turns = [(user, spec["assistant"].format(context=(s.context or "")[:GROUNDED_CONTEXT_CHARS],
+                                                     question=s.question))
+                     for s in shown[:GROUNDED_EXAMPLES]]
             msgs = fewshot(spec["system"], turns, user)
             max_tokens = cfg.context_tokens
         else:
