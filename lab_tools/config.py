@@ -57,7 +57,10 @@ class GenerateConfig:
     ``workers``: requests in flight (openai backend); ``batch_size``: sequences per forward pass
     (transformers backend). ``pair_threshold``: keep pairs scoring at least this on LAB's 3-point
     scale. ``kt_split_tokens``: knowledge answers shorter than this go to KT/1, others to KT/2.
-    ``chunk_tokens``/``chunk_overlap``: knowledge chunk size and overlap in teacher tokens."""
+    ``chunk_tokens``/``chunk_overlap``: knowledge chunk size and overlap in teacher tokens.
+    ``model_judges``: run the model-judged filters (instruction evaluation, pair evaluation,
+    faithfulness, self-contained); ``false`` skips them openly (scores recorded as null, the card
+    says so) for teachers too small to judge; rule-based filters always run."""
     teacher: str = "transformers:embedded"
     judge: str | None = None
     samples: int = 8
@@ -74,6 +77,7 @@ class GenerateConfig:
     temperature: float = 0.7
     seed: int = 0
     pair_threshold: int = 3
+    model_judges: bool = True
     dedup_threshold: float = 0.9
     kt_split_tokens: int = 64
     chunk_tokens: int = 256

@@ -88,6 +88,8 @@ def _build_checks(ctx: LeafContext, state: dict) -> list[ChatRequest]:
     p, cfg = load_prompts()["knowledge"], ctx.cfg
     chunks = prepare_chunks(ctx)
     out = []
+    if not cfg.model_judges:
+        return out
     for c in state["candidates"]:  # two requests per pair: faithfulness, then self-contained
         out.append(ChatRequest(judge_messages(p["faithfulness"], c["id"], chunk=chunks[c["chunk"]]["text"],
                                               question=c["question"], answer=c["answer"]),
@@ -99,6 +101,15 @@ def _build_checks(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 def _consume_checks(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     kept = []
+    if not ctx.cfg.model_judges:  # judges skipped openly; the rule-based check still runs
+        for cand in state["candidates"]:
+            cand["scores"].update(faithful=None, self_contained=None)
+            if quality.refers_to_document(cand["question"]):
+                reject(state, cand, "self_contained", "question is not self-contained")
+            else:
+                kept.append(cand)
+        state["candidates"] = kept
+        return
     for k, cand in enumerate(state["candidates"]):
         faith, selfc = comps[2 * k], comps[2 * k + 1]
         if failed(state, cand, "faithfulness", faith) or failed(state, cand, "self_contained", selfc):

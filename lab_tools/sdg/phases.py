@@ -57,6 +57,9 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
     os.replace(tmp, jpath)
     lines = [f"# Dataset card", "",
              f"Teacher: `{card['teacher']}` · judge: `{card['judge']}` · prompts: `{card['prompt_version']}`", "",
+             *([] if card["settings"].get("model_judges", True) else
+               ["**Model judges were off** (`generate.model_judges: false`): no instruction, pair, "
+                "faithfulness or self-contained evaluation by a model; only rule-based filters ran.", ""]),
              "| phase | samples |", "|---|---|"]
     lines += [f"| {p} | {card['phases'][p]} |" for p in PHASES]
     lines += ["", "| leaf | kind | generated | kept | rejected (by stage) | malformed | cached |",

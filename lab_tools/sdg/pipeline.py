@@ -29,7 +29,7 @@ CACHE_FORMAT = "sdg-shard-1"
 # settings that change what is generated (kt_split_tokens only splits, so it is not here)
 KEY_SETTINGS = ("samples", "question_factor", "max_new_tokens", "question_tokens", "context_tokens",
                 "answer_tokens", "qa_tokens", "eval_tokens", "max_examples", "temperature", "seed",
-                "pair_threshold", "dedup_threshold", "chunk_tokens", "chunk_overlap")
+                "pair_threshold", "model_judges", "dedup_threshold", "chunk_tokens", "chunk_overlap")
 
 
 @dataclass

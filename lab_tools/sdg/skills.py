@@ -114,6 +114,8 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
 
 def _build_question_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
     p, cfg = load_prompts()["skills"]["question_eval"], ctx.cfg
+    if not cfg.model_judges:
+        return []
     return [ChatRequest(judge_messages(p, c["id"], task=_task(ctx.leaf), question=c["question"]),
                         max_tokens=cfg.eval_tokens, temperature=0.0, tag="question_eval")
             for c in state["candidates"]]
@@ -122,6 +124,11 @@ def _build_question_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 def _consume_question_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     cfg = ctx.cfg
     kept: list[dict] = []
+    if not cfg.model_judges:  # skipped openly: no score is invented
+        for cand in state["candidates"]:
+            cand["scores"]["question_ok"] = None
+        comps = []
+        kept = list(state["candidates"])
     for cand, comp in zip(state["candidates"], comps):
         if failed(state, cand, "question_eval", comp):
             continue
@@ -171,6 +178,8 @@ def _consume_responses(ctx: LeafContext, state: dict, comps: list[Completion]) -
 def _build_pair_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
     p, cfg = load_prompts()["skills"]["pair_eval"], ctx.cfg
     out = []
+    if not cfg.model_judges:
+        return out
     for c in state["candidates"]:
         q = f"{c['question']}\n\n{c['context']}" if c.get("context") else c["question"]
         out.append(ChatRequest(judge_messages(p, c["id"], question=q, answer=c["answer"]),
@@ -180,6 +189,10 @@ def _build_pair_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 def _consume_pair_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     threshold = ctx.cfg.pair_threshold
+    if not ctx.cfg.model_judges:
+        for cand in state["candidates"]:
+            cand["scores"]["pair"] = None
+        return
     kept = []
     for cand, comp in zip(state["candidates"], comps):
         if failed(state, cand, "pair_eval", comp):

@@ -205,3 +205,21 @@ def test_unknown_leaf_is_an_error(taxonomy, cfg, tmp_path):
     with pytest.raises(LabError, match="no leaf"):
         generate_dataset(taxonomy, ["compositional_skills/nope"], tmp_path / "o", cfg,
                          teacher=ScriptedTeacher(), progress=False)
+
+
+def test_model_judges_off_skips_judges_openly(taxonomy, fake_documents, cfg, tmp_path):
+    # the script would reject everything if the judges ran
+    t = script(tmp_path, {"question_eval": [{"reply": "no"}], "pair_eval": [{"reply": "1"}],
+                          "faithfulness": [{"reply": "no"}]})
+    cfg.generate.model_judges = False
+    out = tmp_path / "out"
+    rep = generate_dataset(taxonomy, None, out, cfg, teacher=t, progress=False)
+    samples = all_samples(out)
+    assert samples and all(s.kept > 0 for s in rep.leaves)
+    for s in rep.leaves:  # no judge request was sent: only questions (+ responses for skills)
+        assert s.requests == s.generated + (0 if s.kind == "knowledge" else s.kept)
+    tags = set()
+    for s in samples:
+        tags |= {k for k, v in s["metadata"]["scores"].items() if v is not None}
+    assert tags == set()  # no invented score
+    assert "Model judges were off" in (out / "dataset_card.md").read_text()
