@@ -9,7 +9,9 @@
 - :func:`answer_prompts`: batched greedy generation with the chat template.
 - :func:`judge_scores`: MT-Bench single-answer grading on a 1-10 scale (Zheng et al. 2023,
   "single-v1", and "single-ref-v1" when a reference answer exists); the judge's explanation is
-  kept; the rating is parsed tolerantly ("[[7]]", "Rating: 7", "7/10"); unparseable ones are
+  kept. One change from MT-Bench: the rating comes first, then the explanation, because our
+  judge outputs are bounded (presets cap them at ~100 tokens to fit CPU budgets) and an
+  explanation-first reply would be cut before its rating; the rating is parsed tolerantly ("[[7]]", "Rating: 7", "7/10"); unparseable ones are
   counted and excluded from the mean.
 """
 
@@ -24,10 +26,9 @@ JUDGE_TEMPLATE = (
     "[Instruction]\nPlease act as an impartial judge and evaluate the quality of the response "
     "provided by an AI assistant to the user question displayed below. Your evaluation should "
     "consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level "
-    "of detail of the response. {ref_hint}Begin your evaluation by providing a short explanation. "
-    "Be as objective as possible. After providing your explanation, you must rate the response on "
-    "a scale of 1 to 10 by strictly following this format: \"[[rating]]\", for example: "
-    "\"Rating: [[5]]\".\n\n[Question]\n{question}\n\n{reference}[The Start of Assistant's Answer]\n"
+    "of detail of the response. {ref_hint}Be as objective as possible. Begin your reply with "
+    "your rating of the response on a scale of 1 to 10, strictly in this format: \"Rating: "
+    "[[rating]]\", for example: \"Rating: [[5]]\", then give a short explanation.\n\n[Question]\n{question}\n\n{reference}[The Start of Assistant's Answer]\n"
     "{answer}\n[The End of Assistant's Answer]"
 )
 
