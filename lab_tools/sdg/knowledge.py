@@ -13,7 +13,7 @@ from __future__ import annotations
 from lab_tools.sdg import quality
 from lab_tools.sdg.backends import ChatRequest, Completion
 from lab_tools.sdg.chunking import chunk_text
-from lab_tools.sdg.stages import LeafContext, Stage, failed, reject, request_seed, trim_truncated
+from lab_tools.sdg.stages import LeafContext, Stage, failed, novel, reject, request_seed, trim_truncated
 from lab_tools.sdg.templates import fewshot, judge_messages, load_prompts
 
 # in-context seed examples per request: each carries its own context, so keep prompts short
@@ -74,13 +74,8 @@ def _consume_qa(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
         cand["question"], answer = parsed
         cand["answer"] = trim_truncated(answer, comp, min(ctx.cfg.qa_tokens, ctx.cfg.max_new_tokens))
         cand["response_tokens"] = ctx.count_tokens(cand["answer"])  # KT/1 vs KT/2 (LAB table 1)
-        if quality.near_duplicate(cand["question"], seeds, ctx.cfg.dedup_threshold):
-            reject(state, cand, "dedup", "near-duplicate of a seed example")
-            continue
-        if quality.near_duplicate(cand["question"], [k["question"] for k in kept], ctx.cfg.dedup_threshold):
-            reject(state, cand, "dedup", "near-duplicate of another generated question")
-            continue
-        kept.append(cand)
+        if novel(state, cand, seeds, kept, ctx.cfg.dedup_threshold):
+            kept.append(cand)
     state["candidates"] = kept
 
 

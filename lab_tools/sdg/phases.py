@@ -55,7 +55,7 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
     tmp = jpath.with_name(f".{jpath.name}.tmp")
     tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, jpath)
-    lines = [f"# Dataset card", "",
+    lines = ["# Dataset card", "",
              f"Teacher: `{card['teacher']}` · judge: `{card['judge']}` · prompts: `{card['prompt_version']}`", "",
              *([] if card["settings"].get("model_judges", True) else
                ["**Model judges were off** (`generate.model_judges: false`): no instruction, pair, "

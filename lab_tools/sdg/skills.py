@@ -14,7 +14,7 @@ import re
 
 from lab_tools.sdg import quality
 from lab_tools.sdg.backends import ChatRequest, Completion
-from lab_tools.sdg.stages import LeafContext, Stage, failed, reject, request_seed, trim_truncated
+from lab_tools.sdg.stages import LeafContext, Stage, failed, novel, reject, request_seed, trim_truncated
 from lab_tools.sdg.templates import chat, fewshot, judge_messages, load_prompts
 from lab_tools.taxonomy.leaf import Leaf
 
@@ -101,14 +101,8 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
         if not cand.get("question"):
             reject(state, cand, "questions", "malformed output", malformed=True, raw=comp.text)
             continue
-        # seed examples are the held-out set: a copy of one must never become a training sample
-        if quality.near_duplicate(cand["question"], seeds, ctx.cfg.dedup_threshold):
-            reject(state, cand, "dedup", "near-duplicate of a seed example")
-            continue
-        if quality.near_duplicate(cand["question"], [k["question"] for k in kept], ctx.cfg.dedup_threshold):
-            reject(state, cand, "dedup", "near-duplicate of another generated question")
-            continue
-        kept.append(cand)
+        if novel(state, cand, seeds, kept, ctx.cfg.dedup_threshold):
+            kept.append(cand)
     state["candidates"] = kept
 
 

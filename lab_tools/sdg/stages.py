@@ -64,6 +64,22 @@ def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool 
         state["malformed"][stage] = state["malformed"].get(stage, 0) + 1
 
 
+def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold: float) -> bool:
+    """Near-duplicate filter on ``cand["question"]`` (quality control, LAB 3.2): reject it (stage
+    ``dedup``) and return False when it is a near-duplicate of a seed question (seed examples are
+    the held-out set, so a copy must never become a training sample) or of a question already in
+    ``kept``; ``threshold`` is the ROUGE-L-style similarity in 0..1 (see quality.near_duplicate)."""
+    from lab_tools.sdg import quality
+
+    if quality.near_duplicate(cand["question"], seeds, threshold):
+        reject(state, cand, "dedup", "near-duplicate of a seed example")
+        return False
+    if quality.near_duplicate(cand["question"], [k["question"] for k in kept], threshold):
+        reject(state, cand, "dedup", "near-duplicate of another generated question")
+        return False
+    return True
+
+
 def failed(state: dict, cand: dict, stage: str, comp: Completion) -> bool:
     """Reject ``cand`` when the backend gave up on its request (error recorded); True if it did."""
     if comp.error:

@@ -7,7 +7,6 @@ import json
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
 
 from lab_tools.build import STATE_FILE
 from lab_tools.cli import main
