@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.errors import LabError
-from lab_tools.eval.heldout import read_jsonl
+from lab_tools.jsonl import iter_jsonl, read_jsonl
 
 LETTERS = "ABCDEFGHIJ"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
@@ -89,13 +89,7 @@ def load_mmlu_file(path: str | Path) -> list[dict]:
     except (OSError, UnicodeDecodeError) as exc:
         raise LabError(f"cannot read: {exc}", file=str(p)) from exc
     if p.suffix.lower() in (".jsonl", ".json"):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LabError(f"not JSON: {exc.msg}", file=str(p), line=n) from exc
+        for n, row in iter_jsonl(p):
             if not isinstance(row, dict) or not isinstance(row.get("question"), str):
                 raise LabError("expected an object with a string 'question'", file=str(p), line=n,
                                field="question")

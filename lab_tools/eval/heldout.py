@@ -83,11 +83,3 @@ def write_heldout(leaves: list[Leaf], out_dir: str | Path) -> tuple[Path, Path]:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         tmp.replace(path)
     return paths
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file (empty list if missing)."""
-    p = Path(path)
-    if not p.is_file():
-        return []
-    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab_tools.errors import LabError
+from lab_tools.jsonl import iter_jsonl
 
 IGNORE = -100
 
@@ -30,25 +30,18 @@ def read_samples(path: str | Path) -> list[dict]:
     if not p.is_file():
         return []
     out = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LabError(f"not JSON: {exc.msg}", file=str(p), line=lineno) from exc
-            msgs = row.get("messages") if isinstance(row, dict) else None
-            if not isinstance(msgs, list) or not msgs or not all(
-                    isinstance(m, dict) and isinstance(m.get("role"), str)
-                    and isinstance(m.get("content"), str) for m in msgs):
-                raise LabError("expected a non-empty list of {role, content}", file=str(p),
-                               line=lineno, field="messages")
-            if not any(m["role"] == "assistant" for m in msgs):
-                raise LabError("no assistant message to learn from", file=str(p), line=lineno,
-                               field="messages")
-            row.setdefault("metadata", {})
-            out.append(row)
+    for lineno, row in iter_jsonl(p):
+        msgs = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(msgs, list) or not msgs or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str) for m in msgs):
+            raise LabError("expected a non-empty list of {role, content}", file=str(p),
+                           line=lineno, field="messages")
+        if not any(m["role"] == "assistant" for m in msgs):
+            raise LabError("no assistant message to learn from", file=str(p), line=lineno,
+                           field="messages")
+        row.setdefault("metadata", {})
+        out.append(row)
     return out
 
 

@@ -76,7 +76,7 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
             judge_factory, console) -> tuple[str, dict, str]:
     """Score candidate checkpoints; returns ``(selected, {checkpoint: score}, method)``.
     Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them."""
-    from lab_tools.eval.heldout import read_jsonl
+    from lab_tools.jsonl import read_jsonl
     from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy
     from lab_tools.models import load_model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab_tools.config import load_config
-from lab_tools.eval.heldout import read_jsonl
+from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg.pipeline import generate_dataset
 
 

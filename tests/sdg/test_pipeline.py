@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab_tools.eval.heldout import read_jsonl
+from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg.fake import ScriptedTeacher
 from lab_tools.sdg.pipeline import generate_dataset
 from lab_tools.sdg.skills import persona

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sdg_taxonomy import LEAVES, write_leaf
 
-from lab_tools.eval.heldout import read_jsonl
+from lab_tools.jsonl import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
