@@ -166,7 +166,15 @@ def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
     if not _type_ok(tp, value):
         errors.append(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
         return
-    setattr(obj, key, value)
+    setattr(obj, key, float(value) if tp is float else value)
+
+
+def fill_dataclass(obj, data: dict, where: str, errors: list[str]) -> None:
+    """Set the fields of dataclass ``obj`` from the mapping ``data``, recursing into nested
+    dataclasses. Each unknown key or wrong type appends ``"<where>.<key>: <problem>"`` to
+    ``errors`` (so callers can report every problem at once); valid keys are still applied."""
+    for k, v in data.items():
+        _apply(obj, [str(k)], v, f"{where}.{k}" if where else str(k), errors)
 
 
 def _merge_file(cfg: Config, path: Path, errors: list[str]) -> None:

@@ -9,12 +9,12 @@ Unknown keys and wrong types are errors, all reported together (:class:`ConfigEr
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from lab_tools.config import fill_dataclass
 from lab_tools.errors import ConfigError, LabError
 
 PHASES = ("kt1", "kt2", "st")
@@ -104,39 +104,6 @@ class Preset:
         return dataclasses.asdict(self)
 
 
-def _check(tp, value) -> bool:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return isinstance(value, list) and all(_check(inner, v) for v in value)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _fill(obj, data: dict, where: str, errors: list[str]) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for key, value in data.items():
-        key = str(key)
-        path = f"{where}.{key}" if where else key
-        if key not in hints:
-            errors.append(f"{path}: unknown key (known: {', '.join(sorted(hints))})")
-            continue
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            if not isinstance(value, dict):
-                errors.append(f"{path}: expected a mapping")
-            else:
-                _fill(getattr(obj, key), value, path, errors)
-            continue
-        if not _check(tp, value):
-            errors.append(f"{path}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-            continue
-        setattr(obj, key, float(value) if tp is float else value)
-
-
 def _validate(p: Preset, errors: list[str]) -> None:
     if p.max_seq_len < 8:
         errors.append("max_seq_len: must be >= 8")
@@ -174,7 +141,7 @@ def preset_from_dict(data: dict, *, file: str | None = None, name: str = "custom
         raise ConfigError(["top level must be a mapping"], file=file)
     preset = Preset(name=name)
     errors: list[str] = []
-    _fill(preset, data, "", errors)
+    fill_dataclass(preset, data, "", errors)
     _validate(preset, errors)
     if errors:
         raise ConfigError([f"{file}: {e}" if file else e for e in errors], file=file)
