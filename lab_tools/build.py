@@ -296,6 +296,7 @@ class _Build:
 
     def evaluate(self):
         from lab_tools.eval.evaluate import evaluate, load_eval_set
+        from lab_tools.eval.report import format_total
 
         selected = self._selected()
         evalset = load_eval_set(data_dir=self.data_dir, taxonomy=self.root, max_mc=EVAL_CAPS["max_mc"],
@@ -307,9 +308,7 @@ class _Build:
         totals = res.report.get("totals", {})
         parts = []
         for name, t in totals.items():
-            fmt = (lambda v: "–" if v is None else f"{v:.2f}") if name == "judge" else \
-                  (lambda v: "–" if v is None else f"{v:.0%}")
-            parts.append(f"{name} {fmt(t['base'])} → {fmt(t['trained'])}")
+            parts.append(f"{name} {format_total(name, t['base'])} → {format_total(name, t['trained'])}")
         c = res.report["counts"]
         parts.append(f"leaves +{c['improved']} -{c['regressed']} ={c['unchanged']}")
         return "; ".join(parts), {"totals": totals, "counts": c}

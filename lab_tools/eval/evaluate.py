@@ -35,6 +35,9 @@ LETTERS = "ABCDEFGHIJ"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 
 
+SCORES_VERSION = "2"  # bump when score_model's output changes (invalidates cached scores)
+
+
 @dataclass
 class EvalSet:
     """What a model is evaluated on. ``mc``: held-out knowledge items ``{"leaf", "question",
@@ -230,6 +233,26 @@ def _mc_scores(model, tok, items: list[dict], group: str, tick) -> dict | None:
                        "correct": ok} for it, p, ok in zip(items, preds, correct)]}
 
 
+def _reference_scores(model, tok, prompts: list[dict], tick) -> dict | None:
+    """Held-out reference log-likelihood per skills leaf (see scoring.reference_logprob)."""
+    from lab_tools.eval.scoring import reference_logprob
+
+    if not prompts:
+        return None
+    values = reference_logprob(model, tok, prompts)
+    tick(len(prompts))
+    per: dict[str, list] = {}
+    for p, v in zip(prompts, values):
+        if v is not None:
+            per.setdefault(p["leaf"], [p.get("kind", ""), []])[1].append(v)
+    valid = [v for v in values if v is not None]
+    if not valid:
+        return None
+    return {"mean": sum(valid) / len(valid), "n": len(valid),
+            "per_leaf": {k: {"mean": sum(v) / len(v), "n": len(v), "kind": kind}
+                         for k, (kind, v) in sorted(per.items())}}
+
+
 def _answer_all(model, tok, prompts: list[dict], max_new_tokens: int, tick) -> list[list[dict]]:
     """Answer every prompt turn by turn; returns each prompt's conversation ending with the answer."""
     from lab_tools.eval.scoring import answer_prompts
@@ -295,7 +318,8 @@ def score_model(spec: str | Path, evalset: EvalSet, judge=None, *, max_new_token
 
     Returns:
         ``{"model", "knowledge": {"accuracy", "n", "per_leaf", "items"} | None, "mmlu": {"accuracy",
-        "n", "per_source", "items"} | None, "judge": {"mean", "n", "unparsed", "judge", "per_leaf", "items"} | None,
+        "n", "per_source", "items"} | None, "reference": {"mean", "n", "per_leaf"} | None (held-out
+        reference answers' mean log-probability per token, nats), "judge": {"mean", "n", "unparsed", "judge", "per_leaf", "items"} | None,
         "seconds"}``. Accuracies are fractions 0..1, judge means 1..10.
     """
     from rich.progress import Progress
@@ -306,7 +330,8 @@ def score_model(spec: str | Path, evalset: EvalSet, judge=None, *, max_new_token
     n_judge = len(evalset.prompts) if judge is not None else 0
     n_turns = sum(sum(m.get("role") == "user" for m in p["messages"]) for p in evalset.prompts) if judge else 0
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"evaluate {label}", total=len(evalset.mc) + len(evalset.mmlu) + n_turns + n_judge)
+        task = bar.add_task(f"evaluate {label}", total=len(evalset.mc) + len(evalset.mmlu)
+                            + len(evalset.prompts) + n_turns + n_judge)
 
         def tick(n: int) -> None:
             bar.advance(task, n)
@@ -315,13 +340,14 @@ def score_model(spec: str | Path, evalset: EvalSet, judge=None, *, max_new_token
         try:
             knowledge = _mc_scores(model, tok, evalset.mc, "leaf", tick)
             mmlu = _mc_scores(model, tok, evalset.mmlu, "source", tick)
+            reference = _reference_scores(model, tok, evalset.prompts, tick)
             convs = _answer_all(model, tok, evalset.prompts, max_new_tokens, tick) if judge is not None else []
         finally:
             del model
             gc.collect()
         judged = _judge(judge, evalset.prompts, convs, tick, judge_max_tokens)
-    return {"model": str(spec), "knowledge": knowledge, "mmlu": mmlu, "judge": judged,
-            "seconds": round(time.monotonic() - start, 2)}
+    return {"model": str(spec), "knowledge": knowledge, "mmlu": mmlu, "reference": reference,
+            "judge": judged, "seconds": round(time.monotonic() - start, 2)}
 
 
 # ----------------------------------------------------------------------------- the flow
@@ -376,7 +402,7 @@ def evaluate(model: str | Path, evalset: EvalSet, out_dir: str | Path, *, base_m
                        "and no --mmlu file")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    items_key = (evalset.digest() + "\0" + (getattr(judge, "name", "") if judge else "")
+    items_key = (SCORES_VERSION + "\0" + evalset.digest() + "\0" + (getattr(judge, "name", "") if judge else "")
                  + f"\0{max_new_tokens}\0{judge_max_tokens}")
 
     def run(spec, role):

@@ -9,6 +9,11 @@ A leaf is *improved* / *regressed* when the trained score differs from the base 
 than the metric's tolerance, else *unchanged*. Tolerances (:data:`TOLERANCE`): any change of at
 least one item for accuracy (the items are few, every item counts); half a point for the judge
 (MT-Bench ratings of the same answer vary by about that much between runs of a small judge).
+
+Skills leaves also get a judge-free row, ``ref_logprob``: the mean log-probability per token
+(nats) of the held-out seed answers given their questions. It compares base and trained models
+even when the judge is too small to grade; its tolerance is 0.02 nats/token (a 2% change in
+per-token likelihood).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # metric -> smallest |trained - base| that counts as a change
-TOLERANCE = {"mc_accuracy": 1e-9, "judge": 0.5}
+TOLERANCE = {"mc_accuracy": 1e-9, "judge": 0.5, "ref_logprob": 0.02}
 
 
 @dataclass
@@ -62,6 +67,8 @@ def _leaf_scores(scores: dict | None) -> dict[tuple[str, str], dict]:
         out[(leaf, "mc_accuracy")] = {"score": row["accuracy"], "n": row["n"], "kind": "knowledge"}
     for name, row in (scores.get("mmlu") or {}).get("per_source", {}).items():
         out[(f"mmlu:{name}", "mc_accuracy")] = {"score": row["accuracy"], "n": row["n"], "kind": "mmlu"}
+    for leaf, row in (scores.get("reference") or {}).get("per_leaf", {}).items():
+        out[(leaf, "ref_logprob")] = {"score": row["mean"], "n": row["n"], "kind": row.get("kind", "skill")}
     for leaf, row in (scores.get("judge") or {}).get("per_leaf", {}).items():
         out[(leaf, "judge")] = {"score": row["mean"], "n": row["n"], "kind": row.get("kind", "skill"),
                                 "unrated": row.get("unparsed", 0)}
@@ -93,7 +100,7 @@ def branch_report(base: dict | None, trained: dict) -> dict:
     counts = {v: sum(r.verdict == v for r in rows) for v in ("improved", "regressed", "unchanged", "n/a")}
     totals = {}
     for name, key, field in (("knowledge", "knowledge", "accuracy"), ("mmlu", "mmlu", "accuracy"),
-                             ("judge", "judge", "mean")):
+                             ("reference", "reference", "mean"), ("judge", "judge", "mean")):
         tv = (trained.get(key) or {}).get(field) if trained else None
         bv = (base.get(key) or {}).get(field) if base else None
         if tv is not None or bv is not None:
@@ -102,12 +109,24 @@ def branch_report(base: dict | None, trained: dict) -> dict:
             "tolerance": dict(TOLERANCE)}
 
 
+METRIC_LABELS = {"mc_accuracy": "accuracy", "judge": "judge (1-10)",
+                 "ref_logprob": "reference log-lik (nats/token)"}
+
+
 def _fmt(metric: str, value: float | None, signed: bool = False) -> str:
     if value is None:
         return "–"
     if metric == "mc_accuracy":
         return f"{value * 100:+.1f}%" if signed else f"{value * 100:.1f}%"
+    if metric == "ref_logprob":
+        return f"{value:+.3f}" if signed else f"{value:.3f}"
     return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def format_total(name: str, value: float | None) -> str:
+    """A report total (``report["totals"][name]["base"|"trained"]``) as text: accuracies in %,
+    the judge's mean rating and the reference log-likelihood as numbers, None as "–"."""
+    return _fmt({"judge": "judge", "reference": "ref_logprob"}.get(name, "mc_accuracy"), value)
 
 
 def render_markdown(report: dict, *, base_name: str = "base", trained_name: str = "trained") -> str:
@@ -115,7 +134,7 @@ def render_markdown(report: dict, *, base_name: str = "base", trained_name: str 
     lines = [f"| leaf | metric | items | {base_name} | {trained_name} | Δ | verdict |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in report["rows"]:
-        metric = "accuracy" if r["metric"] == "mc_accuracy" else "judge (1-10)"
+        metric = METRIC_LABELS[r["metric"]]
         items = f"{r['n']} (+{r['unrated']} unrated)" if r.get("unrated") else str(r["n"])
         lines.append(f"| `{r['leaf']}` | {metric} | {items} | {_fmt(r['metric'], r['base'])} | "
                      f"{_fmt(r['metric'], r['trained'])} | {_fmt(r['metric'], r['delta'], True)} | "
@@ -125,7 +144,6 @@ def render_markdown(report: dict, *, base_name: str = "base", trained_name: str 
     out += (f"Improved {c['improved']}, regressed {c['regressed']}, unchanged {c['unchanged']}"
             + (f", not compared {c['n/a']}" if c["n/a"] else "") + ".\n")
     for name, tot in report.get("totals", {}).items():
-        metric = "judge" if name == "judge" else "mc_accuracy"
-        out += (f"- {name}: {base_name} {_fmt(metric, tot['base'])}, "
-                f"{trained_name} {_fmt(metric, tot['trained'])}\n")
+        out += (f"- {name}: {base_name} {format_total(name, tot['base'])}, "
+                f"{trained_name} {format_total(name, tot['trained'])}\n")
     return out

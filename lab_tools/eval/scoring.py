@@ -103,6 +103,26 @@ def mc_accuracy(model, tokenizer, items: list[dict], batch_size: int = 8) -> tup
     return (correct / len(items) if items else 0.0), per_item
 
 
+def reference_logprob(model, tokenizer, prompts: list[dict], batch_size: int = 8) -> list[float | None]:
+    """Mean log-probability per token (nats) of each prompt's ``reference`` answer given its last
+    user turn: the held-out likelihood of the seed answer (higher is better). It needs no judge,
+    so it still compares base and trained models when the judge is too small to grade (the
+    embedded 135M model gives no parseable ratings). Prompts without a reference give None.
+    Computed with :func:`mc_accuracy`'s scorer (one "choice": the reference)."""
+    idx = [i for i, p in enumerate(prompts) if (p.get("reference") or "").strip()]
+    items = []
+    for i in idx:
+        users = [m["content"] for m in prompts[i]["messages"] if m.get("role") == "user"]
+        items.append({"question": users[-1] if users else "", "choices": [prompts[i]["reference"]],
+                      "answer": 0})
+    out: list[float | None] = [None] * len(prompts)
+    if items:
+        _, per_item = mc_accuracy(model, tokenizer, items, batch_size=batch_size)
+        for i, row in zip(idx, per_item):
+            out[i] = row["scores"][0]
+    return out
+
+
 def answer_prompts(model, tokenizer, prompts: list[dict], max_new_tokens: int = 256,
                    batch_size: int = 8) -> list[str]:
     """Greedy answers to chat prompts (``{"messages": [...]}`` as in heldout_prompts.jsonl),

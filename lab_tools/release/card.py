@@ -13,6 +13,8 @@ import json
 
 import yaml
 
+from lab_tools.eval.report import format_total
+
 _BASE_MODELS = {"embedded": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
@@ -95,12 +97,13 @@ def _eval_section(info: dict, branch_md: str | None) -> list[str]:
         return lines + ["Not evaluated.", ""]
     lines += ["Knowledge: multiple-choice log-likelihood accuracy (MMLU style) on seed questions held "
               "out from the knowledge leaves. Skills: the judge's 1-10 rating (MT-Bench single-answer "
-              f"grading) of answers to held-out skill prompts; judge `{_cell(ev.get('judge'))}`.", "",
+              f"grading) of answers to held-out skill prompts; judge `{_cell(ev.get('judge'))}`; and, needing "
+              "no judge, the mean log-probability per token (nats) of the held-out seed answers "
+              "(`reference`, higher is better).", "",
               "| score | before (base) | after (trained) |", "|---|---:|---:|"]
     for name, tot in (ev.get("totals") or {}).items():
-        fmt = (lambda v: "–" if v is None else f"{v:.2f}") if name == "judge" else \
-              (lambda v: "–" if v is None else f"{v * 100:.1f}%")
-        lines.append(f"| {name} | {fmt(tot.get('base'))} | {fmt(tot.get('trained'))} |")
+        lines.append(f"| {name} | {format_total(name, tot.get('base'))} | "
+                     f"{format_total(name, tot.get('trained'))} |")
     lines.append("")
     if branch_md:
         body = branch_md.split("\n", 2)[-1] if branch_md.startswith("#") else branch_md

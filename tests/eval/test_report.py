@@ -48,3 +48,22 @@ def test_unrated_leaf_is_listed_not_compared():
     rep = branch_report(scores, scores)
     assert [(r["leaf"], r["verdict"], r["unrated"]) for r in rep["rows"]] == [("compositional_skills/x", "n/a", 2)]
     assert "0 (+2 unrated)" in render_markdown(rep)
+
+
+def test_reference_loglik_rows_compare_skills_without_a_judge():
+    from lab_tools.eval.report import format_total
+
+    def scores(values: dict) -> dict:
+        return {"reference": {"mean": sum(values.values()) / len(values), "n": len(values),
+                              "per_leaf": {k: {"mean": v, "n": 1, "kind": "compositional_skills"}
+                                           for k, v in values.items()}},
+                "judge": {"mean": None, "n": 0, "per_leaf": {}}}
+
+    tol = TOLERANCE["ref_logprob"]
+    rep = branch_report(scores({"s/a": -2.0, "s/b": -2.0, "s/c": -2.0}),
+                        scores({"s/a": -1.5, "s/b": -2.0 - 2 * tol, "s/c": -2.0 + tol / 2}))
+    verdict = {r["leaf"]: r["verdict"] for r in rep["rows"] if r["metric"] == "ref_logprob"}
+    assert verdict == {"s/a": "improved", "s/b": "regressed", "s/c": "unchanged"}
+    md = render_markdown(rep)
+    assert "reference log-lik (nats/token)" in md and "+0.500" in md
+    assert format_total("reference", -1.25) == "-1.250" and format_total("knowledge", 0.5) == "50.0%"

@@ -92,3 +92,30 @@ def test_answer_prompts_batches_and_restores_padding_side(tiny_model):
     assert len(out) == 3 and all(isinstance(x, str) for x in out)
     assert out[0] == out[2]  # greedy and padding-independent
     assert tok.padding_side == "right"
+
+
+def test_reference_logprob_scores_the_seed_answer_after_the_last_user_turn(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lab_tools.eval.scoring import reference_logprob
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    prompts = [
+        {"leaf": "s", "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
+         "reference": "Waves fold into foam."},
+        {"leaf": "s", "messages": [{"role": "user", "content": "Say hi."}], "reference": ""},
+        {"leaf": "t", "messages": [{"role": "user", "content": "first turn"},
+                                   {"role": "assistant", "content": "ok"},
+                                   {"role": "user", "content": "What is the capital of France?"}],
+         "reference": "Paris is the capital of France."},
+    ]
+    got = reference_logprob(model, tok, prompts)
+    assert got[1] is None  # no reference, no score
+    _, per = mc_accuracy(model, tok, [
+        {"question": "Write a haiku about the sea.", "choices": ["Waves fold into foam."], "answer": 0},
+        {"question": "What is the capital of France?", "choices": ["Paris is the capital of France."],
+         "answer": 0}])
+    assert got[0] == pytest.approx(per[0]["scores"][0], abs=1e-5)
+    assert got[2] == pytest.approx(per[1]["scores"][0], abs=1e-5)
+    assert got[0] < 0 and got[2] < 0  # log-probabilities
