@@ -77,7 +77,7 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
     """Score candidate checkpoints; returns ``(selected, {checkpoint: score}, method)``.
     Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them."""
     from lab_tools.jsonl import read_jsonl
-    from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy
+    from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy, reference_logprob
     from lab_tools.models import load_model
 
     sel = preset.selection
@@ -106,21 +106,33 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         if phase == "kt2":
             score, detail = mc_accuracy(model, tok, items, batch_size=sel.batch_size)
         else:
+            refs = [v for v in reference_logprob(model, tok, items, batch_size=sel.batch_size)
+                    if v is not None]
             answers = answer_prompts(model, tok, items, sel.max_new_tokens, batch_size=sel.batch_size)
             del model  # the judge may be an in-process model too
             judge = judge or judge_factory()
             score, detail = judge_scores(judge, items, answers, max_tokens=sel.judge_max_tokens)
+            cache[ckpt] = {"reference": sum(refs) / len(refs) if refs else None}
         console.print(f"[{phase}] {Path(ckpt).name}: score {score:.4g}")
-        cache[ckpt] = {"score": None if math.isnan(score) else score, "items": detail}
+        cache[ckpt] = {**cache.get(ckpt, {}), "score": None if math.isnan(score) else score,
+                       "items": detail}
         write_json(cache_file, cache)
+    key = "score"
+    if phase == "st" and all(cache[c]["score"] is None for c in candidates) and all(
+            cache[c].get("reference") is not None for c in candidates):
+        # A judge too small to grade (no parseable rating for any candidate) cannot select;
+        # fall back to the judge-free held-out reference log-likelihood rather than to a guess.
+        key = "reference"
+        method += "; no rating parsed, so by held-out reference log-likelihood (nats/token)"
+
     def score(c):  # an unparseable judge mean (None) ranks lowest
-        return -math.inf if cache[c]["score"] is None else cache[c]["score"]
+        return -math.inf if cache[c][key] is None else cache[c][key]
 
     best = candidates[0]
     for ckpt in candidates[1:]:  # strictly greater: ties (all-unscored too) keep the earlier one
         if score(ckpt) > score(best):
             best = ckpt
-    return best, {c: cache[c]["score"] for c in candidates}, method
+    return best, {c: cache[c][key] for c in candidates}, method
 
 
 def _default_judge_factory(judge, cache_dir):

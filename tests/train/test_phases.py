@@ -161,3 +161,25 @@ def test_replay_draw_is_proportional_deterministic_and_keeps_small_sources():
     big = draw_replay(10, 2.0, {"kt1": [1, 2, 3]}, seed=0)["kt1"]  # more than the source: cycles
     assert len(big) == 20 and set(big) == {1, 2, 3}
     assert draw_replay(10, 0.0, src, seed=0) == {"kt1": [], "kt2": []}
+
+
+def test_st_selection_falls_back_to_reference_loglik_when_no_rating_parses(full_run, tmp_path):
+    """A judge too small to grade (no parseable rating) must not decide by accident: selection
+    then uses the held-out reference log-likelihood, and the method says so."""
+    from lab_tools.sdg.backends import Completion
+    from lab_tools.train.config import load_preset
+    from lab_tools.train.phases import _console, _select
+
+    class MuteJudge:
+        name = "mute"
+
+        def generate(self, requests):
+            return [Completion(text="I like turtles.") for _ in requests]
+
+    ckpts = full_run["result"].manifest["phases"]["st"]["checkpoints"]
+    selected, scores, method = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
+                                       tmp_path, lambda: MuteJudge(), _console(False))
+    assert "reference log-likelihood" in method
+    assert all(isinstance(v, float) and v < 0 for v in scores.values())
+    best = max(scores.values())
+    assert selected == next(c for c in ckpts if scores[c] == best)  # earliest best
