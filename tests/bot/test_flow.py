@@ -7,7 +7,7 @@ import sys
 import types
 
 from click.testing import CliRunner
-from conftest import OWNER_REPO, skill_leaf
+from tests.bot.conftest import OWNER_REPO, skill_leaf
 from markdown_it import MarkdownIt
 
 from lab_tools.bot.cli import bot

@@ -24,7 +24,7 @@ def full_run(tiny_model, tmp_path_factory):
     """One uninterrupted three-phase run (shared by the assertions below)."""
     import yaml
 
-    from conftest import FAST_PRESET, FakeJudge, write_phase_data
+    from tests.train.conftest import FAST_PRESET, FakeJudge, write_phase_data
     from lab_tools.train.phases import train_phases
 
     tmp = tmp_path_factory.mktemp("full")
@@ -120,7 +120,7 @@ def _weights(model_dir):
 def test_killed_run_resumes_to_the_same_final_state(full_run, tiny_model, tmp_path):
     import torch
 
-    from conftest import FakeJudge
+    from tests.train.conftest import FakeJudge
     from lab_tools.train.phases import train_phases
 
     out = tmp_path / "out"
