@@ -179,7 +179,10 @@ def _sample_md(i: int, sample: dict, text_limit: int) -> str:
     if meta.get("score") is not None:
         scores.setdefault("score", meta["score"])
     phase = meta.get("phase")
-    shown = ", ".join(f"{inline(k, 30)} {_score(v)}" for k, v in scores.items())
+    # scores of None are model judges that did not run (generate.model_judges: false)
+    shown = ", ".join(f"{inline(k, 30)} {_score(v)}" for k, v in scores.items() if v is not None)
+    if scores and not shown:
+        shown = "off"
     label = (f"sample {i}" + (f" · {inline(phase, 10)}" if phase else "")
              + (f" · judge: {shown}" if shown else ""))
     body = (f"**Question**\n\n{code_block(q, limit=text_limit)}\n\n"

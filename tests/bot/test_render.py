@@ -115,3 +115,13 @@ def test_a_leaf_with_nothing_kept_is_flagged_but_not_failed():
     p = Preview(sha="f" * 40, leaves=[leaf])
     body = render_comment(p)
     assert p.ok and "⚠️" in body and "No candidate survived" in body and "pair&#95;eval 2" in body
+
+
+def test_sample_label_shows_judge_scores_or_says_judges_were_off():
+    from lab_tools.bot.render import _sample_md
+
+    msgs = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]
+    judged = _sample_md(1, {"messages": msgs, "metadata": {"phase": "st", "scores": {"pair": 3, "question_ok": None}}}, 500)
+    assert "judge: pair 3" in judged and "None" not in judged
+    off = _sample_md(2, {"messages": msgs, "metadata": {"phase": "st", "scores": {"pair": None}}}, 500)
+    assert "judge: off" in off and "None" not in off
