@@ -14,7 +14,8 @@ import re
 
 from lab_tools.sdg import quality
 from lab_tools.sdg.backends import ChatRequest, Completion
-from lab_tools.sdg.stages import LeafContext, Stage, failed, novel, reject, request_seed, trim_truncated
+from lab_tools.sdg.stages import (LeafContext, Stage, failed, judge_filter, novel, reject, request_seed,
+                                   trim_truncated)
 from lab_tools.sdg.templates import chat, fewshot, judge_messages, load_prompts
 from lab_tools.taxonomy.leaf import Leaf
 
@@ -117,24 +118,9 @@ def _build_question_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 def _consume_question_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     cfg = ctx.cfg
-    kept: list[dict] = []
-    if not cfg.model_judges:  # skipped openly: no score is invented
-        for cand in state["candidates"]:
-            cand["scores"]["question_ok"] = None
-        comps = []
-        kept = list(state["candidates"])
-    for cand, comp in zip(state["candidates"], comps):
-        if failed(state, cand, "question_eval", comp):
-            continue
-        ok = quality.parse_yes_no(comp.text)
-        if ok is None:
-            reject(state, cand, "question_eval", "malformed evaluation", malformed=True, raw=comp.text)
-            continue
-        cand["scores"]["question_ok"] = ok
-        if not ok:
-            reject(state, cand, "question_eval", "failed instruction evaluation", raw=comp.text)
-            continue
-        kept.append(cand)
+    kept = judge_filter(state, "question_eval", comps, "question_ok", quality.parse_yes_no,
+                        accept=bool, reason=lambda _: "failed instruction evaluation",
+                        model_judges=cfg.model_judges)
     state["unused"] += max(0, len(kept) - cfg.samples)
     state["candidates"] = kept[:cfg.samples]
 
@@ -183,24 +169,9 @@ def _build_pair_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 def _consume_pair_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     threshold = ctx.cfg.pair_threshold
-    if not ctx.cfg.model_judges:
-        for cand in state["candidates"]:
-            cand["scores"]["pair"] = None
-        return
-    kept = []
-    for cand, comp in zip(state["candidates"], comps):
-        if failed(state, cand, "pair_eval", comp):
-            continue
-        score = quality.parse_score(comp.text)
-        if score is None:
-            reject(state, cand, "pair_eval", "malformed evaluation", malformed=True, raw=comp.text)
-            continue
-        cand["scores"]["pair"] = score
-        if score < threshold:
-            reject(state, cand, "pair_eval", f"pair score {score} < threshold {threshold}")
-            continue
-        kept.append(cand)
-    state["candidates"] = kept
+    state["candidates"] = judge_filter(
+        state, "pair_eval", comps, "pair", quality.parse_score, accept=lambda v: v >= threshold,
+        reason=lambda v: f"pair score {v} < threshold {threshold}", model_judges=ctx.cfg.model_judges)
 
 
 STAGES = [

@@ -80,6 +80,35 @@ def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold
     return True
 
 
+def judge_filter(state: dict, stage: str, comps: list[Completion], score_key: str,
+                 parse: Callable[[str], object], *, accept: Callable[[object], bool],
+                 reason: Callable[[object], str], model_judges: bool = True) -> list[dict]:
+    """One model-judged filter over ``state["candidates"]`` (LAB 3.2.1 instruction and pair
+    evaluation): ``comps[i]`` is the judge's reply for candidate ``i``; ``parse`` turns it into a
+    value (None = malformed, rejected and counted); the value is stored in
+    ``cand["scores"][score_key]``; candidates whose value fails ``accept`` are rejected with
+    ``reason(value)``. With ``model_judges`` off the filter is skipped openly: every score is
+    None and every candidate is kept. Returns the kept candidates (``state`` is not reassigned)."""
+    if not model_judges:
+        for cand in state["candidates"]:
+            cand["scores"][score_key] = None
+        return list(state["candidates"])
+    kept = []
+    for cand, comp in zip(state["candidates"], comps):
+        if failed(state, cand, stage, comp):
+            continue
+        value = parse(comp.text)
+        if value is None:
+            reject(state, cand, stage, "malformed evaluation", malformed=True, raw=comp.text)
+            continue
+        cand["scores"][score_key] = value
+        if not accept(value):
+            reject(state, cand, stage, reason(value), raw=comp.text)
+            continue
+        kept.append(cand)
+    return kept
+
+
 def failed(state: dict, cand: dict, stage: str, comp: Completion) -> bool:
     """Reject ``cand`` when the backend gave up on its request (error recorded); True if it did."""
     if comp.error:
