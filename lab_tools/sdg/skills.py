@@ -85,7 +85,8 @@ def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 
 def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
-    seeds = [s.question for s in _seeds(ctx.leaf)]
+    key = _grounded_text if ctx.leaf.grounded else (lambda c: c["question"])
+    seeds = [key({"question": s.question, "context": s.context}) for s in _seeds(ctx.leaf)]
     kept: list[dict] = []
     state["generated"] = len(comps)
     for i, comp in enumerate(comps):
@@ -102,9 +103,14 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
         if not cand.get("question"):
             reject(state, cand, "questions", "malformed output", malformed=True, raw=comp.text)
             continue
-        if novel(state, cand, seeds, kept, ctx.cfg.dedup_threshold):
+        if novel(state, cand, seeds, kept, ctx.cfg.dedup_threshold, key=key):
             kept.append(cand)
     state["candidates"] = kept
+
+
+def _grounded_text(cand: dict) -> str:
+    """What makes a grounded sample distinct: its context and its question together."""
+    return f"{cand.get('context') or ''}\n\n{cand['question']}"
 
 
 def _build_question_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:

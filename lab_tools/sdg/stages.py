@@ -64,17 +64,21 @@ def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool 
         state["malformed"][stage] = state["malformed"].get(stage, 0) + 1
 
 
-def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold: float) -> bool:
-    """Near-duplicate filter on ``cand["question"]`` (quality control, LAB 3.2): reject it (stage
-    ``dedup``) and return False when it is a near-duplicate of a seed question (seed examples are
-    the held-out set, so a copy must never become a training sample) or of a question already in
-    ``kept``; ``threshold`` is the ROUGE-L-style similarity in 0..1 (see quality.near_duplicate)."""
+def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold: float,
+          key: Callable[[dict], str] = lambda c: c["question"]) -> bool:
+    """Near-duplicate filter (quality control, LAB 3.2): reject ``cand`` (stage ``dedup``) and
+    return False when ``key(cand)`` is a near-duplicate of a seed text (seed examples are the
+    held-out set, so a copy must never become a training sample) or of ``key`` of a candidate
+    already in ``kept``. ``key`` defaults to the question; grounded skills pass context +
+    question, since their seed examples often share one question over different contexts.
+    ``threshold`` is the ROUGE-L-style similarity in 0..1 (see quality.near_duplicate)."""
     from lab_tools.sdg import quality
 
-    if quality.near_duplicate(cand["question"], seeds, threshold):
+    text = key(cand)
+    if quality.near_duplicate(text, seeds, threshold):
         reject(state, cand, "dedup", "near-duplicate of a seed example")
         return False
-    if quality.near_duplicate(cand["question"], [k["question"] for k in kept], threshold):
+    if quality.near_duplicate(text, [key(k) for k in kept], threshold):
         reject(state, cand, "dedup", "near-duplicate of another generated question")
         return False
     return True

@@ -77,6 +77,28 @@ def test_seed_examples_never_become_samples(taxonomy, fake_documents, cfg, tmp_p
     assert any(r["reason"] == "near-duplicate of a seed example" and r["leaf"].startswith("knowledge") for r in rejected)
 
 
+def test_grounded_dedup_compares_context_and_question(taxonomy, fake_documents, cfg, tmp_path):
+    """Grounded seed examples share one question over different contexts: a new context with that
+    question is a new sample, but a copy of a seed's context and question is rejected."""
+    seed = LEAVES["compositional_skills/grounded/extraction/dates"]["seed_examples"][0]
+    fresh = ("Context: The workshop on river ecology was held on 9 October in the east wing.\n"
+             f"Question: {seed['question']}")
+    copy = f"Context: {seed['context']}\nQuestion: {seed['question']}"
+    for reply, kept in ((fresh, True), (copy, False)):
+        out = tmp_path / f"out-{kept}"
+        t = script(tmp_path, {"skill_question": [{"match": "Extract the date", "reply": reply}]})
+        generate_dataset(taxonomy, ["compositional_skills/grounded/extraction/dates"], out, cfg,
+                         teacher=t, progress=False)
+        samples = [s for s in all_samples(out) if s["metadata"]["leaf"].endswith("dates")]
+        rejected = [r for r in read_jsonl(out / "rejected.jsonl") if r["leaf"].endswith("dates")]
+        seed_dups = [r for r in rejected if r["reason"] == "near-duplicate of a seed example"]
+        if kept:
+            assert len(samples) == 1 and not seed_dups  # the rest repeat the first: other dedup
+            assert "river ecology" in samples[0]["messages"][0]["content"]
+        else:
+            assert not samples and seed_dups
+
+
 def test_stage_filters_and_malformed_output(taxonomy, fake_documents, cfg, tmp_path):
     t = script(tmp_path, {
         # candidates shown the first seed example (3 of every 5) get malformed output
