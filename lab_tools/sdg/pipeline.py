@@ -25,7 +25,9 @@ from lab_tools.sdg.stages import LeafContext, new_state
 from lab_tools.sdg.templates import prompt_version
 from lab_tools.taxonomy.leaf import Leaf, iter_leaf_paths, load_leaf
 
-CACHE_FORMAT = "sdg-shard-1"
+# part of every shard key: bump it when a code change alters what a leaf generates or keeps
+# (2: grounded skills dedup on context + question)
+CACHE_FORMAT = "sdg-shard-2"
 # settings that change what is generated (kt_split_tokens only splits, so it is not here)
 KEY_SETTINGS = ("samples", "question_factor", "max_new_tokens", "question_tokens", "context_tokens",
                 "answer_tokens", "qa_tokens", "eval_tokens", "max_examples", "temperature", "seed",
