@@ -37,7 +37,6 @@ import math
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,31 +58,14 @@ def _cpu() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    exe = Path(sys.executable).with_name("transformers")
-    port = _free_port()
-    proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu"], env=dict(os.environ, HF_HUB_OFFLINE="1"),
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"transformers serve exited with {proc.returncode}; see {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise SystemExit("transformers serve did not start in 180 s")
+    from lab_tools.errors import LabError
+    from lab_tools.serve import start_transformers_serve
+
+    try:
+        proc, url = start_transformers_serve(model_dir, log=log, timeout=180)
+    except LabError as exc:
+        raise SystemExit(str(exc)) from None
     from openai import OpenAI
 
     # warm-up: the model loads on the first request, before any timing
@@ -209,6 +191,8 @@ def main() -> None:
         model_dir = resolve_model(args.model)
     root = build_taxonomy(work / "taxonomy")
     scale = max(1, math.ceil(args.samples / min_seed_examples(root)))
+    from lab_tools.serve import stop
+
     server, url = start_server(model_dir, work / "server.log")
     try:
         rows = [run_ours(root, url, str(model_dir), args.samples, args.workers, args.peer_pipeline == "full",
@@ -218,8 +202,7 @@ def main() -> None:
         if isinstance(peer, dict):
             rows.append(peer)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop(server, timeout=30)
     print(f"model {model_dir.name}, {len(CORPUS_CASES)} compositional skills leaves, server {url} "
           f"(transformers serve, CPU), {args.workers} requests in flight per tool")
     print(f"asked for: lab generate samples={args.samples}/leaf, model judges "

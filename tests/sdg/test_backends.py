@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -52,12 +46,6 @@ def test_transformers_backend_batches_and_bounds_tokens(tiny_model):
     assert t.count_tokens("hello hello") > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_openai_retries_server_errors_then_gives_up(httpserver):
     body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}],
@@ -77,32 +65,16 @@ def test_openai_retries_server_errors_then_gives_up(httpserver):
 @pytest.fixture(scope="module")
 def served_tiny(tiny_model):
     """`transformers serve` on a free loopback port, serving the tiny model directory."""
-    exe = Path(sys.executable).with_name("transformers")
-    if not exe.exists():
+    from lab_tools.serve import serve_executable, start_transformers_serve, stop
+
+    if serve_executable() is None:
         pytest.skip("transformers serve not installed (pip install 'transformers[serving]')")
-    port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([str(exe), "serve", str(tiny_model), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"transformers serve exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("transformers serve did not start in 120 s")
-    yield url, str(tiny_model)
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        proc, url = start_transformers_serve(tiny_model, timeout=120)
+    except LabError as exc:
+        pytest.fail(str(exc))
+    yield url, str(tiny_model)
+    stop(proc)
 
 
 @pytest.mark.slow

@@ -1,0 +1,70 @@
+"""A local OpenAI-compatible server for tests and benchmarks: `transformers serve` on loopback.
+
+vLLM and llama.cpp speak the same API; `transformers serve` (extra ``transformers[serving]``) is
+the one that runs here on CPU with a local model directory and no network.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lab_tools.errors import LabError
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_executable() -> Path | None:
+    """The ``transformers`` console script next to this Python, or None when not installed."""
+    exe = Path(sys.executable).with_name("transformers")
+    return exe if exe.exists() else None
+
+
+def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None,
+                             timeout: float = 180) -> tuple[subprocess.Popen, str]:
+    """Start ``transformers serve MODEL_DIR`` on a free loopback port (CPU, hub offline) and wait
+    until it accepts connections. Returns ``(process, base_url)`` with base_url ``http://127.0.0.1:PORT/v1``;
+    stop it with :func:`stop`. ``log``: file for the server's output (default: discarded).
+
+    Raises:
+        LabError: ``transformers serve`` is not installed, exits early, or does not listen
+        within ``timeout`` seconds.
+    """
+    exe = serve_executable()
+    if exe is None:
+        raise LabError("transformers serve is not installed (pip install 'transformers[serving]')")
+    port = free_port()
+    out = log.open("w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu"], env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                            stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"transformers serve exited with {proc.returncode}"
+                           + (f"; see {log}" if log else ""))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, f"http://127.0.0.1:{port}/v1"
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise LabError(f"transformers serve did not start in {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Terminate a server started by :func:`start_transformers_serve` (kill if it lingers)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
