@@ -62,16 +62,18 @@ def bot():
     Uses GITHUB_TOKEN and GITHUB_API_URL from the environment, as GitHub Actions sets them."""
 
 
+def _run_options(f):
+    """The options every bot command shares (taxonomy, base, samples, config, teacher, out)."""
+    for option in reversed((_TAXONOMY, _BASE, _SAMPLES, _CONFIG, _TEACHER, _OUT)):
+        f = option(f)
+    return f
+
+
 @bot.command("preview")
 @click.option("--repo", default=lambda: os.environ.get("GITHUB_REPOSITORY"), metavar="OWNER/NAME",
               help="Repository (default $GITHUB_REPOSITORY).")
 @click.option("--pr", "pr", type=int, required=True, help="Pull request number.")
-@_TAXONOMY
-@_BASE
-@_SAMPLES
-@_CONFIG
-@_TEACHER
-@_OUT
+@_run_options
 @_OUTPUT
 @click.option("--validate-only", is_flag=True, help="Checks only, no generation.")
 @click.option("--dry-run", is_flag=True, help="Print the comment instead of talking to GitHub.")
@@ -102,12 +104,7 @@ def preview(repo, pr, taxonomy, base, samples, config_file, teacher, out, output
 @click.option("--event", "event_path", type=click.Path(dir_okay=False, exists=True),
               default=lambda: os.environ.get("GITHUB_EVENT_PATH"),
               help="issue_comment event JSON (default $GITHUB_EVENT_PATH).")
-@_TAXONOMY
-@_BASE
-@_SAMPLES
-@_CONFIG
-@_TEACHER
-@_OUT
+@_run_options
 def command(event_path, taxonomy, base, samples, config_file, teacher, out):
     """Answer a `/lab preview` or `/lab validate` comment (write permission required)."""
     from lab_tools.bot.commands import handle_comment, read_event
