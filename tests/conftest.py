@@ -44,3 +44,20 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("LAB_CACHE_DIR", str(d))
     return d
+
+
+@pytest.fixture()
+def run_lab(capsys):
+    """Run the `lab` CLI in-process: ``run_lab([...]) -> (exit code, captured)`` where
+    ``captured`` has ``.out`` and ``.err`` (a clean error must exit non-zero, not raise)."""
+    from lab_tools.cli import main
+
+    def run(args: list[str]):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        return code, capsys.readouterr()
+
+    return run

@@ -9,25 +9,16 @@ from pathlib import Path
 
 
 from lab_tools.build import STATE_FILE
-from lab_tools.cli import main
 
 from build_fixture import LEAVES
 
 
-def _run(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
-
-
-def test_license_failure_stops_the_build(build_repo, cache_dir, tmp_path, capsys):
+def test_license_failure_stops_the_build(build_repo, cache_dir, tmp_path, run_lab):
     attr = build_repo / LEAVES[0] / "attribution.txt"
     attr.write_text(re.sub(r"License of the work: .*", "License of the work: CC-BY-NC-4.0", attr.read_text()))
     out = tmp_path / "run"
-    code, err = _run(["build", str(build_repo), "--out", str(out), "--quiet"], capsys)
+    code, io = run_lab(["build", str(build_repo), "--out", str(out), "--quiet"])
+    err = io.err
     assert code == 1
     assert "build stopped at stage 'licenses'" in err and "attribution.txt" in err and "Traceback" not in err
     state = json.loads((out / STATE_FILE).read_text())["stages"]
@@ -35,7 +26,7 @@ def test_license_failure_stops_the_build(build_repo, cache_dir, tmp_path, capsys
     assert "generate" not in state and not (out / "data").exists()
 
 
-def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, capsys, monkeypatch):
+def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, run_lab, monkeypatch):
     import lab_tools.train.phases as phases
 
     real = phases.train_phases
@@ -50,7 +41,8 @@ def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, capsys, 
 
     monkeypatch.setattr(phases, "train_phases", crash_after_kt1)
     out = tmp_path / "run"
-    code, err = _run(["build", str(build_repo), "--out", str(out), "--quiet"], capsys)
+    code, io = run_lab(["build", str(build_repo), "--out", str(out), "--quiet"])
+    err = io.err
     assert code == 1 and "build stopped at stage 'train'" in err and "power cut during st" in err
     assert "lab build --resume" in err
     assert "build.log" in err and "power cut" in (out / "build.log").read_text()
@@ -61,7 +53,8 @@ def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, capsys, 
     assert ckpts, done
     stamps = {c: (Path(c) / "model.safetensors").stat().st_mtime_ns for c in ckpts}
 
-    code, err = _run(["build", str(build_repo), "--out", str(out), "--quiet", "--resume"], capsys)
+    code, io = run_lab(["build", str(build_repo), "--out", str(out), "--quiet", "--resume"])
+    err = io.err
     assert code == 0, err
     assert calls == [False, True]
     after = json.loads((out / "train" / "manifest.json").read_text())["phases"]
