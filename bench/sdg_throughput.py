@@ -58,12 +58,12 @@ def _cpu() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, log: Path, batching: bool) -> tuple[subprocess.Popen, str]:
     from lab_tools.errors import LabError
     from lab_tools.serve import start_transformers_serve
 
     try:
-        proc, url = start_transformers_serve(model_dir, log=log, timeout=180)
+        proc, url = start_transformers_serve(model_dir, log=log, timeout=180, continuous_batching=batching)
     except LabError as exc:
         raise SystemExit(str(exc)) from None
     from openai import OpenAI
@@ -78,6 +78,28 @@ def build_taxonomy(dest: Path) -> Path:
     for case in CORPUS_CASES:
         shutil.copytree(CORPUS / case, dest, dirs_exist_ok=True)
     return dest
+
+
+def seed_questions(root: Path) -> list[str]:
+    """Every seed question of every leaf under ``root`` (for the like-for-like filter)."""
+    import yaml
+
+    return [s["question"] for p in root.rglob("qna.yaml") for s in yaml.safe_load(p.read_text())["seed_examples"]]
+
+
+def same_filters(pairs: list, seeds: list[str], threshold: float) -> int:
+    """How many of the peer's distinct ``(user, assistant)`` pairs pass lab-tools' rule-based
+    filters (the ones that also run on our side with model judges off): a non-empty answer, and a
+    user turn that is not a near-duplicate of a seed question (seeds are the held-out set) or of a
+    pair kept before it (:func:`lab_tools.sdg.quality.near_duplicate`, ``generate.dedup_threshold``)."""
+    from lab_tools.sdg.quality import near_duplicate
+
+    kept: list[str] = []
+    for user, answer in pairs:
+        if len(answer.strip()) < 2 or near_duplicate(user, seeds, threshold) or near_duplicate(user, kept, threshold):
+            continue
+        kept.append(user)
+    return len(kept)
 
 
 def min_seed_examples(root: Path) -> int:
@@ -102,7 +124,8 @@ def run_ours(root: Path, url: str, model: str, samples: int, workers: int, judge
     generated = sum(s.generated for s in rep.leaves)
     return {"tool": "lab generate", "wall_s": wall, "accepted": kept, "generated": generated,
             "per_min": kept / wall * 60, "requests": teacher.requests_sent, "cpu_s": cpu,
-            "overhead": cpu / wall, "max_new_tokens": cfg.generate.max_new_tokens}
+            "overhead": cpu / wall, "max_new_tokens": cfg.generate.max_new_tokens,
+            "filtered": kept, "dedup_threshold": cfg.generate.dedup_threshold}
 
 
 def _pip(py: Path, *args: str) -> tuple[bool, str]:
@@ -169,7 +192,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded", help="embedded, tiny, or a local HF model directory")
     ap.add_argument("--samples", type=int, default=5, help="lab-tools generate.samples per leaf")
-    ap.add_argument("--workers", type=int, default=4, help="requests in flight, both tools")
+    ap.add_argument("--workers", type=int, default=16, help="requests in flight at most, both tools")
+    ap.add_argument("--no-server-batching", dest="batching", action="store_false",
+                    help="serve one request at a time (transformers serve's default) instead of "
+                         "continuous batching (what vLLM and llama.cpp servers do)")
     ap.add_argument("--peer-pipeline", default="simple", choices=["simple", "full"])
     from lab_tools.config import default_cache_dir
 
@@ -193,30 +219,40 @@ def main() -> None:
     scale = max(1, math.ceil(args.samples / min_seed_examples(root)))
     from lab_tools.serve import stop
 
-    server, url = start_server(model_dir, work / "server.log")
+    server, url = start_server(model_dir, work / "server.log", args.batching)
     try:
         rows = [run_ours(root, url, str(model_dir), args.samples, args.workers, args.peer_pipeline == "full",
                          work / "ours")]
         peer = (run_peer(peer_py, root, url, model_dir, scale, args.workers, args.peer_pipeline,
                          rows[0]["max_new_tokens"], work / "peer") if peer_py else why)
         if isinstance(peer, dict):
+            peer["filtered"] = same_filters(peer.pop("pairs"), seed_questions(root), rows[0]["dedup_threshold"])
             rows.append(peer)
     finally:
         stop(server, timeout=30)
     print(f"model {model_dir.name}, {len(CORPUS_CASES)} compositional skills leaves, server {url} "
-          f"(transformers serve, CPU), {args.workers} requests in flight per tool")
+          f"(transformers serve, CPU, {'continuous batching' if args.batching else 'one request at a time'}), "
+          f"at most {args.workers} requests in flight per tool")
     print(f"asked for: lab generate samples={args.samples}/leaf, model judges "
           f"{'on' if args.peer_pipeline == 'full' else 'off'}; instructlab-sdg {PEER_VERSION} "
           f"'{args.peer_pipeline}' pipeline, scale factor {scale}/seed example, max_tokens "
           f"<= {rows[0]['max_new_tokens']}, served model's chat template as model_prompt "
           "(docling-slim without extras for its docling imports; see bench/sdg_peer/)")
-    print(f"{'tool':<18}{'wall s':>9}{'accepted':>10}{'acc/min':>9}{'requests':>10}"
-          f"{'cpu s':>8}{'overhead':>10}")
+    print("accepted = distinct samples in the tool's training files (the peer's mixed file repeats "
+          "samples: its recipe draws 30 rows per leaf with replacement); same-filter = those that pass "
+          "lab-tools' rule-based filters (non-empty answer, no near-duplicate of a seed or of each other)")
+    print(f"{'tool':<18}{'wall s':>9}{'accepted':>10}{'acc/min':>9}{'same-filter':>12}{'/min':>8}"
+          f"{'requests':>10}{'cpu s':>8}{'overhead':>10}")
     for r in rows:
         print(f"{r['tool']:<18}{r['wall_s']:>9.1f}{r['accepted']:>10}{r['per_min']:>9.2f}"
+              f"{r['filtered']:>12}{r['filtered'] / r['wall_s'] * 60:>8.2f}"
               f"{r['requests']:>10}{r['cpu_s']:>8.1f}{r['overhead']:>10.1%}")
+    if isinstance(peer, dict):
+        print(f"(the peer's mixed training file had {peer['train_lines']} lines for its {peer['accepted']} distinct samples)")
     if isinstance(peer, dict) and peer["per_min"] > 0:
         print(f"ratio accepted/min ours/peer: {rows[0]['per_min'] / peer['per_min']:.2f}x")
+        if peer["filtered"]:
+            print(f"ratio after the same filters: {rows[0]['filtered'] / peer['filtered'] * peer['wall_s'] / rows[0]['wall_s']:.2f}x")
     elif isinstance(peer, dict):
         print("ratio: undefined (the peer accepted no samples)")
     else:

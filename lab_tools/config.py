@@ -53,7 +53,9 @@ class GenerateConfig:
     (``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``, ``scripted:[PATH]``);
     judge ``None`` = teacher. ``samples``: target samples per leaf (skills: at most this many
     questions go on to responses, out of ``samples * question_factor`` generated; knowledge: Q&A
-    requests per leaf). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
+    requests per leaf). ``questions_per_request``: new instructions the teacher lists per request
+    (LAB 3.2.1 asks for a list; grounded skills get as many as ``max_new_tokens`` leaves room for
+    at ``context_tokens`` each). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
     ``workers``: requests in flight (openai backend); ``batch_size``: sequences per forward pass
     (transformers backend). ``pair_threshold``: keep pairs scoring at least this on LAB's 3-point
     scale. ``kt_split_tokens``: knowledge answers shorter than this go to KT/1, others to KT/2.
@@ -65,6 +67,7 @@ class GenerateConfig:
     judge: str | None = None
     samples: int = 8
     question_factor: int = 2
+    questions_per_request: int = 5
     workers: int = 8
     batch_size: int = 32
     max_new_tokens: int = 256

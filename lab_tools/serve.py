@@ -29,11 +29,15 @@ def serve_executable() -> Path | None:
     return exe if exe.exists() else None
 
 
-def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None,
-                             timeout: float = 180) -> tuple[subprocess.Popen, str]:
+def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, timeout: float = 180,
+                             continuous_batching: bool = False) -> tuple[subprocess.Popen, str]:
     """Start ``transformers serve MODEL_DIR`` on a free loopback port (CPU, hub offline) and wait
     until it accepts connections. Returns ``(process, base_url)`` with base_url ``http://127.0.0.1:PORT/v1``;
     stop it with :func:`stop`. ``log``: file for the server's output (default: discarded).
+    ``continuous_batching``: serve concurrent requests in shared forward passes (paged attention),
+    as vLLM and llama.cpp's parallel slots do; without it the server answers one request at a
+    time (measured here with the 135M model: 17 tokens/s at 1, 4 or 16 requests in flight; with
+    it 15, 41 and 103 tokens/s).
 
     Raises:
         LabError: ``transformers serve`` is not installed, exits early, or does not listen
@@ -45,7 +49,8 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None,
     port = free_port()
     out = log.open("w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu"], env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                             "--device", "cpu"] + (["--continuous-batching"] if continuous_batching else []),
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"),
                             stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

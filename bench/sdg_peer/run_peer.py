@@ -116,11 +116,23 @@ def main() -> None:
         return sum(1 for p in (out / "data").glob(pattern) for line in p.open() if line.strip())
 
     generated = lines("generated_*/*.jsonl")  # samples that came out of the skills pipelines
-    final = lines("skills_train_msgs_*.jsonl")  # the mixed skills training file
-    print(json.dumps({"tool": "instructlab-sdg", "wall_s": wall, "accepted": final, "generated": generated,
-                      "per_min": final / wall * 60 if wall else 0.0, "requests": sent["n"], "cpu_s": cpu,
+    # The mixed skills training file is *upsampled*: its recipe draws sampling_size (30) rows per
+    # leaf with replacement, so 11 generated samples became 60 lines in one run. Accepted samples
+    # are its distinct (user, assistant) pairs; the pairs themselves go back to the bench, which
+    # applies lab-tools' rule-based filters to them for the like-for-like column.
+    pairs: dict[tuple[str, str], None] = {}
+    for path in (out / "data").glob("skills_train_msgs_*.jsonl"):
+        for line in path.open():
+            if line.strip():
+                msgs = json.loads(line)["messages"]
+                user = next((m["content"] for m in msgs if m["role"] == "user"), "")
+                answer = next((m["content"] for m in msgs if m["role"] == "assistant"), "")
+                pairs[(user, answer)] = None
+    print(json.dumps({"tool": "instructlab-sdg", "wall_s": wall, "accepted": len(pairs), "generated": generated,
+                      "train_lines": lines("skills_train_msgs_*.jsonl"),
+                      "per_min": len(pairs) / wall * 60 if wall else 0.0, "requests": sent["n"], "cpu_s": cpu,
                       "overhead": cpu / wall if wall else 0.0, "scale": args.scale,
-                      "pipeline": args.pipeline}))
+                      "pipeline": args.pipeline, "pairs": list(pairs)}))
 
 
 if __name__ == "__main__":

@@ -116,13 +116,19 @@ class ScriptedTeacher:
         a, b = _WORDS[h % len(_WORDS)], _WORDS[(h // 97) % len(_WORDS)]
         if a == b:
             b = _WORDS[(h // 97 + 1) % len(_WORDS)]
-        if tag == "skill_question":
-            q = _TEMPLATES[(h // 7) % len(_TEMPLATES)].format(a=a, b=b)
-            if "Context:" in everything:
-                return (f"Question: How long is the walk from the {a} to the {b}?\n"
-                        f"Context: The {a} stands next to the {b}; visitors walk from one to the "
-                        f"other in about {h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.")
-            return q
+        if tag == "skill_question":  # a numbered list of as many items as the request asks for
+            m = re.search(r"Write (\d+) new", user)
+            items = []
+            for k in range(int(m.group(1)) if m else 1):
+                hk = int(hashlib.sha256(f"{h}:{k}".encode()).hexdigest(), 16)
+                a, b = _WORDS[hk % len(_WORDS)], _WORDS[(hk // 97) % len(_WORDS)]
+                if "Context:" in everything:
+                    items.append(f"Question: How long is the walk from the {a} to the {b}?\n"
+                                 f"Context: The {a} stands next to the {b}; visitors walk from one to the "
+                                 f"other in about {hk % 50 + 5} minutes and count {hk % 9 + 2} signs on the way.")
+                else:
+                    items.append(_TEMPLATES[(hk // 7) % len(_TEMPLATES)].format(a=a, b=b))
+            return "\n".join(f"{k + 1}. {item}" for k, item in enumerate(items))
         if tag in ("question_eval", "faithfulness", "self_contained"):
             return "yes"
         if tag == "pair_eval":
@@ -137,6 +143,7 @@ class ScriptedTeacher:
             topic = " ".join(re.findall(r"[A-Za-z]+", sentences[i])[:4])
             answer = sentences[i] if (h // 5) % 2 else " ".join(sentences[i:] + sentences[:i])
             return f"Question: What is known about {topic} ({h % 1000})?\nAnswer: {answer}"
-        n = 1 + h % 4  # response: one to four sentences
-        return " ".join(f"The {a} and the {b} share detail number {k + 1} of this answer."
-                        for k in range(n))
+        n = 1 + h % 4  # response: one to four sentences, each about other things (no loop)
+        verbs = ("borders", "supplies", "outlasts", "mirrors")
+        return " ".join(f"The {_WORDS[(h + 3 * k) % len(_WORDS)]} {verbs[k]} the "
+                        f"{_WORDS[(h // 97 + 5 * k + 1) % len(_WORDS)]} in detail {k + 1}." for k in range(n))

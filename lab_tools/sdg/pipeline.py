@@ -26,10 +26,10 @@ from lab_tools.sdg.templates import prompt_version
 from lab_tools.taxonomy.leaf import Leaf, iter_leaf_paths, load_leaf
 
 # part of every shard key: bump it when a code change alters what a leaf generates or keeps
-# (2: grounded skills dedup on context + question)
-CACHE_FORMAT = "sdg-shard-2"
+# (2: grounded skills dedup on context + question; 3: several instructions per request, loop filter)
+CACHE_FORMAT = "sdg-shard-3"
 # settings that change what is generated (kt_split_tokens only splits, so it is not here)
-KEY_SETTINGS = ("samples", "question_factor", "max_new_tokens", "question_tokens", "context_tokens",
+KEY_SETTINGS = ("samples", "question_factor", "questions_per_request", "max_new_tokens", "question_tokens", "context_tokens",
                 "answer_tokens", "qa_tokens", "eval_tokens", "max_examples", "temperature", "seed",
                 "pair_threshold", "model_judges", "dedup_threshold", "chunk_tokens", "chunk_overlap")
 

@@ -39,8 +39,56 @@ def parse_question(text: str | None, min_chars: int = 8) -> str | None:
     return para if len(para) >= min_chars else None
 
 
+_ITEM = re.compile(r"(?m)^\s*(?:\d+\s*[.)]|[-*•])\s+")
+
+
+def split_items(text: str | None) -> list[str]:
+    """The items of a numbered (``1.``/``1)``) or bulleted list reply, each with its continuation
+    lines; a reply with no list marker at line start is one item. Empty items are dropped."""
+    t = clean(text)
+    marks = list(_ITEM.finditer(t))
+    if not marks:
+        return [t] if t else []
+    bounds = [m.end() for m in marks] + [len(t)]
+    starts = [m.start() for m in marks[1:]] + [len(t)]
+    return [x for x in (t[b:e].strip() for b, e in zip(bounds, starts)) if x]
+
+
+def parse_questions(text: str | None, *, truncated: bool = False) -> tuple[list[str], int]:
+    """``(questions, malformed)`` from a reply that lists several requests (LAB 3.2.1 asks the
+    teacher for a list of new instructions per call). Each list item goes through
+    :func:`parse_question`; items it cannot use count as malformed. ``truncated``: the reply hit
+    its token bound, so its last item is cut and is dropped (counted as malformed) unless it is
+    the only one."""
+    items = split_items(text)
+    if truncated and len(items) > 1:
+        items = items[:-1]
+        bad = 1
+    else:
+        bad = 0
+    out = []
+    for item in items:
+        q = parse_question(item)
+        if q:
+            out.append(q)
+        else:
+            bad += 1
+    return out, bad
+
+
+def repetitive(text: str, min_words: int = 12, max_repeat: float = 0.5) -> bool:
+    """True when ``text`` loops: at least ``min_words`` words and more than ``max_repeat`` of its
+    word trigrams are repeats (a small teacher's degenerate output, e.g. "2. Solve this riddle,
+    3. Solve this riddle, ..."). Natural prose repeats few trigrams."""
+    words = re.findall(r"[a-z']+", text.lower())
+    if len(words) < min_words:
+        return False
+    grams = list(zip(words, words[1:], words[2:]))
+    return 1 - len(set(grams)) / len(grams) > max_repeat
+
+
 def _fields(text: str, names: tuple[str, ...]) -> dict[str, str]:
-    pattern = re.compile(r"(?im)^\s*\**\s*(" + "|".join(names) + r")\s*\**\s*:\s*")
+    pattern = re.compile(r"(?im)^\s*\**\s*(" + "|".join(names) + r")\s*\**\s*:\s*(?:\*\*)?\s*")
     out: dict[str, str] = {}
     marks = list(pattern.finditer(text))
     for i, m in enumerate(marks):
@@ -56,6 +104,24 @@ def parse_context_question(text: str | None) -> tuple[str, str] | None:
     f = _fields(clean(text), ("context", "question"))
     ctx, q = f.get("context", ""), parse_question(f.get("question", ""))
     return (ctx, q) if len(ctx) >= 20 and q else None
+
+
+def parse_context_questions(text: str | None) -> list[tuple[str, str]]:
+    """Every ``(context, question)`` example in a reply with one or more "Question: ... Context:
+    ..." blocks (numbered or not); blocks :func:`parse_context_question` cannot use are skipped."""
+    t = clean(text)
+    starts = [m.start() for m in re.finditer(r"(?im)^\s*(?:\d+\s*[.)]\s*)?\**\s*question\s*\**\s*:", t)]
+    if not starts:
+        starts = [0]
+    starts[0] = 0  # anything before the first block belongs to it ("Context:" may come first)
+    blocks = [t[b:e] for b, e in zip(starts, starts[1:] + [len(t)])]
+    out = []
+    for block in blocks:
+        block = re.sub(r"^\s*\d+\s*[.)]\s*", "", block)
+        parsed = parse_context_question(block)
+        if parsed:
+            out.append(parsed)
+    return out
 
 
 def parse_qa(text: str | None) -> tuple[str, str] | None:

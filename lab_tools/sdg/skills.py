@@ -55,56 +55,78 @@ def _seeds(leaf: Leaf):
     return [s for s in leaf.seed_examples if s.question]
 
 
+def per_request(ctx: LeafContext) -> int:
+    """Instructions asked for per request: ``questions_per_request``; grounded skills carry a
+    context with each, so no more than ``max_new_tokens // context_tokens`` fit (at least 1)."""
+    cfg = ctx.cfg
+    n = max(1, cfg.questions_per_request)
+    if ctx.leaf.grounded:
+        n = min(n, max(1, cfg.max_new_tokens // max(1, cfg.context_tokens)))
+    return n
+
+
+def _numbered(items: list[str]) -> str:
+    return "\n".join(f"{k + 1}. {item.strip()}" for k, item in enumerate(items))
+
+
 def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
+    """Instruction generation (LAB 3.2.1): each request shows a few of this leaf's seed examples
+    as an earlier turn listing them, then asks for a numbered list of ``per_request(ctx)`` new
+    ones; ``ceil(samples * question_factor / per_request)`` requests in all."""
     p, cfg, leaf = load_prompts()["skills"], ctx.cfg, ctx.leaf
     seeds = _seeds(leaf)
     if not seeds:  # nothing to learn from (validation reports it); generate nothing
         return []
-    n = cfg.samples * cfg.question_factor
+    n = per_request(ctx)
+    spec = p["grounded_question"] if leaf.grounded else p["question"]
+    # contexts make long prompts, and prefill dominates on a CPU teacher: fewer, cut examples
+    n_shown = min(cfg.max_examples, len(seeds), GROUNDED_EXAMPLES if leaf.grounded else cfg.max_examples)
     out = []
-    for i in range(n):
-        # rotate which seed examples are shown so that the candidates differ
-        shown = [seeds[(i + k) % len(seeds)] for k in range(min(cfg.max_examples, len(seeds)))]
+    for i in range(-(-cfg.samples * cfg.question_factor // n)):
+        # rotate which seed examples are shown so that the requests differ
+        shown = [seeds[(i + k) % len(seeds)] for k in range(n_shown)]
         if leaf.grounded:
-            # contexts make long prompts, and prefill dominates on a CPU teacher: fewer, cut examples
-            spec = p["grounded_question"]
-            user = spec["user"].format(task=_task(leaf))
-            turns = [(user, spec["assistant"].format(context=(s.context or "")[:GROUNDED_CONTEXT_CHARS],
-                                                     question=s.question))
-                     for s in shown[:GROUNDED_EXAMPLES]]
-            msgs = fewshot(spec["system"], turns, user)
-            max_tokens = cfg.context_tokens
+            items = [spec["item"].format(context=(s.context or "")[:GROUNDED_CONTEXT_CHARS], question=s.question)
+                     for s in shown]
+            max_tokens = cfg.context_tokens * n
         else:
-            user = p["question"]["user"].format(task=_task(leaf))
-            msgs = fewshot(p["question"]["system"], [(user, s.question) for s in shown], user)
-            max_tokens = cfg.question_tokens
-        out.append(ChatRequest(msgs, max_tokens=min(max_tokens, cfg.max_new_tokens),
-                               temperature=cfg.temperature,
+            items = [s.question for s in shown]
+            max_tokens = cfg.question_tokens * n
+        example = (spec["user"].format(task=_task(leaf), n=len(shown)), _numbered(items))
+        out.append(ChatRequest(fewshot(spec["system"], [example], spec["user"].format(task=_task(leaf), n=n)),
+                               max_tokens=min(max_tokens, cfg.max_new_tokens), temperature=cfg.temperature,
                                seed=request_seed(cfg, leaf, "questions", i), tag="skill_question"))
     return out
 
 
 def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
-    key = _grounded_text if ctx.leaf.grounded else (lambda c: c["question"])
+    cfg, grounded = ctx.cfg, ctx.leaf.grounded
+    key = _grounded_text if grounded else (lambda c: c["question"])
     seeds = [key({"question": s.question, "context": s.context}) for s in _seeds(ctx.leaf)]
+    bound = min((cfg.context_tokens if grounded else cfg.question_tokens) * per_request(ctx), cfg.max_new_tokens)
     kept: list[dict] = []
-    state["generated"] = len(comps)
-    for i, comp in enumerate(comps):
-        cand = {"id": i, "scores": {}}
-        if failed(state, cand, "questions", comp):
+    ids = iter(range(10**9))  # candidate ids, unique within the leaf (they seed the response requests)
+    for comp in comps:
+        if failed(state, {"id": None, "scores": {}}, "questions", comp):
+            state["generated"] += 1
             continue
-        if ctx.leaf.grounded:
-            parsed = quality.parse_context_question(
-                trim_truncated(comp.text, comp, min(ctx.cfg.context_tokens, ctx.cfg.max_new_tokens)))
-            if parsed:
-                cand["context"], cand["question"] = parsed
+        if grounded:
+            found = [{"context": c, "question": q}
+                     for c, q in quality.parse_context_questions(trim_truncated(comp.text, comp, bound))]
+            bad = 0
         else:
-            cand["question"] = quality.parse_question(comp.text)
-        if not cand.get("question"):
-            reject(state, cand, "questions", "malformed output", malformed=True, raw=comp.text)
-            continue
-        if novel(state, cand, seeds, kept, ctx.cfg.dedup_threshold, key=key):
-            kept.append(cand)
+            qs, bad = quality.parse_questions(comp.text, truncated=comp.completion_tokens >= bound)
+            found = [{"question": q} for q in qs]
+        bad = bad or (0 if found else 1)  # an empty reply is one malformed reply
+        state["generated"] += len(found) + bad
+        for _ in range(bad):
+            reject(state, {"id": next(ids)}, "questions", "malformed output", malformed=True, raw=comp.text)
+        for item in found:
+            cand = {"id": next(ids), "scores": {}, **item}
+            if quality.repetitive(key(cand)):
+                reject(state, cand, "questions", "degenerate repetition")
+            elif novel(state, cand, seeds, kept, cfg.dedup_threshold, key=key):
+                kept.append(cand)
     state["candidates"] = kept
 
 
@@ -153,6 +175,9 @@ def _consume_responses(ctx: LeafContext, state: dict, comps: list[Completion]) -
         answer = trim_truncated(quality.clean(comp.text), comp, min(cfg.answer_tokens, cfg.max_new_tokens))
         if len(answer) < 2:
             reject(state, cand, "responses", "empty response", malformed=True, raw=comp.text)
+            continue
+        if quality.repetitive(answer):
+            reject(state, cand, "responses", "degenerate repetition", raw=comp.text)
             continue
         cand["answer"] = answer
         cand["response_tokens"] = ctx.count_tokens(answer)  # decides the phase (LAB table 1)

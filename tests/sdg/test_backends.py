@@ -103,8 +103,11 @@ def test_generate_dataset_through_transformers_serve(served_tiny, tmp_path):
     cfg = Config(cache_dir=str(tmp_path / "cache"))
     cfg.generate.samples, cfg.generate.teacher, cfg.generate.workers = 2, f"openai:{url}#{model}", 4
     cfg.generate.question_tokens = cfg.generate.answer_tokens = 12
+    cfg.generate.questions_per_request = 2
     rep = generate_dataset(root, None, tmp_path / "out", cfg, progress=False)
     [leaf] = rep.leaves
-    assert leaf.error is None and leaf.generated == 4 and leaf.requests >= 4
+    # 2 samples x question_factor 2 at 2 per request: 2 question requests, each reply at least one
+    # candidate or one malformed reply
+    assert leaf.error is None and leaf.generated >= 2 and leaf.requests >= 2
     assert leaf.generated == leaf.kept + sum(leaf.rejected.values()) + leaf.unused
     assert json.loads((tmp_path / "out" / "dataset_card.json").read_text())["teacher"] == f"openai:{model}"

@@ -52,8 +52,12 @@ def test_every_stage_and_phase(taxonomy, fake_documents, cfg, tmp_path):
     # grounded skill: the generated context travels with the question
     grounded = [s for s in st if s["metadata"]["leaf"].endswith("dates")]
     assert grounded and all("\n\n" in s["messages"][0]["content"] for s in grounded)
-    # samples per skill leaf bounded by `samples`, from samples * question_factor candidates
-    assert by_leaf["compositional_skills/writing/poetry/haiku"].generated == 8
+    # samples per skill leaf bounded by `samples`; samples * question_factor = 8 instructions asked
+    # for in lists of questions_per_request = 5 (2 requests, 10 listed); a grounded leaf's items
+    # carry a context, so only max_new_tokens // context_tokens = 2 per request (4 requests, 8)
+    assert by_leaf["compositional_skills/writing/poetry/haiku"].generated == 10
+    dates = next(leaf for path, leaf in by_leaf.items() if path.endswith("dates"))
+    assert dates.generated == 8
     assert all(s.kept <= 4 for s in rep.leaves)
     card = json.loads((out / "dataset_card.json").read_text())
     assert card["phases"] == {"kt1": len(kt1), "kt2": len(kt2), "st": len(st)}
@@ -101,8 +105,8 @@ def test_grounded_dedup_compares_context_and_question(taxonomy, fake_documents, 
 
 def test_stage_filters_and_malformed_output(taxonomy, fake_documents, cfg, tmp_path):
     t = script(tmp_path, {
-        # candidates shown the first seed example (3 of every 5) get malformed output
-        "skill_question": [{"match": "task.\nWhat is 2 plus 3", "reply": "??"},
+        # requests whose example turn lists the first seed example first get malformed output
+        "skill_question": [{"match": "task.\n1. What is 2 plus 3", "reply": "??"},
                            {"match": "arithmetic", "reply": [f"Arithmetic drill: what is {n} times {n + 13}?"
                                                              for n in range(8)]}],
         "question_eval": [{"match": "haiku", "reply": "No."}],                         # all rejected
@@ -238,10 +242,40 @@ def test_model_judges_off_skips_judges_openly(taxonomy, fake_documents, cfg, tmp
     rep = generate_dataset(taxonomy, None, out, cfg, teacher=t, progress=False)
     samples = all_samples(out)
     assert samples and all(s.kept > 0 for s in rep.leaves)
+    g = cfg.generate
     for s in rep.leaves:  # no judge request was sent: only questions (+ responses for skills)
-        assert s.requests == s.generated + (0 if s.kind == "knowledge" else s.kept)
+        if s.kind == "knowledge":
+            assert s.requests == s.generated
+        else:  # question lists (2 per request for the grounded leaf), then one response each
+            per_request = 2 if s.leaf.endswith("dates") else g.questions_per_request
+            asked = -(-g.samples * g.question_factor // per_request)
+            assert s.requests == asked + s.kept + s.rejected.get("responses", 0)
     tags = set()
     for s in samples:
         tags |= {k for k, v in s["metadata"]["scores"].items() if v is not None}
     assert tags == set()  # no invented score
     assert "Model judges were off" in (out / "dataset_card.md").read_text()
+
+
+def test_listed_instructions_are_deduplicated_and_loops_rejected(taxonomy, fake_documents, cfg, tmp_path):
+    """One question request lists several instructions (LAB 3.2.1): each becomes a candidate; a
+    repeat within the list and a looping item are rejected with their reasons, not kept."""
+    reply = ("1. Write a haiku about a lighthouse in winter.\n"
+             "2. write a haiku about a lighthouse in winter.\n"
+             "3. Write a haiku, a haiku, a haiku, a haiku, a haiku, a haiku, a haiku, a haiku.\n"
+             "4. Write a haiku about the first snow on a city roof.\n"
+             "5. Write a haiku about a heron waiting at the river")
+    t = script(tmp_path, {"skill_question": [{"match": "haiku", "reply": reply}]})
+    out = tmp_path / "out"
+    cfg.generate.samples, cfg.generate.question_factor = 2, 2  # 4 asked for: one request of 5
+    rep = generate_dataset(taxonomy, ["compositional_skills/writing/poetry/haiku"], out, cfg, teacher=t,
+                           progress=False)
+    [leaf] = rep.leaves
+    reasons = sorted(r["reason"] for r in read_jsonl(out / "rejected.jsonl") if r["stage"] in ("dedup", "questions"))
+    assert reasons == ["degenerate repetition", "near-duplicate of another generated question"]
+    questions = [s["messages"][0]["content"] for s in all_samples(out)]
+    assert questions == ["Write a haiku about a lighthouse in winter.",
+                         "Write a haiku about the first snow on a city roof."]
+    # 5 listed: 2 rejected, 2 kept (samples = 2), the 5th good one unused. Requests: 1 question
+    # list, 3 instruction evaluations, 2 responses, 2 pair evaluations
+    assert (leaf.generated, leaf.kept, leaf.unused) == (5, 2, 1) and leaf.requests == 1 + 3 + 2 + 2

@@ -84,3 +84,40 @@ def test_chunk_cuts_overlong_sentence_and_blank_text():
     chunks = chunk_text(" ".join(["word"] * 120), words, max_tokens=50, overlap=0)
     assert [words(c) for c in chunks] == [50, 50, 20]
     assert chunk_text("   \n\n ", words) == []
+
+
+def test_parse_questions_reads_every_listed_instruction():
+    reply = "1. Write a poem about the moon.\n2) Describe a sunset\nover the bay.\n- ok\n3. Name a"
+    qs, bad = quality.parse_questions(reply)
+    # continuation lines stay with their item; "ok" is too short to be a request
+    assert qs == ["Write a poem about the moon.", "Describe a sunset\nover the bay."] and bad == 2
+    # a reply cut by its token bound: the last item is dropped as cut, not parsed
+    assert quality.parse_questions(reply, truncated=True) == (qs, 2)
+    assert quality.parse_questions("Write a haiku about rain.") == (["Write a haiku about rain."], 0)
+    assert quality.parse_questions("Write a haiku about rain.", truncated=True) == (["Write a haiku about rain."], 0)
+    assert quality.parse_questions("") == ([], 0)
+
+
+def test_parse_context_questions_reads_every_block():
+    reply = ("1. Question: When did it open?\nContext: The library opened on 3 May 1921 in the old mill.\n"
+             "2. Question: Who built it?\nContext: short\n"
+             "3. **Question:** Where is it?\nContext: The museum stands at the harbour, next to the ferry pier.")
+    assert quality.parse_context_questions(reply) == [
+        ("The library opened on 3 May 1921 in the old mill.", "When did it open?"),
+        ("The museum stands at the harbour, next to the ferry pier.", "Where is it?")]
+    # the single-example form is still read (context first or question first)
+    assert quality.parse_context_questions(
+        "Context: The bridge was finished in 1932 after six years.\nQuestion: When was it finished?"
+    ) == [("The bridge was finished in 1932 after six years.", "When was it finished?")]
+    assert quality.parse_context_questions("no structure at all") == []
+
+
+@pytest.mark.parametrize("text,loops", [
+    ("2. Solve this riddle, 3. Solve this riddle, 4. Solve this riddle, 5. Solve this riddle, 6. Solve this riddle", True),
+    ("The cat sat. The cat sat. The cat sat. The cat sat. The cat sat.", True),
+    ("A snail is at the bottom of a 20-foot well. Each day it climbs up 3 feet, but at night it slips back 2 feet.", False),
+    ("Mix the flour and the sugar, then add the eggs and stir until the batter is smooth and shiny.", False),
+    ("yes yes yes", False),  # too short to judge
+])
+def test_repetitive(text, loops):
+    assert quality.repetitive(text) is loops
