@@ -1,8 +1,9 @@
 """SDG throughput: `lab generate` vs `instructlab-sdg` against the same local OpenAI-compatible server.
 
-Starts `transformers serve` on a free loopback port with the chosen model (pinned with
-``force_model``, warmed up with one request before anything is timed), then runs on the same
-taxonomy leaves:
+Starts `transformers serve` on a free loopback port with the chosen model, with continuous
+batching (as vLLM and llama.cpp's parallel slots serve concurrent requests; ``--no-server-batching``
+for one request at a time), warmed up with one request before anything is timed, then runs on the
+same taxonomy leaves (``--cases``, default the six valid v2+ compositional leaves of the corpus):
 
 - ours: lab-tools' pipeline (``generate_dataset``, openai backend, ``--workers`` requests in flight),
   ``generate.samples = --samples`` per leaf. With ``--peer-pipeline simple`` (the default) the
@@ -15,7 +16,10 @@ taxonomy leaves:
   many samples per leaf as ours. See run_peer.py for the few settings it gets from outside.
 
 For each tool: wall time of the generation call, accepted samples (ours: samples in the written
-phase datasets; peer: lines of its mixed ``skills_train_msgs`` file), accepted samples per minute,
+phase datasets; peer: distinct (user, assistant) pairs of its mixed ``skills_train_msgs`` file,
+whose recipe upsamples each leaf to 30 rows with replacement), the same count after lab-tools'
+rule-based filters (non-empty answer, no near-duplicate of a seed or of another sample; ours
+already ran them), accepted samples per minute,
 HTTP requests sent, and the tool's own CPU time (user+system of the tool's process and children it
 waited for; the server is another process, so this is the tool's overhead), then the ratio ours/peer
 of accepted samples per minute.
@@ -48,9 +52,10 @@ sys.path.insert(0, str(REPO))
 PEER_DIR = Path(__file__).resolve().parent / "sdg_peer"
 PEER_VERSION = "0.8.3"
 CORPUS = REPO.parent / "shared" / "corpus" / "instructlab-taxonomy" / "cases"
-# two valid compositional skills leaves of the public InstructLab taxonomy:
-# writing/freeform/riddles (5 seed examples) and grounded/linguistics/inclusion (6, with context)
-CORPUS_CASES = ["0f6d52c3e559", "6479ce09f413"]
+# the valid compositional skills leaves of schema version 2+ in the public InstructLab taxonomy
+# corpus (one per path): freeform riddles, tables (extraction), synonyms; grounded (with contexts)
+# inclusion, bullet lists, rewriting. `--cases 0f6d52c3e559,6479ce09f413` is the earlier 2-leaf set.
+CORPUS_CASES = ["0f6d52c3e559", "26c7f1e88812", "76fe4241e316", "6479ce09f413", "51e04f0c9b95", "b13a38a08846"]
 
 
 def _cpu() -> float:
@@ -74,8 +79,8 @@ def start_server(model_dir: Path, log: Path, batching: bool) -> tuple[subprocess
     return proc, url
 
 
-def build_taxonomy(dest: Path) -> Path:
-    for case in CORPUS_CASES:
+def build_taxonomy(dest: Path, cases: list[str]) -> Path:
+    for case in cases:
         shutil.copytree(CORPUS / case, dest, dirs_exist_ok=True)
     return dest
 
@@ -192,6 +197,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="embedded", help="embedded, tiny, or a local HF model directory")
     ap.add_argument("--samples", type=int, default=5, help="lab-tools generate.samples per leaf")
+    ap.add_argument("--cases", default=",".join(CORPUS_CASES),
+                    help="comma-separated case ids under shared/corpus/instructlab-taxonomy/cases")
     ap.add_argument("--workers", type=int, default=16, help="requests in flight at most, both tools")
     ap.add_argument("--no-server-batching", dest="batching", action="store_false",
                     help="serve one request at a time (transformers serve's default) instead of "
@@ -215,7 +222,7 @@ def main() -> None:
         from lab_tools.models import resolve_model
 
         model_dir = resolve_model(args.model)
-    root = build_taxonomy(work / "taxonomy")
+    root = build_taxonomy(work / "taxonomy", args.cases.split(","))
     scale = max(1, math.ceil(args.samples / min_seed_examples(root)))
     from lab_tools.serve import stop
 
@@ -230,7 +237,7 @@ def main() -> None:
             rows.append(peer)
     finally:
         stop(server, timeout=30)
-    print(f"model {model_dir.name}, {len(CORPUS_CASES)} compositional skills leaves, server {url} "
+    print(f"model {model_dir.name}, {len(args.cases.split(','))} compositional skills leaves ({args.cases}), server {url} "
           f"(transformers serve, CPU, {'continuous batching' if args.batching else 'one request at a time'}), "
           f"at most {args.workers} requests in flight per tool")
     print(f"asked for: lab generate samples={args.samples}/leaf, model judges "

@@ -117,18 +117,18 @@ class ScriptedTeacher:
         if a == b:
             b = _WORDS[(h // 97 + 1) % len(_WORDS)]
         if tag == "skill_question":  # a numbered list of as many items as the request asks for
-            m = re.search(r"Write (\d+) new", user)
+            m = re.search(r"Write (?:a new context and )?(\d+) (?:new|questions)", user)
             items = []
             for k in range(int(m.group(1)) if m else 1):
                 hk = int(hashlib.sha256(f"{h}:{k}".encode()).hexdigest(), 16)
-                a, b = _WORDS[hk % len(_WORDS)], _WORDS[(hk // 97) % len(_WORDS)]
-                if "Context:" in everything:
-                    items.append(f"Question: How long is the walk from the {a} to the {b}?\n"
-                                 f"Context: The {a} stands next to the {b}; visitors walk from one to the "
-                                 f"other in about {hk % 50 + 5} minutes and count {hk % 9 + 2} signs on the way.")
-                else:
-                    items.append(_TEMPLATES[(hk // 7) % len(_TEMPLATES)].format(a=a, b=b))
-            return "\n".join(f"{k + 1}. {item}" for k, item in enumerate(items))
+                x, y = _WORDS[hk % len(_WORDS)], _WORDS[(hk // 97) % len(_WORDS)]
+                items.append(f"How long is the walk from the {x} to the {y}?" if "Context:" in everything
+                             else _TEMPLATES[(hk // 7) % len(_TEMPLATES)].format(a=x, b=y))
+            listed = "\n".join(f"{k + 1}. {item}" for k, item in enumerate(items))
+            if "Context:" in everything:  # grounded: one new context, then questions about it
+                return (f"Context: The {a} stands next to the {b}; visitors walk between them in about "
+                        f"{h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.\nQuestions:\n{listed}")
+            return listed
         if tag in ("question_eval", "faithfulness", "self_contained"):
             return "yes"
         if tag == "pair_eval":

@@ -99,29 +99,22 @@ def _fields(text: str, names: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def parse_context_question(text: str | None) -> tuple[str, str] | None:
-    """``(context, question)`` from a "Context: ... Question: ..." reply, else None."""
-    f = _fields(clean(text), ("context", "question"))
-    ctx, q = f.get("context", ""), parse_question(f.get("question", ""))
-    return (ctx, q) if len(ctx) >= 20 and q else None
-
-
-def parse_context_questions(text: str | None) -> list[tuple[str, str]]:
-    """Every ``(context, question)`` example in a reply with one or more "Question: ... Context:
-    ..." blocks (numbered or not); blocks :func:`parse_context_question` cannot use are skipped."""
-    t = clean(text)
-    starts = [m.start() for m in re.finditer(r"(?im)^\s*(?:\d+\s*[.)]\s*)?\**\s*question\s*\**\s*:", t)]
-    if not starts:
-        starts = [0]
-    starts[0] = 0  # anything before the first block belongs to it ("Context:" may come first)
-    blocks = [t[b:e] for b, e in zip(starts, starts[1:] + [len(t)])]
-    out = []
-    for block in blocks:
-        block = re.sub(r"^\s*\d+\s*[.)]\s*", "", block)
-        parsed = parse_context_question(block)
-        if parsed:
-            out.append(parsed)
-    return out
+def parse_grounded(text: str | None, *, truncated: bool = False) -> tuple[str, list[str], int]:
+    """``(context, questions, malformed)`` from a grounded-skill reply: a new context and a list of
+    questions about it ("Context: ...", then "Questions:" with a numbered list; a single "Question:"
+    or list items right after the context are read too). The context must have at least 20
+    characters, else nothing is usable: ``("", [], 1)``. ``truncated``: as in :func:`parse_questions`."""
+    f = _fields(clean(text), ("context", "questions", "question"))
+    ctx, qtext = f.get("context", ""), f.get("questions") or f.get("question") or ""
+    if not qtext:  # "Context: ...\n1. ...\n2. ...": the list ends the context
+        m = _ITEM.search(ctx)
+        if m:
+            ctx, qtext = ctx[:m.start()], ctx[m.start():]
+    ctx = ctx.strip()
+    if len(ctx) < 20:
+        return "", [], 1
+    questions, bad = parse_questions(qtext, truncated=truncated)
+    return ctx, questions, bad + (0 if questions or bad else 1)
 
 
 def parse_qa(text: str | None) -> tuple[str, str] | None:

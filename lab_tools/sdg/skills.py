@@ -29,7 +29,6 @@ CREATIVE_WORDS = ("writing", "creative", "poem", "poetry", "haiku", "story", "st
                   "slogan", "brainstorm")
 
 
-GROUNDED_EXAMPLES = 2
 GROUNDED_CONTEXT_CHARS = 500
 
 
@@ -56,45 +55,55 @@ def _seeds(leaf: Leaf):
 
 
 def per_request(ctx: LeafContext) -> int:
-    """Instructions asked for per request: ``questions_per_request``; grounded skills carry a
-    context with each, so no more than ``max_new_tokens // context_tokens`` fit (at least 1)."""
+    """Instructions asked for per request: ``questions_per_request``; a grounded skill's request
+    also carries its new context, so no more questions than fit beside it in ``max_new_tokens``
+    at ``question_tokens`` each (at least 1)."""
     cfg = ctx.cfg
     n = max(1, cfg.questions_per_request)
     if ctx.leaf.grounded:
-        n = min(n, max(1, cfg.max_new_tokens // max(1, cfg.context_tokens)))
+        n = min(n, max(1, (cfg.max_new_tokens - cfg.context_tokens) // max(1, cfg.question_tokens)))
     return n
 
 
+def _bound(ctx: LeafContext) -> int:
+    """The token bound of one question request."""
+    cfg = ctx.cfg
+    listed = cfg.question_tokens * per_request(ctx)
+    return min(listed + (cfg.context_tokens if ctx.leaf.grounded else 0), cfg.max_new_tokens)
+
+
 def _numbered(items: list[str]) -> str:
-    return "\n".join(f"{k + 1}. {item.strip()}" for k, item in enumerate(items))
+    return "\n".join(f"{k + 1}. {' '.join(item.split())}" for k, item in enumerate(items))
 
 
 def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
-    """Instruction generation (LAB 3.2.1): each request shows a few of this leaf's seed examples
-    as an earlier turn listing them, then asks for a numbered list of ``per_request(ctx)`` new
-    ones; ``ceil(samples * question_factor / per_request)`` requests in all."""
+    """Instruction generation (LAB 3.2.1): each request shows this leaf's seed examples only, as an
+    earlier turn in which the assistant lists them, then asks for a numbered list of
+    ``per_request(ctx)`` new ones; ``ceil(samples * question_factor / per_request)`` requests.
+    Grounded skills: the turn shows one seed context with its questions and asks for a new
+    context with a list of questions about it (as InstructLab's grounded pipeline does: context
+    first, then several questions per context)."""
     p, cfg, leaf = load_prompts()["skills"], ctx.cfg, ctx.leaf
     seeds = _seeds(leaf)
     if not seeds:  # nothing to learn from (validation reports it); generate nothing
         return []
     n = per_request(ctx)
     spec = p["grounded_question"] if leaf.grounded else p["question"]
-    # contexts make long prompts, and prefill dominates on a CPU teacher: fewer, cut examples
-    n_shown = min(cfg.max_examples, len(seeds), GROUNDED_EXAMPLES if leaf.grounded else cfg.max_examples)
     out = []
     for i in range(-(-cfg.samples * cfg.question_factor // n)):
         # rotate which seed examples are shown so that the requests differ
-        shown = [seeds[(i + k) % len(seeds)] for k in range(n_shown)]
         if leaf.grounded:
-            items = [spec["item"].format(context=(s.context or "")[:GROUNDED_CONTEXT_CHARS], question=s.question)
-                     for s in shown]
-            max_tokens = cfg.context_tokens * n
+            first = seeds[i % len(seeds)]
+            # the questions the seeds ask about this context (corpus leaves often share one context)
+            asked = [s.question for s in seeds if s.context == first.context][:cfg.max_examples]
+            answer = spec["example"].format(context=(first.context or "")[:GROUNDED_CONTEXT_CHARS],
+                                            questions=_numbered(asked))
         else:
-            items = [s.question for s in shown]
-            max_tokens = cfg.question_tokens * n
-        example = (spec["user"].format(task=_task(leaf), n=len(shown)), _numbered(items))
+            asked = [seeds[(i + k) % len(seeds)].question for k in range(min(cfg.max_examples, len(seeds)))]
+            answer = _numbered(asked)
+        example = (spec["user"].format(task=_task(leaf), n=len(asked)), answer)
         out.append(ChatRequest(fewshot(spec["system"], [example], spec["user"].format(task=_task(leaf), n=n)),
-                               max_tokens=min(max_tokens, cfg.max_new_tokens), temperature=cfg.temperature,
+                               max_tokens=_bound(ctx), temperature=cfg.temperature,
                                seed=request_seed(cfg, leaf, "questions", i), tag="skill_question"))
     return out
 
@@ -103,27 +112,27 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
     cfg, grounded = ctx.cfg, ctx.leaf.grounded
     key = _grounded_text if grounded else (lambda c: c["question"])
     seeds = [key({"question": s.question, "context": s.context}) for s in _seeds(ctx.leaf)]
-    bound = min((cfg.context_tokens if grounded else cfg.question_tokens) * per_request(ctx), cfg.max_new_tokens)
+    bound = _bound(ctx)
     kept: list[dict] = []
     ids = iter(range(10**9))  # candidate ids, unique within the leaf (they seed the response requests)
     for comp in comps:
         if failed(state, {"id": None, "scores": {}}, "questions", comp):
             state["generated"] += 1
             continue
+        truncated = comp.completion_tokens >= bound
         if grounded:
-            found = [{"context": c, "question": q}
-                     for c, q in quality.parse_context_questions(trim_truncated(comp.text, comp, bound))]
-            bad = 0
+            context, qs, bad = quality.parse_grounded(comp.text, truncated=truncated)
+            found = [{"context": context, "question": q} for q in qs]
         else:
-            qs, bad = quality.parse_questions(comp.text, truncated=comp.completion_tokens >= bound)
+            qs, bad = quality.parse_questions(comp.text, truncated=truncated)
             found = [{"question": q} for q in qs]
-        bad = bad or (0 if found else 1)  # an empty reply is one malformed reply
+            bad = bad or (0 if found else 1)  # an empty reply is one malformed reply
         state["generated"] += len(found) + bad
         for _ in range(bad):
             reject(state, {"id": next(ids)}, "questions", "malformed output", malformed=True, raw=comp.text)
         for item in found:
             cand = {"id": next(ids), "scores": {}, **item}
-            if quality.repetitive(key(cand)):
+            if quality.repetitive(cand["question"]):
                 reject(state, cand, "questions", "degenerate repetition")
             elif novel(state, cand, seeds, kept, cfg.dedup_threshold, key=key):
                 kept.append(cand)

@@ -53,11 +53,12 @@ def test_every_stage_and_phase(taxonomy, fake_documents, cfg, tmp_path):
     grounded = [s for s in st if s["metadata"]["leaf"].endswith("dates")]
     assert grounded and all("\n\n" in s["messages"][0]["content"] for s in grounded)
     # samples per skill leaf bounded by `samples`; samples * question_factor = 8 instructions asked
-    # for in lists of questions_per_request = 5 (2 requests, 10 listed); a grounded leaf's items
-    # carry a context, so only max_new_tokens // context_tokens = 2 per request (4 requests, 8)
+    # for in lists of questions_per_request = 5 (2 requests, 10 listed); a grounded leaf's questions
+    # share one new context per request, so only (max_new_tokens - context_tokens) // question_tokens
+    # = 3 questions fit beside it (3 requests, 9)
     assert by_leaf["compositional_skills/writing/poetry/haiku"].generated == 10
     dates = next(leaf for path, leaf in by_leaf.items() if path.endswith("dates"))
-    assert dates.generated == 8
+    assert dates.generated == 9
     assert all(s.kept <= 4 for s in rep.leaves)
     card = json.loads((out / "dataset_card.json").read_text())
     assert card["phases"] == {"kt1": len(kt1), "kt2": len(kt2), "st": len(st)}
@@ -246,8 +247,8 @@ def test_model_judges_off_skips_judges_openly(taxonomy, fake_documents, cfg, tmp
     for s in rep.leaves:  # no judge request was sent: only questions (+ responses for skills)
         if s.kind == "knowledge":
             assert s.requests == s.generated
-        else:  # question lists (2 per request for the grounded leaf), then one response each
-            per_request = 2 if s.leaf.endswith("dates") else g.questions_per_request
+        else:  # question lists (3 per context for the grounded leaf), then one response each
+            per_request = 3 if s.leaf.endswith("dates") else g.questions_per_request
             asked = -(-g.samples * g.question_factor // per_request)
             assert s.requests == asked + s.kept + s.rejected.get("responses", 0)
     tags = set()

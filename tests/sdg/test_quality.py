@@ -31,13 +31,6 @@ def test_parse_qa_variants():
     assert quality.parse_qa("Question: What?\nAnswer:") is None
 
 
-def test_parse_context_question():
-    ctx, q = quality.parse_context_question("Context: The shop opened on 3 May 2001 in Leeds.\n"
-                                            "Question: When did the shop open?")
-    assert ctx.startswith("The shop opened") and q == "When did the shop open?"
-    assert quality.parse_context_question("Question: When did the shop open?") is None
-
-
 @pytest.mark.parametrize("text,expected", [
     ("yes", True), ("Yes.", True), ("No, it is not.", False), ("no", False),
     ("The answer is supported.", True), ("maybe", None), ("", None),
@@ -98,18 +91,19 @@ def test_parse_questions_reads_every_listed_instruction():
     assert quality.parse_questions("") == ([], 0)
 
 
-def test_parse_context_questions_reads_every_block():
-    reply = ("1. Question: When did it open?\nContext: The library opened on 3 May 1921 in the old mill.\n"
-             "2. Question: Who built it?\nContext: short\n"
-             "3. **Question:** Where is it?\nContext: The museum stands at the harbour, next to the ferry pier.")
-    assert quality.parse_context_questions(reply) == [
-        ("The library opened on 3 May 1921 in the old mill.", "When did it open?"),
-        ("The museum stands at the harbour, next to the ferry pier.", "Where is it?")]
-    # the single-example form is still read (context first or question first)
-    assert quality.parse_context_questions(
-        "Context: The bridge was finished in 1932 after six years.\nQuestion: When was it finished?"
-    ) == [("The bridge was finished in 1932 after six years.", "When was it finished?")]
-    assert quality.parse_context_questions("no structure at all") == []
+def test_parse_grounded_reads_a_context_and_its_questions():
+    ctx = "The library opened on 3 May 1921 in the old mill."
+    reply = f"Context: {ctx}\nQuestions:\n1. When did it open?\n2. **Where** is it?\n3. ok\n4. What was the buil"
+    assert quality.parse_grounded(reply) == (ctx, ["When did it open?", "**Where** is it?", "What was the buil"], 1)
+    assert quality.parse_grounded(reply, truncated=True) == (ctx, ["When did it open?", "**Where** is it?"], 2)
+    # a single "Question:", the question first, or a list straight after the context are read too
+    assert quality.parse_grounded(f"Question: When did it open?\nContext: {ctx}") == (ctx, ["When did it open?"], 0)
+    assert quality.parse_grounded(f"Context: {ctx}\n1. When did it open?\n2. Who ran it?") == (
+        ctx, ["When did it open?", "Who ran it?"], 0)
+    # no usable context, or a context without any question: one malformed reply
+    assert quality.parse_grounded("Context: short\nQuestions:\n1. When did it open?") == ("", [], 1)
+    assert quality.parse_grounded(f"Context: {ctx}") == (ctx, [], 1)
+    assert quality.parse_grounded("no structure at all") == ("", [], 1)
 
 
 @pytest.mark.parametrize("text,loops", [
