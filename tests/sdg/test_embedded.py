@@ -25,8 +25,10 @@ def test_embedded_teacher_on_repo_leaves(repo_root, tmp_path):
     cfg.cache_dir = str(tmp_path / "cache")
     rep = generate_dataset(root, leaves, tmp_path / "out", cfg, teacher=teacher, progress=False)
     requested = [s for s in rep.leaves if s.leaf in leaves]
-    assert all(s.error is None and s.generated == 4 for s in requested)
+    # 2 samples x question_factor 2 = 4 instructions asked for in one listing request: the model
+    # lists some (or replies with something unusable, counted as one malformed reply)
+    assert all(s.error is None and s.generated >= 1 for s in requested)
     for s in requested:  # every candidate accounted for, malformed output counted, never a crash
         assert s.generated == s.kept + sum(s.rejected.values()) + s.unused
     rows = read_jsonl(tmp_path / "out" / "st.jsonl") + read_jsonl(tmp_path / "out" / "kt2.jsonl")
-    assert all(r["metadata"]["teacher"] == "transformers:SmolLM2-135M-Instruct" for r in rows)
+    assert rows and all(r["metadata"]["teacher"] == "transformers:SmolLM2-135M-Instruct" for r in rows)
