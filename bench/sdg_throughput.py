@@ -85,11 +85,11 @@ def build_taxonomy(dest: Path, cases: list[str]) -> Path:
     return dest
 
 
-def seed_questions(root: Path) -> list[str]:
-    """Every seed question of every leaf under ``root`` (for the like-for-like filter)."""
+def seed_questions(root: Path) -> list[list[str]]:
+    """The seed questions of each leaf under ``root``, one list per leaf."""
     import yaml
 
-    return [s["question"] for p in root.rglob("qna.yaml") for s in yaml.safe_load(p.read_text())["seed_examples"]]
+    return [[s["question"] for s in yaml.safe_load(p.read_text())["seed_examples"]] for p in root.rglob("qna.yaml")]
 
 
 def same_filters(pairs: list, seeds: list[str], threshold: float) -> int:
@@ -105,12 +105,6 @@ def same_filters(pairs: list, seeds: list[str], threshold: float) -> int:
             continue
         kept.append(user)
     return len(kept)
-
-
-def min_seed_examples(root: Path) -> int:
-    import yaml
-
-    return min(len(yaml.safe_load(p.read_text())["seed_examples"]) for p in root.rglob("qna.yaml"))
 
 
 def run_ours(root: Path, url: str, model: str, samples: int, workers: int, judges: bool, work: Path) -> dict:
@@ -130,7 +124,7 @@ def run_ours(root: Path, url: str, model: str, samples: int, workers: int, judge
     return {"tool": "lab generate", "wall_s": wall, "accepted": kept, "generated": generated,
             "per_min": kept / wall * 60, "requests": teacher.requests_sent, "cpu_s": cpu,
             "overhead": cpu / wall, "max_new_tokens": cfg.generate.max_new_tokens,
-            "filtered": kept, "dedup_threshold": cfg.generate.dedup_threshold}
+            "filtered": kept, "filtered_per_min": kept / wall * 60, "dedup_threshold": cfg.generate.dedup_threshold}
 
 
 def _pip(py: Path, *args: str) -> tuple[bool, str]:
@@ -222,8 +216,10 @@ def main() -> None:
         from lab_tools.models import resolve_model
 
         model_dir = resolve_model(args.model)
-    root = build_taxonomy(work / "taxonomy", args.cases.split(","))
-    scale = max(1, math.ceil(args.samples / min_seed_examples(root)))
+    cases = args.cases.split(",")
+    root = build_taxonomy(work / "taxonomy", cases)
+    seeds = seed_questions(root)
+    scale = max(1, math.ceil(args.samples / min(len(qs) for qs in seeds)))
     from lab_tools.serve import stop
 
     server, url = start_server(model_dir, work / "server.log", args.batching)
@@ -233,11 +229,13 @@ def main() -> None:
         peer = (run_peer(peer_py, root, url, model_dir, scale, args.workers, args.peer_pipeline,
                          rows[0]["max_new_tokens"], work / "peer") if peer_py else why)
         if isinstance(peer, dict):
-            peer["filtered"] = same_filters(peer.pop("pairs"), seed_questions(root), rows[0]["dedup_threshold"])
+            peer["filtered"] = same_filters(peer.pop("pairs"), [q for qs in seeds for q in qs],
+                                            rows[0]["dedup_threshold"])
+            peer["filtered_per_min"] = peer["filtered"] / peer["wall_s"] * 60
             rows.append(peer)
     finally:
         stop(server, timeout=30)
-    print(f"model {model_dir.name}, {len(args.cases.split(','))} compositional skills leaves ({args.cases}), server {url} "
+    print(f"model {model_dir.name}, {len(cases)} compositional skills leaves ({args.cases}), server {url} "
           f"(transformers serve, CPU, {'continuous batching' if args.batching else 'one request at a time'}), "
           f"at most {args.workers} requests in flight per tool")
     print(f"asked for: lab generate samples={args.samples}/leaf, model judges "
@@ -252,14 +250,14 @@ def main() -> None:
           f"{'requests':>10}{'cpu s':>8}{'overhead':>10}")
     for r in rows:
         print(f"{r['tool']:<18}{r['wall_s']:>9.1f}{r['accepted']:>10}{r['per_min']:>9.2f}"
-              f"{r['filtered']:>12}{r['filtered'] / r['wall_s'] * 60:>8.2f}"
+              f"{r['filtered']:>12}{r['filtered_per_min']:>8.2f}"
               f"{r['requests']:>10}{r['cpu_s']:>8.1f}{r['overhead']:>10.1%}")
     if isinstance(peer, dict):
         print(f"(the peer's mixed training file had {peer['train_lines']} lines for its {peer['accepted']} distinct samples)")
     if isinstance(peer, dict) and peer["per_min"] > 0:
         print(f"ratio accepted/min ours/peer: {rows[0]['per_min'] / peer['per_min']:.2f}x")
         if peer["filtered"]:
-            print(f"ratio after the same filters: {rows[0]['filtered'] / peer['filtered'] * peer['wall_s'] / rows[0]['wall_s']:.2f}x")
+            print(f"ratio after the same filters: {rows[0]['filtered_per_min'] / peer['filtered_per_min']:.2f}x")
     elif isinstance(peer, dict):
         print("ratio: undefined (the peer accepted no samples)")
     else:

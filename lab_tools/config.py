@@ -54,8 +54,8 @@ class GenerateConfig:
     judge ``None`` = teacher. ``samples``: target samples per leaf (skills: at most this many
     questions go on to responses, out of ``samples * question_factor`` generated; knowledge: Q&A
     requests per leaf). ``questions_per_request``: new instructions the teacher lists per request
-    (LAB 3.2.1 asks for a list; grounded skills get as many as ``max_new_tokens`` leaves room for
-    at ``context_tokens`` each). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
+    (LAB 3.2.1 asks for a list; a grounded skill's request carries one new context of up to
+    ``context_tokens`` and as many questions as fit beside it in ``max_new_tokens``). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
     ``workers``: requests in flight (openai backend); ``batch_size``: sequences per forward pass
     (transformers backend). ``pair_threshold``: keep pairs scoring at least this on LAB's 3-point
     scale. ``kt_split_tokens``: knowledge answers shorter than this go to KT/1, others to KT/2.

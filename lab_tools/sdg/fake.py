@@ -118,14 +118,15 @@ class ScriptedTeacher:
             b = _WORDS[(h // 97 + 1) % len(_WORDS)]
         if tag == "skill_question":  # a numbered list of as many items as the request asks for
             m = re.search(r"Write (?:a new context and )?(\d+) (?:new|questions)", user)
+            grounded = "Context:" in everything  # the example turn shows a seed context
             items = []
             for k in range(int(m.group(1)) if m else 1):
                 hk = int(hashlib.sha256(f"{h}:{k}".encode()).hexdigest(), 16)
                 x, y = _WORDS[hk % len(_WORDS)], _WORDS[(hk // 97) % len(_WORDS)]
-                items.append(f"How long is the walk from the {x} to the {y}?" if "Context:" in everything
+                items.append(f"How long is the walk from the {x} to the {y}?" if grounded
                              else _TEMPLATES[(hk // 7) % len(_TEMPLATES)].format(a=x, b=y))
             listed = "\n".join(f"{k + 1}. {item}" for k, item in enumerate(items))
-            if "Context:" in everything:  # grounded: one new context, then questions about it
+            if grounded:  # one new context, then the questions about it
                 return (f"Context: The {a} stands next to the {b}; visitors walk between them in about "
                         f"{h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.\nQuestions:\n{listed}")
             return listed

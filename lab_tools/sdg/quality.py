@@ -57,7 +57,8 @@ def split_items(text: str | None) -> list[str]:
 def parse_questions(text: str | None, *, truncated: bool = False) -> tuple[list[str], int]:
     """``(questions, malformed)`` from a reply that lists several requests (LAB 3.2.1 asks the
     teacher for a list of new instructions per call). Each list item goes through
-    :func:`parse_question`; items it cannot use count as malformed. ``truncated``: the reply hit
+    :func:`parse_question`; items it cannot use count as malformed, and a reply with nothing
+    usable (empty included) counts as at least one malformed reply. ``truncated``: the reply hit
     its token bound, so its last item is cut and is dropped (counted as malformed) unless it is
     the only one."""
     items = split_items(text)
@@ -73,7 +74,7 @@ def parse_questions(text: str | None, *, truncated: bool = False) -> tuple[list[
             out.append(q)
         else:
             bad += 1
-    return out, bad
+    return out, bad or (0 if out else 1)
 
 
 def repetitive(text: str, min_words: int = 12, max_repeat: float = 0.5) -> bool:
@@ -114,7 +115,7 @@ def parse_grounded(text: str | None, *, truncated: bool = False) -> tuple[str, l
     if len(ctx) < 20:
         return "", [], 1
     questions, bad = parse_questions(qtext, truncated=truncated)
-    return ctx, questions, bad + (0 if questions or bad else 1)
+    return ctx, questions, bad
 
 
 def parse_qa(text: str | None) -> tuple[str, str] | None:

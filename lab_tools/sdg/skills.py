@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from lab_tools.sdg import quality
@@ -114,7 +115,7 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
     seeds = [key({"question": s.question, "context": s.context}) for s in _seeds(ctx.leaf)]
     bound = _bound(ctx)
     kept: list[dict] = []
-    ids = iter(range(10**9))  # candidate ids, unique within the leaf (they seed the response requests)
+    ids = itertools.count()  # candidate ids, unique within the leaf (they seed the response requests)
     for comp in comps:
         if failed(state, {"id": None, "scores": {}}, "questions", comp):
             state["generated"] += 1
@@ -126,7 +127,6 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
         else:
             qs, bad = quality.parse_questions(comp.text, truncated=truncated)
             found = [{"question": q} for q in qs]
-            bad = bad or (0 if found else 1)  # an empty reply is one malformed reply
         state["generated"] += len(found) + bad
         for _ in range(bad):
             reject(state, {"id": next(ids)}, "questions", "malformed output", malformed=True, raw=comp.text)

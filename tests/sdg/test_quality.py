@@ -88,7 +88,7 @@ def test_parse_questions_reads_every_listed_instruction():
     assert quality.parse_questions(reply, truncated=True) == (qs, 2)
     assert quality.parse_questions("Write a haiku about rain.") == (["Write a haiku about rain."], 0)
     assert quality.parse_questions("Write a haiku about rain.", truncated=True) == (["Write a haiku about rain."], 0)
-    assert quality.parse_questions("") == ([], 0)
+    assert quality.parse_questions("") == ([], 1)  # nothing usable: one malformed reply
 
 
 def test_parse_grounded_reads_a_context_and_its_questions():
