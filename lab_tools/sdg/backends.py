@@ -15,6 +15,7 @@ Specs (DESIGN.md, Backends):
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -139,7 +140,12 @@ class TransformersTeacher:
 class OpenAITeacher:
     """An OpenAI-compatible server via the ``openai`` client: ``workers`` requests in flight at
     once (thread pool), ``timeout`` seconds per request, ``retries`` retries with exponential
-    backoff (0.5 s, 1 s, 2 s, ...) on timeouts, connection and server errors."""
+    backoff (0.5 s, 1 s, 2 s, ...) on timeouts, connection and server errors.
+
+    ``concurrent``: ``generate`` may be called from several threads at once (the pipeline then
+    runs each leaf on its own); ``workers`` bounds the requests in flight across all callers."""
+
+    concurrent = True
 
     def __init__(self, url: str, model: str, workers: int = 8, timeout: float = 120.0,
                  retries: int = 3, api_key: str | None = None):
@@ -151,6 +157,8 @@ class OpenAITeacher:
                              timeout=timeout, max_retries=0)
         self.model = model
         self.workers = max(1, workers)
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._lock = threading.Lock()
         self.retries = retries
         self.requests_sent = 0
         self.name = f"openai:{model}"
@@ -166,12 +174,14 @@ class OpenAITeacher:
             if attempt:
                 time.sleep(0.5 * 2 ** (attempt - 1))
             try:
-                self.requests_sent += 1
+                with self._lock:
+                    self.requests_sent += 1
                 kwargs = dict(model=self.model, messages=req.messages, max_tokens=req.max_tokens,
                               temperature=req.temperature)
                 if req.seed is not None:
                     kwargs["seed"] = req.seed
-                resp = self.client.chat.completions.create(**kwargs)
+                with self._slots:
+                    resp = self.client.chat.completions.create(**kwargs)
                 text = resp.choices[0].message.content or ""
                 usage = resp.usage
                 return Completion(text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,

@@ -15,7 +15,8 @@ Keys are stage tags (``skill_question``, ``question_eval``, ``response``, ``pair
 ``knowledge_qa``, ``faithfulness``, ``self_contained``); the first rule whose ``match`` regex is
 found in the request's messages (system and user) wins; a list ``reply`` is indexed by the hash; ``__default__``
 gives the built-in reply and ``__error__`` a backend error. ``delay``: seconds per request
-(to kill a run mid-way in tests).
+(to kill a run mid-way in tests). ``concurrent``: true makes the pipeline treat it as a server
+backend (each leaf on its own thread).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -64,7 +66,9 @@ def _infer_tag(req: ChatRequest) -> str:
 
 class ScriptedTeacher:
     """Deterministic fake teacher; see the module doc for the script format. ``calls`` counts
-    requests answered (tests use it to prove that cached leaves cost no requests)."""
+    requests answered (tests use it to prove that cached leaves cost no requests).
+    ``concurrent`` (script key, default false): behave like a server backend, so the pipeline
+    runs each leaf on its own thread (tests of that path; replies do not depend on it)."""
 
     def __init__(self, script: str | None = None):
         self.name = scripted_name(script)
@@ -75,7 +79,9 @@ class ScriptedTeacher:
             except ValueError as exc:
                 raise LabError(f"teacher script is not valid JSON: {exc}", file=str(script)) from exc
         self.delay = float(self.script.get("delay", 0) or 0)
+        self.concurrent = bool(self.script.get("concurrent", False))
         self.calls = 0
+        self._lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -83,7 +89,8 @@ class ScriptedTeacher:
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         out = []
         for req in requests:
-            self.calls += 1
+            with self._lock:
+                self.calls += 1
             if self.delay:
                 time.sleep(self.delay)
             out.append(self._one(req))

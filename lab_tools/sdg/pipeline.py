@@ -261,54 +261,110 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
 
 
 def _run_jobs(jobs, teacher, judge, g, bar: _Progress, tname, jname, stats, shards) -> None:
-    """Advance all jobs round by round until each is finished (shard written) or failed."""
-    piece = max(g.batch_size, g.workers) * 4  # requests per call: progress granularity
-    active = list(jobs)
+    """Advance every job until it is finished (shard written) or failed. Backends that serve
+    concurrent callers (``concurrent = True``: a server) run each leaf on its own as soon as its own
+    requests are answered (:func:`_run_leaves`); in-process backends batch best when every leaf's
+    next stage goes out together (:func:`_run_rounds`)."""
+    runner = _run_leaves if getattr(teacher, "concurrent", False) and getattr(judge, "concurrent", False) \
+        else _run_rounds
     try:
-        while active:
-            built = []  # (job, stage, requests)
-            for job in list(active):
-                stage = job.stages[job.next_stage]
-                try:
-                    reqs = stage.build(job.ctx, job.state)
-                except Exception as exc:  # a bug or odd leaf must not stop the other leaves
-                    stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
-                                                     error=f"{stage.name}: {type(exc).__name__}: {exc}")
-                    active.remove(job)
-                    continue
-                bar.add(stage.name, len(reqs))
-                built.append((job, stage, reqs))
-            results: dict[int, list] = {id(j): [] for j, _, _ in built}
-            models = [teacher] if judge is teacher else [teacher, judge]
-            for model in models:
-                flat = [(j, s, r) for j, s, reqs in built
-                        if (judge if s.model == "judge" else teacher) is model for r in reqs]
-                for start in range(0, len(flat), piece):
-                    part = flat[start:start + piece]
-                    t = time.monotonic()
-                    comps = model.generate([r for _, _, r in part])
-                    share = (time.monotonic() - t) / max(1, len(part))
-                    for (j, s, _), c in zip(part, comps):
-                        results[id(j)].append(c)
-                        j.state["seconds"] += share
-                        j.state["requests"] += 1
-                        j.state["completion_tokens"] += c.completion_tokens
-                        bar.advance(s.name, 1)
-            for job, stage, _ in built:
-                try:
-                    stage.consume(job.ctx, job.state, results[id(job)])
-                except Exception as exc:
-                    stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
-                                                     error=f"{stage.name}: {type(exc).__name__}: {exc}")
-                    active.remove(job)
-                    continue
-                job.cache.write_checkpoint(job.next_stage, job.state)
-                job.next_stage += 1
-                if job.next_stage >= len(job.stages):
-                    _finish(job, tname, jname, stats, shards)
-                    active.remove(job)
+        runner(jobs, teacher, judge, max(g.batch_size, g.workers) * 4, bar, tname, jname, stats, shards)
     finally:
         bar.stop()
+
+
+def _build(job: _Job, stats, bar: _Progress):
+    """The requests of ``job``'s next stage as ``(stage, requests)``, or None when building failed
+    (recorded as the leaf's error: a bug or an odd leaf must not stop the other leaves)."""
+    stage = job.stages[job.next_stage]
+    try:
+        reqs = stage.build(job.ctx, job.state)
+    except Exception as exc:
+        stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
+                                         error=f"{stage.name}: {type(exc).__name__}: {exc}")
+        return None
+    bar.add(stage.name, len(reqs))
+    return stage, reqs
+
+
+def _ask(model, part: list, bar: _Progress) -> list:
+    """Send ``part`` (``[(job, stage, request)]``) to ``model``; account each completion to its
+    job (an equal share of the call's seconds, one request, its tokens). Returns the completions."""
+    t = time.monotonic()
+    comps = model.generate([r for _, _, r in part])
+    share = (time.monotonic() - t) / max(1, len(part))
+    for (j, s, _), c in zip(part, comps):
+        j.state["seconds"] += share
+        j.state["requests"] += 1
+        j.state["completion_tokens"] += c.completion_tokens
+        bar.advance(s.name, 1)
+    return comps
+
+
+def _consume(job: _Job, stage, comps: list, tname, jname, stats, shards) -> bool:
+    """Feed ``comps`` to ``stage``, checkpoint, and finish the leaf after its last stage. Returns
+    False when the leaf is done (finished or failed), True when it has more stages."""
+    try:
+        stage.consume(job.ctx, job.state, comps)
+    except Exception as exc:
+        stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
+                                         error=f"{stage.name}: {type(exc).__name__}: {exc}")
+        return False
+    job.cache.write_checkpoint(job.next_stage, job.state)
+    job.next_stage += 1
+    if job.next_stage >= len(job.stages):
+        _finish(job, tname, jname, stats, shards)
+        return False
+    return True
+
+
+def _run_rounds(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -> None:
+    """Round by round: every active job's next stage is built, all requests go to the model
+    together (in calls of ``piece`` requests, for progress), then each job consumes its own."""
+    active = list(jobs)
+    while active:
+        built = []
+        for job in list(active):
+            b = _build(job, stats, bar)
+            if b is None:
+                active.remove(job)
+            else:
+                built.append((job, *b))
+        results: dict[int, list] = {id(j): [] for j, _, _ in built}
+        for model in ([teacher] if judge is teacher else [teacher, judge]):
+            flat = [(j, s, r) for j, s, reqs in built
+                    if (judge if s.model == "judge" else teacher) is model for r in reqs]
+            for start in range(0, len(flat), piece):
+                part = flat[start:start + piece]
+                for (j, _, _), c in zip(part, _ask(model, part, bar)):
+                    results[id(j)].append(c)
+        for job, stage, _ in built:
+            if not _consume(job, stage, results[id(job)], tname, jname, stats, shards):
+                active.remove(job)
+
+
+def _run_leaves(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -> None:
+    """Every leaf on its own thread, stage after stage, with no barrier between leaves: a leaf's
+    responses go out as soon as its own instructions are in, while other leaves still wait on
+    theirs. The backend bounds the requests in flight across all threads (``workers``)."""
+    def run(job: _Job) -> None:
+        while True:
+            b = _build(job, stats, bar)
+            if b is None:
+                return
+            stage, reqs = b
+            model = judge if stage.model == "judge" else teacher
+            comps = []
+            for start in range(0, len(reqs), piece):
+                comps += _ask(model, [(job, stage, r) for r in reqs[start:start + piece]], bar)
+            if not _consume(job, stage, comps, tname, jname, stats, shards):
+                return
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        for f in [pool.submit(run, job) for job in jobs]:
+            f.result()
 
 
 def _finish(job: _Job, tname: str, jname: str, stats, shards) -> None:

@@ -62,6 +62,42 @@ def test_openai_retries_server_errors_then_gives_up(httpserver):
     assert c.text == "" and "gave up after 2 attempts" in c.error
 
 
+def test_openai_workers_bound_requests_in_flight_across_callers():
+    """The pipeline calls ``generate`` from one thread per leaf: ``workers`` still bounds the
+    requests in flight over all of them, and every request is answered in its caller's order."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    t = OpenAITeacher("http://127.0.0.1:9/v1", "m", workers=3)
+    lock, now = threading.Lock(), {"in": 0, "max": 0}
+
+    def create(**kw):
+        with lock:
+            now["in"] += 1
+            now["max"] = max(now["max"], now["in"])
+        time.sleep(0.02)
+        with lock:
+            now["in"] -= 1
+        msg = SimpleNamespace(content=kw["messages"][0]["content"].upper())
+        return SimpleNamespace(choices=[SimpleNamespace(message=msg)],
+                               usage=SimpleNamespace(prompt_tokens=1, completion_tokens=1))
+
+    t.client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    results = {}
+
+    def caller(k):
+        results[k] = [c.text for c in t.generate([_req(f"leaf{k} q{i}") for i in range(4)])]
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert results == {k: [f"LEAF{k} Q{i}" for i in range(4)] for k in range(4)}
+    assert now["max"] == 3 and t.requests_sent == 16
+
+
 @pytest.fixture(scope="module")
 def served_tiny(tiny_model):
     """`transformers serve` on a free loopback port, serving the tiny model directory."""

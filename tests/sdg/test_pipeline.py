@@ -280,3 +280,61 @@ def test_listed_instructions_are_deduplicated_and_loops_rejected(taxonomy, fake_
     # 5 listed: 2 rejected, 2 kept (samples = 2), the 5th good one unused. Requests: 1 question
     # list, 3 instruction evaluations, 2 responses, 2 pair evaluations
     assert (leaf.generated, leaf.kept, leaf.unused) == (5, 2, 1) and leaf.requests == 1 + 3 + 2 + 2
+
+
+def _content(out: Path) -> list[str]:
+    """Samples without the teacher name and ids (which differ between two scripted teachers)."""
+    return sorted(json.dumps([s["messages"], s["metadata"]["scores"], s["metadata"]["leaf"]])
+                  for s in all_samples(out))
+
+
+def test_leaf_runner_gives_the_samples_of_the_round_runner(taxonomy, fake_documents, cfg, tmp_path):
+    """A server backend (``concurrent``) runs each leaf on its own thread; what each leaf generates
+    and keeps does not depend on which runner ran it."""
+    rounds = generate_dataset(taxonomy, None, tmp_path / "rounds", cfg, teacher=ScriptedTeacher(), progress=False)
+    threaded = script(tmp_path, {"concurrent": True})
+    leaves = generate_dataset(taxonomy, None, tmp_path / "leaves", cfg, teacher=threaded, progress=False)
+    assert _content(tmp_path / "rounds") == _content(tmp_path / "leaves") != []
+    assert [(s.leaf, s.generated, s.kept, s.rejected, s.requests) for s in rounds.leaves] == \
+           [(s.leaf, s.generated, s.kept, s.rejected, s.requests) for s in leaves.leaves]
+
+
+class _SlowLeafTeacher(ScriptedTeacher):
+    """Answers one leaf's instruction requests only after ``release`` is set, and records the
+    order of the requests it answers (stage tag, leaf task)."""
+
+    def __init__(self, slow: str, concurrent: bool):
+        import threading
+
+        super().__init__()
+        self.slow, self.concurrent, self.log = slow, concurrent, []
+        self.release = threading.Event()
+
+    def generate(self, requests):
+        text = " ".join(m["content"] for r in requests for m in r.messages)
+        if self.slow in text and requests[0].tag == "skill_question":
+            self.release.wait(timeout=10)
+        out = super().generate(requests)
+        self.log += [(r.tag, self.slow in " ".join(m["content"] for m in r.messages)) for r in requests]
+        if requests[0].tag == "response":
+            self.release.set()  # another leaf got to its responses: let the slow leaf go on
+        return out
+
+
+def test_leaf_runner_has_no_barrier_between_leaves(taxonomy, fake_documents, cfg, tmp_path):
+    """With a server backend a leaf's responses go out while another leaf still waits for its
+    instructions (no round barrier); the round runner, for in-process batching, waits for all."""
+    skills = [p for p in SKILLS if "dates" not in p]
+    t = _SlowLeafTeacher("haiku", concurrent=True)
+    rep = generate_dataset(taxonomy, skills, tmp_path / "a", cfg, teacher=t, progress=False)
+    assert all(s.kept > 0 for s in rep.leaves)
+    first_response = next(i for i, (tag, _) in enumerate(t.log) if tag == "response")
+    slow_questions = max(i for i, (tag, slow) in enumerate(t.log) if tag == "skill_question" and slow)
+    assert first_response < slow_questions  # the other leaf answered before haiku had instructions
+
+    t = _SlowLeafTeacher("haiku", concurrent=False)
+    t.release.set()
+    cfg.cache_dir = str(tmp_path / "cache-b")  # not the shards of the first run
+    generate_dataset(taxonomy, skills, tmp_path / "b", cfg, teacher=t, progress=False)
+    first_response = next(i for i, (tag, _) in enumerate(t.log) if tag == "response")
+    assert all(tag != "skill_question" for tag, _ in t.log[first_response:])

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sdg_taxonomy import LEAVES, write_leaf
 
 from lab_tools.jsonl import read_jsonl
@@ -37,11 +38,14 @@ def _samples(out: Path) -> list[str]:
     return [json.dumps(s, sort_keys=True) for p in ("kt1", "kt2", "st") for s in read_jsonl(out / f"{p}.jsonl")]
 
 
-def test_kill_9_mid_run_then_resume(tmp_path):
+@pytest.mark.parametrize("concurrent", [False, True], ids=["rounds", "leaf-threads"])
+def test_kill_9_mid_run_then_resume(tmp_path, concurrent):
+    """In-process backends run leaves in rounds, server backends each leaf on its own thread:
+    both resume exactly."""
     root = tmp_path / "taxonomy"
     _taxonomy(root)
     script = tmp_path / "script.json"
-    script.write_text(json.dumps({"delay": 0.03}))  # ~100 requests: about 3 s in all
+    script.write_text(json.dumps({"delay": 0.03, "concurrent": concurrent}))  # ~100 requests: ~3 s
     env = dict(os.environ, PYTHONPATH=str(REPO))
 
     ref_out = tmp_path / "ref"
