@@ -2,7 +2,10 @@
 
 Starts `transformers serve` on a free loopback port with the chosen model, with continuous
 batching (as vLLM and llama.cpp's parallel slots serve concurrent requests; ``--no-server-batching``
-for one request at a time), warmed up with one request before anything is timed, then runs on the
+for one request at a time), sampling at temperature 0.7 (what both tools ask for: the server's
+continuous batching applies its first request's sampling settings to every request, so
+``start_transformers_serve`` sends that request with sampling on; before 2026-11-23 it was greedy
+for both tools), warmed up with one request before anything is timed, then runs on the
 same taxonomy leaves (``--cases``, default the six valid v2+ compositional leaves of the corpus):
 
 - ours: lab-tools' pipeline (``generate_dataset``, openai backend, ``--workers`` requests in flight),
@@ -236,7 +239,7 @@ def main() -> None:
     finally:
         stop(server, timeout=30)
     print(f"model {model_dir.name}, {len(cases)} compositional skills leaves ({args.cases}), server {url} "
-          f"(transformers serve, CPU, {'continuous batching' if args.batching else 'one request at a time'}), "
+          f"(transformers serve, CPU, {'continuous batching, sampling at temperature 0.7' if args.batching else 'one request at a time'}), "
           f"at most {args.workers} requests in flight per tool")
     print(f"asked for: lab generate samples={args.samples}/leaf, model judges "
           f"{'on' if args.peer_pipeline == 'full' else 'off'}; instructlab-sdg {PEER_VERSION} "

@@ -2,9 +2,12 @@
 
 Each requested leaf either has a finished shard in the content-addressed cache (reused as is) or
 becomes a job that runs its stages (:mod:`lab_tools.sdg.skills`, :mod:`lab_tools.sdg.knowledge`)
-from its newest checkpoint. Jobs advance in rounds: every job's next stage is built, all their
-requests go to the teacher (or judge) together, so a small CPU model batches across leaves; then
-each job consumes its completions and checkpoints. Leaves not requested are read from the cache
+from its newest checkpoint. With an in-process teacher, jobs advance in rounds: every job's next
+stage is built, all their requests go to the teacher (or judge) together, so a small CPU model
+batches across leaves; then each job consumes its completions and checkpoints. With a server
+(``concurrent`` backends: openai), each leaf runs on its own thread with no barrier between leaves:
+a leaf's responses go out while other leaves still wait for their instructions, which keeps a
+batching server full (measured: 68 s vs 79 s for 26 samples on six corpus leaves, bench/results). Leaves not requested are read from the cache
 when present. Seed examples are only in-context examples: they are never written as samples
 (they are the held-out evaluation set, see :mod:`lab_tools.eval.heldout`).
 """
@@ -346,9 +349,14 @@ def _run_rounds(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -
 def _run_leaves(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -> None:
     """Every leaf on its own thread, stage after stage, with no barrier between leaves: a leaf's
     responses go out as soon as its own instructions are in, while other leaves still wait on
-    theirs. The backend bounds the requests in flight across all threads (``workers``)."""
+    theirs. The backend bounds the requests in flight across all threads (``workers``). On an
+    interrupt (Ctrl-C) no leaf starts another stage; what was checkpointed resumes next time."""
+    import threading
+
+    stop = threading.Event()
+
     def run(job: _Job) -> None:
-        while True:
+        while not stop.is_set():
             b = _build(job, stats, bar)
             if b is None:
                 return
@@ -362,9 +370,15 @@ def _run_leaves(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -
 
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(jobs)))
+    try:
         for f in [pool.submit(run, job) for job in jobs]:
             f.result()
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _finish(job: _Job, tname: str, jname: str, stats, shards) -> None:

@@ -147,3 +147,22 @@ def test_generate_dataset_through_transformers_serve(served_tiny, tmp_path):
     assert leaf.error is None and leaf.generated >= 2 and leaf.requests >= 2
     assert leaf.generated == leaf.kept + sum(leaf.rejected.values()) + leaf.unused
     assert json.loads((tmp_path / "out" / "dataset_card.json").read_text())["teacher"] == f"openai:{model}"
+
+
+@pytest.mark.slow
+def test_continuous_batching_server_samples(tiny_model):
+    """`transformers serve --continuous-batching` applies its first request's sampling settings to
+    every request; start_transformers_serve sends that request with sampling on, so the same
+    prompt at temperature 0.7 gets different replies (a greedy server gives one reply four times)."""
+    from lab_tools.serve import serve_executable, start_transformers_serve, stop
+
+    if serve_executable() is None:
+        pytest.skip("transformers serve not installed (pip install 'transformers[serving]')")
+    proc, url = start_transformers_serve(tiny_model, timeout=120, continuous_batching=True)
+    try:
+        t = OpenAITeacher(url, str(tiny_model), workers=4)
+        out = t.generate([_req("Tell me a story.", max_tokens=12, temperature=0.7) for _ in range(4)])
+        assert not any(c.error for c in out)
+        assert len({c.text for c in out}) > 1
+    finally:
+        stop(proc)
