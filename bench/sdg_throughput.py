@@ -27,7 +27,7 @@ HTTP requests sent, and the tool's own CPU time (user+system of the tool's proce
 waited for; the server is another process, so this is the tool's overhead), then the ratio ours/peer
 of accepted samples per minute.
 
-    .venv/bin/python bench/sdg_throughput.py                 # embedded model, 2 corpus leaves, 5 samples
+    .venv/bin/python bench/sdg_throughput.py                 # embedded model, 6 corpus leaves, 5 samples
     .venv/bin/python bench/sdg_throughput.py --model tiny    # tiny random model: measures overhead only
 
 The leaves are compositional skills (one freeform, one grounded) of the public InstructLab taxonomy
