@@ -41,7 +41,8 @@ KEY_SETTINGS = ("samples", "question_factor", "questions_per_request", "max_new_
 class LeafStats:
     """Per-leaf outcome. ``generated``: candidates from the first stage; ``kept``: samples written;
     ``rejected``/``malformed``/``errors``: counts by stage; ``unused``: good questions beyond
-    ``samples``; ``seconds``: this leaf's share of teacher time in this run (0 when cached);
+    ``samples``; ``seconds``: this leaf's teacher time in this run (round runner: its share of
+    each call; leaf threads: how long its own calls took), 0 when cached;
     ``error``: why the leaf produced nothing (the run went on with the others)."""
     leaf: str
     kind: str
