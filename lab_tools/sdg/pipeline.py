@@ -7,14 +7,16 @@ stage is built, all their requests go to the teacher (or judge) together, so a s
 batches across leaves; then each job consumes its completions and checkpoints. With a server
 (``concurrent`` backends: openai), each leaf runs on its own thread with no barrier between leaves:
 a leaf's responses go out while other leaves still wait for their instructions, which keeps a
-batching server full (measured: 68 s vs 79 s for 26 samples on six corpus leaves, bench/results). Leaves not requested are read from the cache
-when present. Seed examples are only in-context examples: they are never written as samples
+batching server full (measured: 68 s vs 79 s for 26 samples on six corpus leaves, see
+bench/results/sdg-cpu.md). Leaves not requested are read from the cache when present. Seed examples are only in-context examples: they are never written as samples
 (they are the held-out evaluation set, see :mod:`lab_tools.eval.heldout`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -272,7 +274,7 @@ def _run_jobs(jobs, teacher, judge, g, bar: _Progress, tname, jname, stats, shar
     runner = _run_leaves if getattr(teacher, "concurrent", False) and getattr(judge, "concurrent", False) \
         else _run_rounds
     try:
-        runner(jobs, teacher, judge, max(g.batch_size, g.workers) * 4, bar, tname, jname, stats, shards)
+        runner(jobs, teacher, judge, g, bar, tname, jname, stats, shards)
     finally:
         bar.stop()
 
@@ -322,9 +324,10 @@ def _consume(job: _Job, stage, comps: list, tname, jname, stats, shards) -> bool
     return True
 
 
-def _run_rounds(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -> None:
+def _run_rounds(jobs, teacher, judge, g, bar, tname, jname, stats, shards) -> None:
     """Round by round: every active job's next stage is built, all requests go to the model
     together (in calls of ``piece`` requests, for progress), then each job consumes its own."""
+    piece = max(g.batch_size, g.workers) * 4
     active = list(jobs)
     while active:
         built = []
@@ -347,13 +350,14 @@ def _run_rounds(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -
                 active.remove(job)
 
 
-def _run_leaves(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -> None:
-    """Every leaf on its own thread, stage after stage, with no barrier between leaves: a leaf's
+def _run_leaves(jobs, teacher, judge, g, bar, tname, jname, stats, shards) -> None:
+    """Each leaf on its own thread, stage after stage, with no barrier between leaves: a leaf's
     responses go out as soon as its own instructions are in, while other leaves still wait on
-    theirs. The backend bounds the requests in flight across all threads (``workers``). On an
-    interrupt (Ctrl-C) no leaf starts another stage; what was checkpointed resumes next time."""
-    import threading
-
+    theirs. At most ``workers`` leaves run at once (each has one or more requests to send, so
+    that fills the backend's ``workers`` slots without a thread per leaf of a large taxonomy);
+    the backend bounds the requests in flight across all threads. On an interrupt (Ctrl-C) no
+    leaf starts another stage; what was checkpointed resumes next time."""
+    piece = max(1, g.workers) * 4
     stop = threading.Event()
 
     def run(job: _Job) -> None:
@@ -369,9 +373,7 @@ def _run_leaves(jobs, teacher, judge, piece, bar, tname, jname, stats, shards) -
             if not _consume(job, stage, comps, tname, jname, stats, shards):
                 return
 
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=max(1, len(jobs)))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), g.workers)))
     try:
         for f in [pool.submit(run, job) for job in jobs]:
             f.result()
