@@ -4,8 +4,8 @@ Starts `transformers serve` on a free loopback port with the chosen model, with 
 batching (as vLLM and llama.cpp's parallel slots serve concurrent requests; ``--no-server-batching``
 for one request at a time), sampling at temperature 0.7 (what both tools ask for: the server's
 continuous batching applies its first request's sampling settings to every request, so
-``start_transformers_serve`` sends that request with sampling on; before 2026-11-23 it was greedy
-for both tools), warmed up with one request before anything is timed, then runs on the
+``start_transformers_serve`` sends that request with sampling on, which also loads the model
+before anything is timed; before 2026-11-23 it was greedy for both tools), then runs on the
 same taxonomy leaves (``--cases``, default the six valid v2+ compositional leaves of the corpus):
 
 - ours: lab-tools' pipeline (``generate_dataset``, openai backend, ``--workers`` requests in flight),
@@ -74,12 +74,7 @@ def start_server(model_dir: Path, log: Path, batching: bool) -> tuple[subprocess
         proc, url = start_transformers_serve(model_dir, log=log, timeout=180, continuous_batching=batching)
     except LabError as exc:
         raise SystemExit(str(exc)) from None
-    from openai import OpenAI
-
-    # warm-up: the model loads on the first request, before any timing
-    OpenAI(base_url=url, api_key="none").chat.completions.create(
-        model=str(model_dir), messages=[{"role": "user", "content": "Hi"}], max_tokens=1)
-    return proc, url
+    return proc, url  # warmed up: it answered a first request, so the model is loaded
 
 
 def build_taxonomy(dest: Path, cases: list[str]) -> Path:

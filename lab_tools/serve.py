@@ -33,7 +33,7 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
                              continuous_batching: bool = False,
                              temperature: float = 0.7) -> tuple[subprocess.Popen, str]:
     """Start ``transformers serve MODEL_DIR`` on a free loopback port (CPU, hub offline) and wait
-    until it accepts connections. Returns ``(process, base_url)`` with base_url ``http://127.0.0.1:PORT/v1``;
+    until it has answered a first one-token request (the model is loaded then). Returns ``(process, base_url)`` with base_url ``http://127.0.0.1:PORT/v1``;
     stop it with :func:`stop`. ``log``: file for the server's output (default: discarded).
     ``continuous_batching``: serve concurrent requests in shared forward passes (paged attention),
     as vLLM and llama.cpp's parallel slots do; without it the server answers one request at a
@@ -41,12 +41,12 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
     it 15, 41 and 103 tokens/s). Continuous batching applies the *first* request's sampling
     settings to every request (transformers 5.x ``CBGenerateManager.init_cb``: per-request
     temperature and seed are ignored, and a request without ``do_sample`` makes the server greedy
-    for good, so identical prompts get identical replies); so this function sends that first
-    request itself, sampling at ``temperature`` (0 = greedy), before it returns.
+    for good, so identical prompts get identical replies); so the first request sets sampling at
+    ``temperature`` (0 = greedy).
 
     Raises:
         LabError: ``transformers serve`` is not installed, exits early, does not listen
-        within ``timeout`` seconds, or (continuous batching) fails its first request.
+        within ``timeout`` seconds, or fails its first request.
     """
     exe = serve_executable()
     if exe is None:
@@ -57,6 +57,8 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
                              "--device", "cpu"] + (["--continuous-batching"] if continuous_batching else []),
                             env=dict(os.environ, HF_HUB_OFFLINE="1"),
                             stdout=out, stderr=subprocess.STDOUT)
+    if log:
+        out.close()  # the server holds its own copy of the file
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -69,29 +71,32 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
             time.sleep(0.5)
             continue
         url = f"http://127.0.0.1:{port}/v1"
-        if continuous_batching:
-            try:
-                _first_request(url, str(model_dir), temperature, deadline - time.monotonic())
-            except Exception as exc:  # the openai client's errors: the server is not usable
-                proc.kill()
-                raise LabError(f"transformers serve did not answer its first request: {exc}"
-                               + (f"; see {log}" if log else "")) from exc
+        try:
+            _first_request(url, str(model_dir), continuous_batching, temperature, deadline - time.monotonic())
+        except Exception as exc:  # the openai client's errors: the server is not usable
+            proc.kill()
+            raise LabError(f"transformers serve did not answer its first request: {exc}"
+                           + (f"; see {log}" if log else "")) from exc
         return proc, url
     proc.kill()
     raise LabError(f"transformers serve did not start in {timeout:.0f} s")
 
 
-def _first_request(url: str, model: str, temperature: float, timeout: float) -> None:
-    """The request that fixes a continuous-batching server's shared sampling settings (and loads
-    the model): one token, ``do_sample`` on when ``temperature`` > 0."""
+def _first_request(url: str, model: str, continuous_batching: bool, temperature: float,
+                   timeout: float) -> None:
+    """One token, so that the server has loaded the model before anything is timed; with
+    continuous batching it also fixes the shared sampling settings: ``do_sample`` on when
+    ``temperature`` > 0."""
     import json
 
     from openai import OpenAI
 
-    config = {"do_sample": temperature > 0, **({"temperature": temperature} if temperature > 0 else {})}
+    extra = {}
+    if continuous_batching:
+        config = {"do_sample": temperature > 0, **({"temperature": temperature} if temperature > 0 else {})}
+        extra = {"generation_config": json.dumps(config)}
     OpenAI(base_url=url, api_key="none", timeout=max(timeout, 10), max_retries=0).chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1,
-        extra_body={"generation_config": json.dumps(config)})
+        model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1, extra_body=extra)
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:

@@ -8,8 +8,9 @@ batches across leaves; then each job consumes its completions and checkpoints. W
 (``concurrent`` backends: openai), each leaf runs on its own thread with no barrier between leaves:
 a leaf's responses go out while other leaves still wait for their instructions, which keeps a
 batching server full (measured: 68 s vs 79 s for 26 samples on six corpus leaves, see
-bench/results/sdg-cpu.md). Leaves not requested are read from the cache when present. Seed examples are only in-context examples: they are never written as samples
-(they are the held-out evaluation set, see :mod:`lab_tools.eval.heldout`).
+bench/results/sdg-cpu.md). Leaves not requested are read from the cache when present. Seed
+examples are only in-context examples: they are never written as samples (they are the held-out
+evaluation set, see :mod:`lab_tools.eval.heldout`).
 """
 
 from __future__ import annotations
@@ -279,15 +280,21 @@ def _run_jobs(jobs, teacher, judge, g, bar: _Progress, tname, jname, stats, shar
         bar.stop()
 
 
+def _fail(job: _Job, stage, exc: Exception, stats) -> None:
+    """Record why ``job``'s leaf produced nothing: its stage raised (a bug or an odd leaf must not
+    stop the other leaves)."""
+    stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
+                                     error=f"{stage.name}: {type(exc).__name__}: {exc}")
+
+
 def _build(job: _Job, stats, bar: _Progress):
     """The requests of ``job``'s next stage as ``(stage, requests)``, or None when building failed
-    (recorded as the leaf's error: a bug or an odd leaf must not stop the other leaves)."""
+    (recorded as the leaf's error, see :func:`_fail`)."""
     stage = job.stages[job.next_stage]
     try:
         reqs = stage.build(job.ctx, job.state)
     except Exception as exc:
-        stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
-                                         error=f"{stage.name}: {type(exc).__name__}: {exc}")
+        _fail(job, stage, exc, stats)
         return None
     bar.add(stage.name, len(reqs))
     return stage, reqs
@@ -313,8 +320,7 @@ def _consume(job: _Job, stage, comps: list, tname, jname, stats, shards) -> bool
     try:
         stage.consume(job.ctx, job.state, comps)
     except Exception as exc:
-        stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
-                                         error=f"{stage.name}: {type(exc).__name__}: {exc}")
+        _fail(job, stage, exc, stats)
         return False
     job.cache.write_checkpoint(job.next_stage, job.state)
     job.next_stage += 1
