@@ -1,4 +1,4 @@
-"""The model card (``README.md`` of a release), rendered from ``release.json`` (issue 6).
+"""The model card (``README.md`` of a release), rendered from ``release.json``.
 
 Follows the Hugging Face model card layout (YAML front matter, then markdown sections). Every
 fact comes from ``release.json`` so the card and the machine-readable file cannot disagree:

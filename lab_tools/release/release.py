@@ -1,4 +1,4 @@
-"""Cut a release directory from a build run (issue 6).
+"""Cut a release directory from a build run.
 
 A run directory (written by `lab build`, or assembled by hand from the stage commands) holds::
 
@@ -12,7 +12,12 @@ tokenizer, config: loadable by transformers and vLLM), ``README.md`` (the model 
 :mod:`lab_tools.release.card`), ``release.json`` (the same facts, machine-readable), the loss
 plot, the dataset card, the training manifest, the branch report, and ``SHA256SUMS`` for every
 other file (``sha256sum -c SHA256SUMS`` passes). It is written to a temporary sibling and moved
-into place, so a crash never leaves a half-written release.
+into place (:func:`lab_tools.atomic.atomic_dir`), so a crash never leaves a half-written release
+and a failed one leaves no temporary folder behind.
+
+Published files name no machine paths: ``release.json``, the card and the copied JSON files pass
+through :class:`lab_tools.redact.PathRedactor` (paths relative to the repository, ``<run>/...``,
+``<cache>/...``); ``run.json`` in the run folder keeps the absolute taxonomy root it is read back by.
 
 Sample counts per leaf and phase are counted from the phase datasets' ``metadata.leaf`` /
 ``metadata.phase`` fields, so the card states what the model was actually trained on.
@@ -28,7 +33,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab_tools.atomic import atomic_dir, write_json_atomic, write_text_atomic
+from lab_tools.config import default_cache_dir
 from lab_tools.errors import LabError
+from lab_tools.jsonl import iter_jsonl
+from lab_tools.redact import PathRedactor, repository_top
 
 PHASE_FILES = ("kt1", "kt2", "st")
 # training-only files a checkpoint directory may hold; not part of a release
@@ -54,12 +63,8 @@ def sha256_file(path: str | Path) -> str:
 
 
 def write_json(path: str | Path, data) -> Path:
-    """Write ``data`` as indented JSON atomically (tmp file then ``os.replace``)."""
-    p = Path(path)
-    tmp = p.with_name(p.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(p)
-    return p
+    """Write ``data`` as indented JSON atomically (:func:`lab_tools.atomic.write_json_atomic`)."""
+    return write_json_atomic(path, data, indent=1, default=str, newline=True)
 
 
 def read_json(path: str | Path, default=None):
@@ -131,23 +136,31 @@ def document_licenses(root: str | Path) -> list[dict]:
 
 def sample_counts(data_dir: str | Path) -> dict[str, dict[str, int]]:
     """``{leaf: {"kt1": n, "kt2": n, "st": n, "total": n}}`` counted from the phase datasets'
-    ``metadata.leaf`` (samples without it count under ``"(unknown)"``)."""
+    ``metadata.leaf`` (samples without it count under ``"(unknown)"``).
+
+    Raises:
+        LabError: a line that is not JSON, not an object, or has a ``metadata`` / ``metadata.leaf``
+        of the wrong type (file and line named).
+    """
     counts: dict[str, dict[str, int]] = {}
     for phase in PHASE_FILES:
         path = Path(data_dir) / f"{phase}.jsonl"
         if not path.is_file():
             continue
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    meta = json.loads(line).get("metadata") or {}
-                except ValueError as exc:
-                    raise LabError(f"not JSON: {exc}", file=str(path), line=n) from exc
-                row = counts.setdefault(meta.get("leaf") or "(unknown)", {p: 0 for p in PHASE_FILES} | {"total": 0})
-                row[phase] += 1
-                row["total"] += 1
+        for n, sample in iter_jsonl(path):
+            if not isinstance(sample, dict):
+                raise LabError(f"expected a sample (a JSON object), got a {type(sample).__name__}",
+                               file=str(path), line=n)
+            meta = sample.get("metadata") or {}
+            if not isinstance(meta, dict):
+                raise LabError("expected an object", file=str(path), line=n, field="metadata")
+            leaf = meta.get("leaf") or "(unknown)"
+            if not isinstance(leaf, str):
+                raise LabError("expected a leaf path (a string)", file=str(path), line=n,
+                               field="metadata.leaf")
+            row = counts.setdefault(leaf, {p: 0 for p in PHASE_FILES} | {"total": 0})
+            row[phase] += 1
+            row["total"] += 1
     return dict(sorted(counts.items()))
 
 
@@ -205,8 +218,7 @@ def write_sha256sums(directory: Path) -> Path:
         if f.is_file() and f.name != "SHA256SUMS":
             lines.append(f"{sha256_file(f)}  {f.relative_to(directory).as_posix()}\n")
     out = directory / "SHA256SUMS"
-    out.write_text("".join(lines), encoding="utf-8")
-    return out
+    return write_text_atomic(out, "".join(lines))
 
 
 def verify_sha256sums(directory: str | Path) -> list[str]:
@@ -249,27 +261,15 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
         prov = {**prov, **provenance(root, cfg)}
     evaluation = read_json(eval_dir / "eval.json")
 
-    out = Path(out_dir) if out_dir else run / "release"
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model_files = _copy_model(model_dir, tmp)
-    extras = {}
-    for src, name in ((train_dir / "loss.png", "loss.png"), (train_dir / "metrics.csv", "metrics.csv"),
-                      (train_dir / "manifest.json", "training_manifest.json"),
-                      (data_dir / "dataset_card.json", "dataset_card.json"),
-                      (eval_dir / "branch_report.md", "branch_report.md"),
-                      (eval_dir / "eval.json", "eval.json")):
-        if src.is_file():
-            shutil.copy2(src, tmp / name)
-            extras[name] = name
-
     counts = sample_counts(data_dir)
     docs = document_licenses(root)
+    repo = repository_top(root) or Path(root).resolve()
+    cache = cfg.cache_path if cfg is not None else default_cache_dir()
+    public = PathRedactor(repo, {"run": run, "cache": cache})
     info = {
         "format": "lab-tools release 1",
         "released": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "run": str(run.resolve()),
+        "run": PathRedactor(repo, {"cache": cache}).text(str(run.resolve())),
         "taxonomy": prov.get("taxonomy"),
         "leaves": [dict(leaf, samples=counts.get(leaf["path"], {p: 0 for p in PHASE_FILES} | {"total": 0}))
                    for leaf in prov.get("leaves", [])],
@@ -280,23 +280,36 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
         "training": {k: v for k, v in manifest.items() if k not in ("selected",)},
         "selected_checkpoint": _relative(model_dir, run),
         "evaluation": _eval_summary(evaluation),
-        "model_files": {n: sha256_file(tmp / n) for n in model_files},
-        "files": sorted(extras),
+        "files": [],
     }
     unattributed = [c for c in counts if c not in {leaf["path"] for leaf in prov.get("leaves", [])}]
     if unattributed:
         info["samples_from_unlisted_leaves"] = {c: counts[c] for c in unattributed}
-    write_json(tmp / "release.json", info)
-    branch_md = (tmp / "branch_report.md").read_text(encoding="utf-8") if (tmp / "branch_report.md").is_file() else None
-    (tmp / "README.md").write_text(render_card(info, branch_md), encoding="utf-8")
-    write_sha256sums(tmp)
-    if out.exists():
-        old = out.with_name(out.name + f".old{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    info = public.data(info)
+
+    out = Path(out_dir) if out_dir else run / "release"
+    with atomic_dir(out) as tmp:  # a failure below leaves neither a half release nor release.tmp*
+        model_files = _copy_model(model_dir, tmp)
+        for src, name in ((train_dir / "loss.png", "loss.png"), (train_dir / "metrics.csv", "metrics.csv"),
+                          (train_dir / "manifest.json", "training_manifest.json"),
+                          (data_dir / "dataset_card.json", "dataset_card.json"),
+                          (eval_dir / "branch_report.md", "branch_report.md"),
+                          (eval_dir / "eval.json", "eval.json")):
+            if not src.is_file():
+                continue
+            if src.suffix == ".json":
+                write_json(tmp / name, public.data(read_json(src)))
+            elif src.suffix == ".md":
+                write_text_atomic(tmp / name, public.text(src.read_text(encoding="utf-8")))
+            else:
+                shutil.copy2(src, tmp / name)
+            info["files"].append(name)
+        info["files"].sort()
+        info["model_files"] = {n: sha256_file(tmp / n) for n in model_files}
+        write_json(tmp / "release.json", info)
+        branch_md = (tmp / "branch_report.md").read_text(encoding="utf-8") if (tmp / "branch_report.md").is_file() else None
+        write_text_atomic(tmp / "README.md", render_card(info, branch_md))
+        write_sha256sums(tmp)
     return ReleaseResult(out_dir=out, info=info)
 
 

@@ -1,35 +1,25 @@
-"""Content-addressed cache of per-leaf SDG shards with per-stage checkpoints (issue 3, item 6).
+"""Content-addressed cache of per-leaf SDG shards with per-stage checkpoints (LAB 3.2 SDG, resumable).
 
 Layout: ``<cache>/sdg/<key[:2]>/<key>/`` holding ``stage-<n>.json`` checkpoints (the leaf's
 state after stage n) and ``shard.json`` (the finished leaf). ``key`` is the sha256 of the leaf
 content hash, document commits, teacher, judge, prompt version and sample settings, so a changed
-input gets a new directory and an unchanged one is reused. Every file is written to a temporary
-name and renamed (``os.replace``), so a run killed at any moment (kill -9) leaves either the old
-file or the new one, never a torn one; a rerun resumes from the newest complete checkpoint.
+input gets a new directory and an unchanged one is reused. Every file is written atomically
+(:mod:`lab_tools.atomic`), so a run killed at any moment (kill -9) leaves either the old file or
+the new one, never a torn one; a rerun resumes from the newest complete checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from lab_tools.atomic import write_json_atomic  # re-exported: other modules import it from here
 
 
 def cache_key(parts: dict) -> str:
     """sha256 hex of the canonical JSON of ``parts`` (sorted keys)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
-def write_json_atomic(path: Path, data) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, ensure_ascii=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _read(path: Path):

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
+
+from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 PHASES = ("kt1", "kt2", "st")
 
@@ -21,12 +21,6 @@ def phase_of(kind: str, response_tokens: int, kt_split_tokens: int) -> str:
     if kind == "foundational_skills":
         return "kt2"
     return "st"
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int) -> dict[str, Path]:
@@ -43,18 +37,16 @@ def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int
         rejected += [{"leaf": shard["leaf"], **r} for r in shard["rejected"]]
     paths = {p: out_dir / f"{p}.jsonl" for p in PHASES}
     for p in PHASES:
-        _write_jsonl(paths[p], rows[p])
+        write_jsonl_atomic(paths[p], rows[p])
     paths["rejected"] = out_dir / "rejected.jsonl"
-    _write_jsonl(paths["rejected"], rejected)
+    write_jsonl_atomic(paths["rejected"], rejected)
     return paths
 
 
 def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
     """``dataset_card.json`` (``card`` as is) and ``dataset_card.md`` (one table row per leaf)."""
     jpath, mpath = out_dir / "dataset_card.json", out_dir / "dataset_card.md"
-    tmp = jpath.with_name(f".{jpath.name}.tmp")
-    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, jpath)
+    write_json_atomic(jpath, card, indent=2, newline=True)
     lines = ["# Dataset card", "",
              f"Teacher: `{card['teacher']}` · judge: `{card['judge']}` · prompts: `{card['prompt_version']}`", "",
              *([] if card["settings"].get("model_judges", True) else
@@ -69,7 +61,5 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
         mal = sum(leaf["malformed"].values())
         lines.append(f"| `{leaf['leaf']}` | {leaf['kind']} | {leaf['generated']} | {leaf['kept']} "
                      f"| {rej} | {mal} | {'yes' if leaf['cached'] else 'no'} |")
-    tmp = mpath.with_name(f".{mpath.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, mpath)
+    write_text_atomic(mpath, "\n".join(lines) + "\n")
     return jpath, mpath

@@ -129,3 +129,70 @@ def test_cli(run_dir):
     res = CliRunner().invoke(cli, ["release", "--run", str(run_dir), "--out", str(run_dir / "r")])
     assert res.exit_code == 0, res.output
     assert (run_dir / "r" / "SHA256SUMS").is_file() and "release written to" in res.output
+
+
+def _outside_git_run(run_dir, tmp_path, repo_root):
+    """The fixture's run, re-pointed at a copy of the taxonomy outside any git repository and at a
+    student and cache under ``tmp_path`` (absolute machine paths everywhere a run records them)."""
+    root = tmp_path / "tax"
+    shutil.copytree(repo_root / "taxonomy", root)
+    manifest = json.loads((run_dir / "train" / "manifest.json").read_text())
+    manifest["base_model"] = str(tmp_path / "models" / "student")
+    manifest["data"] = str(run_dir / "data")
+    write_json(run_dir / "train" / "manifest.json", manifest)
+    prov = json.loads((run_dir / "run.json").read_text())
+    prov.update(provenance(root), student=str(tmp_path / "models" / "student"),
+                teacher=f"transformers:{tmp_path / 'models' / 'teacher'}")
+    write_json(run_dir / "run.json", prov)
+    write_json(run_dir / "eval" / "eval.json", {"trained": {"model": str(run_dir / "train" / "st" / "epoch-1")},
+                                                "report": {"totals": {}, "counts": {}, "rows": []}})
+    return root
+
+
+def test_release_names_no_machine_paths(run_dir, tmp_path, repo_root, monkeypatch):
+    import os
+
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    _outside_git_run(run_dir, tmp_path, repo_root)
+    assert str(tmp_path) in (run_dir / "run.json").read_text()  # the run itself records them
+    out = make_release(run_dir).out_dir
+    home = os.path.expanduser("~")
+    for name in ("README.md", "release.json", "training_manifest.json", "eval.json", "branch_report.md"):
+        text = (out / name).read_text()
+        assert str(tmp_path) not in text, name
+        assert str(tmp_path.resolve()) not in text, name
+        if home not in ("", "/"):
+            assert home + "/" not in text, name
+    info = json.loads((out / "release.json").read_text())
+    assert info["taxonomy"]["root"] == "."  # no git repository: relative to the taxonomy root
+    assert info["selected_checkpoint"] == "train/st/epoch-1"
+    assert "- Taxonomy root: `.`" in (out / "README.md").read_text()
+    assert verify_sha256sums(out) == []
+
+
+def test_release_root_is_relative_to_the_repository(run_dir):
+    info = make_release(run_dir).info
+    assert info["taxonomy"]["root"] == "taxonomy"  # the fixture's taxonomy is this repository's
+
+
+@pytest.mark.parametrize("bad", ["[1, 2]", '"text"', '{"messages": [], "metadata": [1]}',
+                                 '{"messages": [], "metadata": {"leaf": ["x"]}}'])
+def test_phase_line_not_an_object_is_a_clean_error(run_dir, run_lab, bad):
+    lines = (run_dir / "data" / "st.jsonl").read_text().splitlines()
+    (run_dir / "data" / "st.jsonl").write_text("\n".join(lines[:1] + [bad] + lines[1:]) + "\n")
+    code, cap = run_lab(["release", "--run", str(run_dir)])
+    assert code == 1, cap
+    assert f"{run_dir / 'data' / 'st.jsonl'}:2:" in cap.err
+    assert "Traceback" not in cap.out + cap.err
+    assert not (run_dir / "release").exists() and not list(run_dir.glob("release.tmp*"))
+
+
+def test_failed_release_leaves_no_temporary_folder_and_keeps_the_old_one(run_dir):
+    make_release(run_dir)
+    before = (run_dir / "release" / "release.json").read_text()
+    for weights in (run_dir / "train" / "st" / "epoch-1").glob("*.safetensors"):
+        weights.unlink()  # fails inside the release folder being written
+    with pytest.raises(LabError, match="safetensors"):
+        make_release(run_dir)
+    assert not list(run_dir.glob("release.tmp*")) and not list(run_dir.glob("release.old*"))
+    assert (run_dir / "release" / "release.json").read_text() == before

@@ -1,0 +1,91 @@
+"""Machine paths out of what is published (model card, release.json, PR comments, CI logs).
+
+A published file names paths relative to the repository, never the build machine's absolute
+paths (they leak user names and folder layouts, and differ between machines for the same build).
+:class:`PathRedactor` rewrites every occurrence of a known base folder inside a string:
+
+| absolute path under            | written as                      |
+|--------------------------------|---------------------------------|
+| the repository (its work tree) | relative to it (``taxonomy/x``) |
+| a named base (run dir, cache)  | ``<run>/...``, ``<cache>/...``  |
+| the home directory             | ``~/...``                       |
+| the temporary directory        | ``<tmp>/...``                   |
+
+and any other absolute path as ``<abs>/<last component>``. The longest matching base wins, so a
+run folder inside the repository is written relative to the repository only when it is not
+itself a named base. The repository top is found by walking up to the nearest ``.git`` entry (no
+git call, so a tree written by a pull request is never opened as a repository).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+# an absolute path not preceded by a word, a dot, a slash or a scheme colon (URLs stay), e.g. in
+# "transformers:/models/x" or "file at /srv/x"; the first component may not be empty (no "//")
+_ABS = re.compile(r"(?:^|(?<=[\s=`'\"(\[,]))/(?!/)[^\s`'\"|,;()\[\]<>]+|(?<=[a-z]:)/(?!/)[^\s`'\"|,;()\[\]<>]+")
+
+
+def repository_top(path: str | Path) -> Path | None:
+    """The nearest folder at or above ``path`` holding a ``.git`` entry (resolved), or None."""
+    here = Path(path).resolve()
+    for d in (here, *here.parents):
+        if (d / ".git").exists():
+            return d
+    return None
+
+
+class PathRedactor:
+    """Rewrites absolute paths in strings (and in nested dicts/lists: keys and values).
+
+    Args:
+        repo: the repository top (paths under it become relative); None: none.
+        bases: extra ``{label: folder}`` written as ``<label>/...`` (e.g. ``{"run": run_dir}``).
+    """
+
+    def __init__(self, repo: str | Path | None = None, bases: dict[str, str | Path | None] | None = None):
+        pairs: list[tuple[str, str]] = []
+
+        def add(folder, label: str) -> None:
+            if folder is None:
+                return
+            for form in {str(Path(folder).expanduser()), str(Path(folder).expanduser().resolve())}:
+                if form not in ("/", "") and os.path.isabs(form):
+                    pairs.append((form.rstrip("/"), label))
+
+        add(repo, "")
+        for label, folder in (bases or {}).items():
+            add(folder, f"<{label}>")
+        add(os.path.expanduser("~"), "~")
+        add(tempfile.gettempdir(), "<tmp>")
+        self._pairs = sorted(set(pairs), key=lambda p: -len(p[0]))
+        alternatives = "|".join(re.escape(prefix) for prefix, _ in self._pairs)
+        self._known = re.compile(rf"(?:{alternatives})(?=/|$|[^\w.\-])") if self._pairs else None
+        self._labels = dict(self._pairs)
+
+    def _known_sub(self, m: re.Match) -> str:
+        label = self._labels[m.group(0)]
+        if label:
+            return label
+        rest = m.string[m.end():]
+        return "." if not rest.startswith("/") else "\0"  # "\0/" marks a repo-relative start
+
+    def text(self, s: str) -> str:
+        """``s`` with every absolute path rewritten (see the module table)."""
+        if self._known is not None:
+            s = self._known.sub(self._known_sub, s).replace("\0/", "")
+        return _ABS.sub(lambda m: "<abs>/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], s)
+
+    def data(self, obj):
+        """A copy of ``obj`` (JSON-like: dict, list, str, scalars) with :meth:`text` applied to
+        every string, dict keys included."""
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            return {self.text(k) if isinstance(k, str) else k: self.data(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.data(v) for v in obj]
+        return obj
