@@ -154,6 +154,40 @@ def _type_ok(tp, value) -> bool:
     return isinstance(value, tp)
 
 
+@dataclass
+class FeedbackConfig:
+    """Synthetic comparisons and the reward model (ALMoST, arXiv 2305.13735; see
+    :mod:`lab_tools.feedback`). ``enabled``: ``lab build`` runs the comparison stage and trains the
+    reward model. ``preset``: ``cpu`` (one model; demonstrations and shots axes) or ``gpu`` (adds
+    the size axis: teacher vs student base), used when ``configurations`` is empty.
+    ``configurations``: ``[{name, model, demonstrations: leaf|hhh|none, shots, system, format:
+    chat|raw, license}]``; ``rubric``: configuration names best first, a nested list for ties
+    (empty: the listed order). ``prompts_per_leaf``: generated instructions per leaf that get
+    responses; ``max_new_tokens``/``temperature``: response sampling; ``min_chars``: shorter
+    responses are invalid. ``rm_*``: reward-model training (TRL ``RewardTrainer``): ``rm_base``
+    (None: ``train.student``), epochs, learning rate, batch size, max tokens per sequence,
+    ``rm_heldout_leaves`` (fraction of leaves whose comparisons are held out), and
+    ``rm_post_validation`` (ALMoST: retrain without the pairs a first RM ranks the wrong way)."""
+    enabled: bool = False
+    preset: str = "cpu"
+    configurations: list[dict] = field(default_factory=list)
+    rubric: list[str | list[str]] = field(default_factory=list)
+    prompts_per_leaf: int = 8
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    min_chars: int = 50
+    seed: int = 0
+    batch_size: int = 16
+    rm_base: str | None = None
+    rm_epochs: float = 2.0
+    rm_learning_rate: float = 2e-5
+    rm_batch_size: int = 4
+    rm_max_length: int = 384
+    rm_heldout_leaves: float = 0.25
+    rm_post_validation: bool = False
+    rm_seed: int = 0
+
+
 def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
     hints = typing.get_type_hints(type(obj))
     key = keys[0]
@@ -176,6 +210,7 @@ def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
         errors.append(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
         return
     setattr(obj, key, float(value) if tp is float else value)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 def fill_dataclass(obj, data: dict, where: str, errors: list[str]) -> None:

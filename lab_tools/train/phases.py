@@ -163,20 +163,29 @@ def write_metrics(out: Path, rows: list[dict]) -> Path:
     return path
 
 
+def trained_phases(manifest: dict) -> list[str]:
+    """The phases a training manifest records as trained (an entry with optimizer steps). Empty
+    when every phase was skipped: the manifest's ``selected`` model is then the untrained base."""
+    return [p for p, e in (manifest.get("phases") or {}).items() if (e or {}).get("steps")]
+
+
 def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tiny-cpu",
                  phases=PHASES, resume: bool = False, judge=None, progress: bool = True,
-                 cache_dir=None) -> TrainResult:
+                 cache_dir=None, allow_untrained: bool = False) -> TrainResult:
     """Run the phases in order (LAB 3.3) and return a :class:`TrainResult`.
 
     ``data_dir``: a dir written by ``lab generate`` (kt1/kt2/st.jsonl, heldout_mc.jsonl,
     heldout_prompts.jsonl). ``model``: ``embedded`` or a local HF dir. ``preset``: a name under
     ``training/presets``, a YAML path or a :class:`Preset`. ``judge``: a Teacher, a backend spec,
     or None (the ``lab.yaml`` judge, else the teacher), built only if ST selection needs it.
-    A phase with no samples of its own is skipped (recorded) and the model passes through.
+    A phase with no samples of its own is skipped (recorded) and the model passes through; when
+    no phase would train (a run that learned nothing, DESIGN.md Trust boundary) it is refused
+    unless ``allow_untrained``.
 
     Raises:
         LabError: unknown phase, out_dir holding a run without ``resume``, a resumed run with
-        different hyper-parameters, unreadable data.
+        different hyper-parameters, unreadable data, no phase with samples of its own (checked
+        before anything is written) or none trained, without ``allow_untrained``.
     """
     from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
@@ -195,6 +204,11 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     data_dir, out = Path(data_dir), Path(out_dir)
     if not data_dir.is_dir():
         raise LabError(f"data dir not found: {data_dir}", field="data")
+    if not allow_untrained and not any(read_samples(data_dir / f"{p}.jsonl") for p in phases):
+        raise LabError(f"no phase has samples of its own ({', '.join(f'{p}.jsonl' for p in phases)} are "
+                       "empty or missing): training would only pass the untrained base model on. Check "
+                       "what `lab generate` reported (teacher errors, dataset_card.json), or pass "
+                       "--allow-untrained", file=str(data_dir))
     mpath = out / "manifest.json"
     base = str(resolve_model(model, cache_dir))
     manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
@@ -263,6 +277,10 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         if state.is_main_process:
             write_json(mpath, manifest)
             console.print(f"[{phase}] selected {selected} ({method})")
+    if not allow_untrained and not trained_phases(manifest):
+        raise LabError("no phase trained (every phase was skipped, see its 'skipped' entry): the "
+                       "result would be the untrained base model; pass --allow-untrained to accept it",
+                       file=str(mpath))
     manifest["selected"] = current
     if state.is_main_process:
         write_json(mpath, manifest)
