@@ -39,6 +39,7 @@ from pathlib import Path
 
 import click
 
+from lab_tools.atomic import write_json_atomic
 from lab_tools.errors import LabError
 
 STAGES = ("validate", "licenses", "generate", "train", "evaluate", "release")
@@ -123,9 +124,7 @@ class Hasher:
 # ----------------------------------------------------------------------------- state
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, data, indent=1, default=str, newline=True)
 
 
 def load_state(out: Path) -> dict:
@@ -270,6 +269,8 @@ class _Build:
             shown = "\n".join(f"  {leaf}: {err}" for leaf, err in sorted(failed.items()))
             raise LabError(f"{len(failed)} leaf/leaves produced no data:\n{shown}\n"
                            f"(the other leaves' data is kept in {self.data_dir} and in the SDG cache)")
+        if rep.failure():  # no leaf failed, yet nothing to train on
+            raise LabError(rep.failure())
         fresh = sorted(s.leaf for s in rep.leaves if not s.cached)
         counts = {p: _count_lines(self.data_dir / f"{p}.jsonl") for p in ("kt1", "kt2", "st")}
         return (f"samples kt1 {counts['kt1']}, kt2 {counts['kt2']}, st {counts['st']}; "

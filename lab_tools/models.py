@@ -8,10 +8,9 @@ build a fresh model from the GGUF's config, load the dequantized state dict, sav
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from lab_tools.atomic import atomic_dir, write_json_atomic
 from lab_tools.errors import LabError
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -52,19 +51,16 @@ def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                   dtype=torch.float32)
     fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
-    fresh.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    _drop_gguf_quantization(tmp / "config.json")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_dir(target) as tmp:
+        fresh.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        _drop_gguf_quantization(tmp / "config.json")
     return target
 
 
@@ -76,9 +72,7 @@ def _drop_gguf_quantization(config_json: Path) -> None:
     cfg = json.loads(config_json.read_text(encoding="utf-8"))
     if (cfg.get("quantization_config") or {}).get("quant_method") == "gguf":
         del cfg["quantization_config"]
-        tmp = config_json.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, config_json)
+        write_json_atomic(config_json, cfg, indent=2, newline=True)
 
 
 def resolve_model(spec: str | Path, cache_dir: str | Path | None = None) -> Path:

@@ -23,11 +23,11 @@ import csv
 import gc
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab_tools.atomic import write_text_atomic
 from lab_tools.errors import LabError
 from lab_tools.jsonl import iter_jsonl, read_jsonl
 
@@ -363,10 +363,7 @@ class EvalResult:
 
 
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def _cached_scores(out: Path, role: str, key: str, compute) -> dict:

@@ -16,9 +16,9 @@ Files written by ``lab generate`` next to the phase datasets:
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
+from lab_tools.atomic import write_jsonl_atomic
 from lab_tools.taxonomy.leaf import Leaf
 
 
@@ -79,7 +79,5 @@ def write_heldout(leaves: list[Leaf], out_dir: str | Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = (out / "heldout_mc.jsonl", out / "heldout_prompts.jsonl")
     for path, rows in zip(paths, (knowledge_mc_items(leaves), skill_prompts(leaves))):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
+        write_jsonl_atomic(path, rows)
     return paths

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab_tools.atomic import atomic_dir, write_json_atomic
 from lab_tools.train.config import PhaseConfig, Preset
 from lab_tools.train.data import IGNORE, Tokenized, collate_packed, pack
 
@@ -37,18 +38,76 @@ def lr_factor(step: int, warmup_steps: int) -> float:
 
 
 def write_json(path: Path, data) -> None:
-    """Atomic JSON write (tmp file, then os.replace)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    """Atomic JSON write (:func:`lab_tools.atomic.write_json_atomic`, indent 2)."""
+    write_json_atomic(path, data, indent=2)
 
 
 @dataclass
 class PhaseRun:
-    """Outcome of one phase's training: epoch checkpoints (HF dirs), metric rows, step count."""
+    """Outcome of one phase's training: epoch checkpoints (HF dirs), metric rows, step count,
+    and the number of processes that trained it."""
     checkpoints: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     steps: int = 0
+    world_size: int = 1
+    started_from: str = ""
+
+
+# Variables a launcher sets for the size of the job: torchrun / torch elastic, MPI (mpirun).
+_WORLD_ENV = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _launched_world() -> int:
+    from accelerate.utils import get_int_from_env
+
+    return get_int_from_env(list(_WORLD_ENV), 1)
+
+
+def _on_cpu() -> bool:
+    """True when Accelerate would put this process on the CPU (no GPU or other accelerator), or
+    ``accelerate launch --cpu`` asked for it (``ACCELERATE_USE_CPU``)."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return parse_flag_from_env("ACCELERATE_USE_CPU") or \
+        PartialState.default_device.fget(None).type == "cpu"
+
+
+def process_group():
+    """Join the process group this process was launched into, on CPU as on GPU; returns
+    Accelerate's ``PartialState`` (``num_processes``, ``process_index``, barriers).
+
+    Why ``cpu=True`` on a machine without an accelerator: Accelerate (1.x,
+    ``PartialState._prepare_backend``) picks a multi-process type from ``LOCAL_RANK`` only for an
+    accelerator backend (NCCL, ...), and ``MULTI_CPU`` (gloo) only when told ``cpu=True``; without
+    it, every process of ``torchrun --nproc_per_node 2`` reports ``DistributedType.NO``, world
+    size 1, and trains alone into the same output dir.
+
+    Raises:
+        LabError: the launcher started several processes but this one would run alone
+        (``WORLD_SIZE`` > 1, world size 1), or ``accelerate launch`` was asked for several
+        processes and started only this one (its ``--cpu`` / no-GPU launcher starts one process
+        unless given an MPI hostfile).
+    """
+    from accelerate import PartialState
+
+    from lab_tools.errors import LabError
+
+    state = PartialState(cpu=_on_cpu())
+    launched = _launched_world()
+    if launched > 1 and state.num_processes != launched:
+        raise LabError(f"launched as one of {launched} processes, but Accelerate set up a world of "
+                       f"{state.num_processes} ({state.distributed_type}); each process would train "
+                       "alone into the same output dir", field="world_size")
+    if launched == 1 and state.num_processes == 1 and "ACCELERATE_MIXED_PRECISION" in os.environ \
+            and "MASTER_ADDR" in os.environ and "RANK" not in os.environ:
+        raise LabError(
+            "`accelerate launch` was asked for several processes but started only this one (its "
+            "--cpu launcher starts several only through MPI, --mpirun_hostfile); on CPU launch "
+            "with `accelerate launch --multi_gpu --num_processes N -m lab_tools.train ...` or "
+            "`torchrun --nproc_per_node N -m lab_tools.train ...` (lab train then uses gloo)",
+            field="world_size")
+    return state
 
 
 def step_batches(n: int, ebs: int, seed: int, epoch: int) -> list[list[int]]:
@@ -66,8 +125,10 @@ def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global:
     The loss of each micro-batch is its summed token cross-entropy divided by
     ``n_loss_global`` (loss tokens of the whole effective batch), times the number of processes
     (DDP/FSDP average gradients over processes). ``dummy``: a micro-batch run with zero weight
-    when this process has fewer micro-batches than another (FSDP collectives must match). Returns ``(summed token loss, real tokens,
-    tensor elements)`` of this process.
+    when this process has fewer micro-batches than another (FSDP collectives must match).
+    Returns ``(summed token loss, real tokens, tensor elements)`` of this process: real tokens
+    are the samples' own tokens, tensor elements every input position fed to the model
+    (zero-weight passes included), so their ratio is the measured real-token fraction.
     """
     import torch
     import torch.nn.functional as F
@@ -94,10 +155,10 @@ def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global:
                                        ignore_index=IGNORE, reduction="sum")
             scale = 0.0 if is_dummy else world / max(n_loss_global, 1)
             accelerator.backward(tok_loss * scale)
+        elems += int(batch["input_ids"].numel())  # what the model was fed, dummy passes too
         if not is_dummy:
             loss_sum += float(tok_loss.detach())
-            real += int((batch["labels"].numel()))  # every position is a real token (no padding)
-            elems += int(batch["input_ids"].numel())
+            real += sum(len(t.input_ids) for t in groups[gi])  # tokens of samples, no filler
     return loss_sum, real, elems
 
 
@@ -164,21 +225,18 @@ def save_hf_checkpoint(accelerator, model, tok, target: Path, lora: bool, dtype=
     unwrapped = accelerator.unwrap_model(model)
     state = None if lora else accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        if lora:
-            merged = copy.deepcopy(unwrapped).merge_and_unload()
-            if dtype is not None:
-                merged = merged.to(dtype)
-            merged.save_pretrained(tmp, safe_serialization=True)
-        else:
-            if dtype is not None:
-                state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-                unwrapped.config.dtype = dtype
-            unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        with atomic_dir(target) as tmp:
+            if lora:
+                merged = copy.deepcopy(unwrapped).merge_and_unload()
+                if dtype is not None:
+                    merged = merged.to(dtype)
+                merged.save_pretrained(tmp, safe_serialization=True)
+            else:
+                if dtype is not None:
+                    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+                    unwrapped.config.dtype = dtype
+                unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            tok.save_pretrained(tmp)
     accelerator.wait_for_everyone()
 
 
@@ -224,7 +282,10 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     if done_file.is_file():
         return PhaseRun(**json.loads(done_file.read_text(encoding="utf-8")))
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(preset))
+    process_group()
+    accelerator = Accelerator(mixed_precision=_mixed_precision(preset), cpu=_on_cpu())
+    _check_fsdp(accelerator)
+    _check_same_start(accelerator, model_path)
     set_seed(preset.seed)
     model, tok = load_trainable(model_path, preset)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -294,7 +355,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     finally:
         if bar is not None:
             bar[0].stop()
-    run = PhaseRun(checkpoints=prog["checkpoints"], rows=prog["rows"], steps=prog["global_step"])
+    run = PhaseRun(checkpoints=prog["checkpoints"], rows=prog["rows"], steps=prog["global_step"],
+                   world_size=world, started_from=str(model_path))
     if accelerator.is_main_process:
         write_json(done_file, run.__dict__)
         shutil.rmtree(phase_dir / "state", ignore_errors=True)  # large; the phase is finished
@@ -302,6 +364,37 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     del model, optimizer
     accelerator.free_memory()  # drop Accelerate's references before selection loads checkpoints
     return run
+
+
+def _check_same_start(accelerator, model_path) -> None:
+    """Every process must start the phase from the same checkpoint (the one rank 0 selected
+    after the previous phase); DDP would otherwise hide a mismatch by broadcasting rank 0's
+    weights."""
+    from accelerate.utils import gather_object
+
+    from lab_tools.errors import LabError
+
+    if accelerator.num_processes > 1:
+        starts = sorted(set(gather_object([str(model_path)])))
+        if len(starts) > 1:
+            raise LabError(f"processes would start this phase from different checkpoints: {starts}",
+                           field="model")
+
+
+def _check_fsdp(accelerator) -> None:
+    """Refuse a launch that asked for FSDP (``ACCELERATE_USE_FSDP``) when Accelerate set up
+    something else: Accelerate 1.x enables FSDP only over accelerator process groups
+    (``MULTI_GPU`` and its kin), never ``MULTI_CPU``, so on CPU it would silently run DDP or a
+    single process."""
+    from accelerate.utils import DistributedType, parse_flag_from_env
+
+    from lab_tools.errors import LabError
+
+    if parse_flag_from_env("ACCELERATE_USE_FSDP") and \
+            accelerator.distributed_type != DistributedType.FSDP:
+        raise LabError(f"FSDP was asked for, but Accelerate runs {accelerator.distributed_type} "
+                       "here (it supports FSDP only on GPUs and other accelerators; on CPU use "
+                       "DDP: `accelerate launch --multi_gpu` or `torchrun`)", field="distributed")
 
 
 def _progress_bar(enabled: bool, phase: str, total: int, done: int):

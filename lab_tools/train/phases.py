@@ -17,12 +17,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab_tools.atomic import atomic_open
 from lab_tools.errors import LabError
 from lab_tools.train.config import PHASES, Preset, load_preset
 from lab_tools.train.loop import train_phase, write_json
@@ -154,12 +154,10 @@ def _default_judge_factory(judge, cache_dir):
 def write_metrics(out: Path, rows: list[dict]) -> Path:
     """Write ``metrics.csv`` atomically (one row per optimizer step of every phase)."""
     path = out / "metrics.csv"
-    tmp = path.with_name("metrics.csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=METRIC_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 
@@ -187,12 +185,12 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         different hyper-parameters, unreadable data, no phase with samples of its own (checked
         before anything is written) or none trained, without ``allow_untrained``.
     """
-    from accelerate import PartialState
     from accelerate.utils import broadcast_object_list
     from transformers import AutoTokenizer
 
     from lab_tools.models import resolve_model
     from lab_tools.train.data import read_samples, tokenize_dataset
+    from lab_tools.train.loop import process_group
     from lab_tools.train.plot import plot_losses
 
     preset = load_preset(preset)
@@ -209,6 +207,7 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
                        "empty or missing): training would only pass the untrained base model on. Check "
                        "what `lab generate` reported (teacher errors, dataset_card.json), or pass "
                        "--allow-untrained", file=str(data_dir))
+    state = process_group()  # before the manifest check below, which every rank makes
     mpath = out / "manifest.json"
     base = str(resolve_model(model, cache_dir))
     manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
@@ -223,10 +222,12 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
                            file=str(mpath))
         manifest = old
     out.mkdir(parents=True, exist_ok=True)
-    state = PartialState()
+    state.wait_for_everyone()  # no rank may find the manifest rank 0 is about to write
+    manifest["world_size"] = state.num_processes
     if state.is_main_process:  # written first, so a second run without --resume is refused
         write_json(mpath, manifest)
     console = _console(progress and state.is_main_process)
+    console.print(f"world size {state.num_processes} ({state.distributed_type})")
     judge_factory = _default_judge_factory(judge, cache_dir)
 
     tok = AutoTokenizer.from_pretrained(base)
@@ -262,14 +263,22 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         run = train_phase(current, samples, phase, cfg, preset, phase_dir, resume=True,
                           progress=progress and state.is_main_process)
         t1 = time.perf_counter()
-        choice = [None]
-        if state.is_main_process:
-            choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console)]
+        choice, failure = [None], None
+        if state.is_main_process:  # the other ranks wait in broadcast_object_list
+            try:
+                choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console)]
+            except Exception as exc:  # the waiting ranks must stop too, not wait forever
+                failure, choice = exc, [f"checkpoint selection failed on rank 0: {exc}"]
         broadcast_object_list(choice)
+        if failure is not None:
+            raise failure
+        if isinstance(choice[0], str):
+            raise LabError(choice[0], field="selection")
         selected, scores, method = choice[0]
         manifest["phases"][phase] = {
             "samples": used, "dropped_too_long": dropped[phase], "steps": run.steps,
-            "epochs": cfg.epochs, "checkpoints": run.checkpoints, "scores": scores,
+            "epochs": cfg.epochs, "world_size": run.world_size, "checkpoints": run.checkpoints,
+            "scores": scores,
             "selection": method, "selected": selected,
             "seconds": {"train": round(t1 - t0, 2), "selection": round(time.perf_counter() - t1, 2)}}
         current = selected
