@@ -12,13 +12,15 @@ import click
               help="Release directory (default: RUN/release).")
 @click.option("--taxonomy", type=click.Path(exists=True, file_okay=False), default=None,
               help="Taxonomy root, when the run has no run.json.")
-def release(run_dir, out_dir, taxonomy):
+@click.option("--allow-untrained", is_flag=True,
+              help="Release even a model that no training phase changed (the base model).")
+def release(run_dir, out_dir, taxonomy, allow_untrained):
     """Write the selected model, a model card (README.md) with full provenance, release.json and
     SHA256SUMS (verify with `sha256sum -c SHA256SUMS`)."""
     from lab_tools.config import load_config
     from lab_tools.release.release import make_release
 
     cfg = load_config(taxonomy) if taxonomy else None
-    result = make_release(run_dir, out_dir, taxonomy=taxonomy, cfg=cfg)
+    result = make_release(run_dir, out_dir, taxonomy=taxonomy, cfg=cfg, allow_untrained=allow_untrained)
     click.echo(f"release written to {result.out_dir} "
                f"({len(result.info['leaves'])} leaves, samples {result.info['samples']})")

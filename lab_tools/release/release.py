@@ -234,14 +234,17 @@ def verify_sha256sums(directory: str | Path) -> list[str]:
 
 
 def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
-                 taxonomy: str | Path | None = None, cfg=None) -> ReleaseResult:
+                 taxonomy: str | Path | None = None, cfg=None,
+                 allow_untrained: bool = False) -> ReleaseResult:
     """Build the release directory of the run at ``run_dir`` (default ``run_dir/release``).
 
     ``taxonomy`` overrides the root recorded in ``run.json`` (needed when there is no run.json).
+    A model that no phase trained (every phase of the manifest skipped: the base model passed
+    through) is refused unless ``allow_untrained`` (DESIGN.md Trust boundary: never released).
 
     Raises:
-        LabError: the run lacks a training manifest or a selected model, or the taxonomy root is
-        unknown.
+        LabError: the run lacks a training manifest or a selected model, no phase trained it
+        (without ``allow_untrained``), or the taxonomy root is unknown.
     """
     from lab_tools.release.card import render_card
 
@@ -251,6 +254,12 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
     if manifest is None:
         raise LabError("no training manifest: run `lab train` (or `lab build`) first",
                        file=str(train_dir / "manifest.json"))
+    from lab_tools.train.phases import trained_phases
+
+    if not allow_untrained and not trained_phases(manifest):
+        raise LabError("no phase trained this model (the training manifest records every phase as "
+                       "skipped, so the selected model is the untrained base); pass --allow-untrained "
+                       "to release it anyway", file=str(train_dir / "manifest.json"), field="phases")
     model_dir = selected_model(train_dir, manifest)
     prov = read_json(run / "run.json") or {}
     root = taxonomy or (prov.get("taxonomy") or {}).get("root")

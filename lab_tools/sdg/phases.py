@@ -44,7 +44,8 @@ def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int
 
 
 def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
-    """``dataset_card.json`` (``card`` as is) and ``dataset_card.md`` (one table row per leaf)."""
+    """``dataset_card.json`` (``card`` as is) and ``dataset_card.md`` (one table row per leaf;
+    failed teacher/judge requests shown apart from quality rejections, as failed/sent by stage)."""
     jpath, mpath = out_dir / "dataset_card.json", out_dir / "dataset_card.md"
     write_json_atomic(jpath, card, indent=2, newline=True)
     lines = ["# Dataset card", "",
@@ -54,12 +55,15 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
                 "faithfulness or self-contained evaluation by a model; only rule-based filters ran.", ""]),
              "| phase | samples |", "|---|---|"]
     lines += [f"| {p} | {card['phases'][p]} |" for p in PHASES]
-    lines += ["", "| leaf | kind | generated | kept | rejected (by stage) | malformed | cached |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| leaf | kind | generated | kept | rejected (by stage) | malformed "
+              "| request errors (failed/sent) | cached |", "|---|---|---|---|---|---|---|---|"]
     for leaf in card["leaves"]:
         rej = ", ".join(f"{k}: {v}" for k, v in sorted(leaf["rejected"].items())) or "0"
         mal = sum(leaf["malformed"].values())
+        sent = leaf.get("requests_by_stage") or {}
+        err = ", ".join(f"{k}: {n}/{sent.get(k, 0)}" for k, n in sorted((leaf.get("errors") or {}).items())
+                        if n) or "0"
         lines.append(f"| `{leaf['leaf']}` | {leaf['kind']} | {leaf['generated']} | {leaf['kept']} "
-                     f"| {rej} | {mal} | {'yes' if leaf['cached'] else 'no'} |")
+                     f"| {rej} | {mal} | {err} | {'yes' if leaf['cached'] else 'FAILED' if leaf.get('error') else 'no'} |")
     write_text_atomic(mpath, "\n".join(lines) + "\n")
     return jpath, mpath

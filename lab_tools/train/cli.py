@@ -21,7 +21,9 @@ from lab_tools.errors import UsageError
 @click.option("--judge", default=None, help="Judge backend spec for ST selection [lab.yaml generate.judge, else teacher].")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), help="Extra config file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, quiet):
+@click.option("--allow-untrained", is_flag=True,
+              help="Accept a run in which no phase has samples of its own (the base model passes through).")
+def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, quiet, allow_untrained):
     """Train the student through KT/1 -> KT/2 -> ST with replay buffers and checkpoint selection."""
     from lab_tools.config import load_config
     from lab_tools.train.phases import train_phases
@@ -35,6 +37,6 @@ def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, 
     result = train_phases(data_dir, cfg.train.student, out_dir, preset=cfg.train.preset,
                           phases=wanted, resume=resume,
                           judge=judge or cfg.generate.judge or cfg.generate.teacher,
-                          progress=not quiet, cache_dir=cfg.cache_path)
+                          progress=not quiet, cache_dir=cfg.cache_path, allow_untrained=allow_untrained)
     click.echo(f"selected model: {result.selected}")
     click.echo(f"manifest: {result.out_dir / 'manifest.json'}")
