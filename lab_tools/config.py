@@ -42,9 +42,72 @@ class LicensesConfig:
 
 @dataclass
 class DocumentsConfig:
-    """Knowledge document fetching. ``allow_local``: permit file:// and local-path mirrors."""
+    """Knowledge document fetching (DESIGN.md, Trust boundary; the rules are in
+    :mod:`lab_tools.taxonomy.documents`). ``allow_local``: permit ``file://`` URLs and local paths
+    outside the taxonomy's repository (a local mirror). ``allowed_schemes``: URL schemes a remote
+    ``document.repo`` may use, a subset of ``https`` and ``http`` (``http`` is unauthenticated:
+    only for a mirror on a trusted network; ssh, git:// and other transports are never used).
+    ``allowed_hosts``: host names (exact, lower-case; ``host:port`` for a non-default port) a
+    remote may name. ``max_bytes_per_leaf``: total size of the files one leaf's patterns select,
+    checked before any is read. ``fetch_timeout``: seconds one fetch may take in all (git also
+    gives up on a transfer slower than 1 KB/s for 30 s)."""
     allow_local: bool = False
     allowed_schemes: list[str] = field(default_factory=lambda: ["https"])
+    allowed_hosts: list[str] = field(default_factory=lambda: [
+        "github.com", "gitlab.com", "codeberg.org", "huggingface.co", "bitbucket.org", "git.sr.ht",
+        "gitea.com"])
+    max_bytes_per_leaf: int = 64 * 1024 * 1024
+    fetch_timeout: float = 300.0
+    RANGES = {"max_bytes_per_leaf": POSITIVE, "fetch_timeout": Range(gt=0)}
+
+
+@dataclass
+class FiltersConfig:
+    """Rule-based quality filters of generated samples, run for every teacher
+    (:mod:`lab_tools.sdg.filters`); defaults measured on the InstructLab corpus seed answers
+    (``bench/filter_thresholds.py``, ``bench/results/filters-thresholds.md``). ``enabled``: run them.
+    ``seed_threshold``: a generated instruction whose normalized text is at least this similar to a
+    seed example's (or one word edit from it) is dropped (seed examples are the held-out set;
+    stricter than ``generate.dedup_threshold``). ``oversample``: responses are generated for
+    ``ceil(samples * oversample)`` instructions (knowledge: Q&A requests) so that the best
+    ``samples`` by score are kept. ``max_dup_line_frac``, ``max_dup_line_char_frac``,
+    ``max_top_ngram_frac`` (2-, 3-, 4-grams), ``max_dup_ngram_frac`` (5- to 10-grams): Gopher's
+    repetition rules (arXiv 2112.11446 table A1; its web-text values reject short human answers,
+    so the defaults are the corpus maxima rounded up), for answers of at least
+    ``repetition_min_words`` words (Gopher's own minimum document length is 50); ``max_dup_sentence_frac``, ``max_trigram_repeat``,
+    ``min_compression_ratio``: further loop detectors. ``max_question_similarity``: an answer this
+    similar to its question restates it. ``min_context_overlap`` / ``min_knowledge_overlap``:
+    least fraction of a grounded-skill / knowledge answer's content words found in its context,
+    checked for answers of at least ``overlap_min_words`` content words.
+    ``extraction_min_shared``: content words an extraction answer must share with its context.
+    ``reject_truncated``/``reject_leakage``/``reject_refusals``: the cut-at-the-limit, role or
+    template leakage and refusal rules."""
+    enabled: bool = True
+    seed_threshold: float = 0.75
+    oversample: float = 1.5
+    repetition_min_words: int = 50
+    max_dup_line_frac: float = 0.3
+    max_dup_line_char_frac: float = 0.3
+    max_top_ngram_frac: list[float] = field(default_factory=lambda: [0.3, 0.3, 0.3])
+    max_dup_ngram_frac: list[float] = field(default_factory=lambda: [0.4, 0.4, 0.4, 0.4, 0.4, 0.4])
+    max_dup_sentence_frac: float = 0.3
+    max_trigram_repeat: float = 0.5
+    min_compression_ratio: float = 0.2
+    max_question_similarity: float = 0.9
+    min_context_overlap: float = 0.05
+    min_knowledge_overlap: float = 0.2
+    overlap_min_words: int = 8
+    extraction_min_shared: int = 1
+    reject_truncated: bool = True
+    reject_leakage: bool = True
+    reject_refusals: bool = True
+    RANGES = {"seed_threshold": FRACTION, "oversample": Range(ge=1), "repetition_min_words": NON_NEGATIVE,
+              "max_dup_line_frac": FRACTION, "max_dup_line_char_frac": FRACTION,
+              "max_top_ngram_frac": FRACTION, "max_dup_ngram_frac": FRACTION,
+              "max_dup_sentence_frac": FRACTION, "max_trigram_repeat": FRACTION,
+              "min_compression_ratio": NON_NEGATIVE, "max_question_similarity": FRACTION,
+              "min_context_overlap": FRACTION, "min_knowledge_overlap": FRACTION,
+              "overlap_min_words": NON_NEGATIVE, "extraction_min_shared": NON_NEGATIVE}
 
 
 @dataclass

@@ -112,6 +112,21 @@ def run_git(tree: GitTree, *args: str, check: bool = True, timeout: float = 120)
     return proc.stdout
 
 
+def git_process(tree: GitTree, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``git ARGS`` on ``tree`` exactly as :func:`run_git` does, but return the finished
+    process unchecked, with ``stdout``/``stderr`` as bytes: for binary blobs (``cat-file blob``)
+    and for callers that tell git's failures apart (a fetch refused by the server, a redirect).
+
+    Raises:
+        LabError: git is missing or ran past ``timeout`` seconds.
+    """
+    try:
+        return subprocess.run(["git", *args], cwd=tree.work_tree, env=safe_env(tree),
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"git {args[0] if args else ''} failed: {exc}") from None
+
+
 def open_repo(tree: GitTree):
     """A GitPython ``Repo`` on ``tree`` with no discovery: opened at the explicit git dir, and
     every git command it runs gets :func:`safe_env` (so repository config from the work tree is

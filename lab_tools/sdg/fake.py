@@ -55,7 +55,8 @@ def scripted_name(path: str | None) -> str:
 
 def _infer_tag(req: ChatRequest) -> str:
     text = " ".join(m["content"] for m in req.messages).lower()
-    for needle, tag in (("grade the answer", "pair_eval"), ("supported by the document", "faithfulness"),
+    for needle, tag in (("grade the answer", "pair_eval"), ("grade answers", "pair_eval"),
+                        ("supported by the document", "faithfulness"),
                         ("without seeing any document", "self_contained"), ("quiz questions", "knowledge_qa"),
                         ("check requests", "question_eval"), ("new request", "skill_question"),
                         ("new example", "skill_question")):
