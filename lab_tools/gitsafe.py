@@ -130,10 +130,22 @@ def git_process(tree: GitTree, *args: str, timeout: float = 120) -> subprocess.C
 def open_repo(tree: GitTree):
     """A GitPython ``Repo`` on ``tree`` with no discovery: opened at the explicit git dir, and
     every git command it runs gets :func:`safe_env` (so repository config from the work tree is
-    never read). Import of GitPython is lazy."""
+    never read). GitPython starts each git process from a copy of ``os.environ``, so a caller's
+    own ``GIT_*`` variables that :func:`safe_env` does not set (``GIT_INDEX_FILE`` in a hook) still
+    reach it: prefer :func:`run_git`, which removes them. Import of GitPython is lazy.
+
+    Raises:
+        LabError: the git dir cannot be opened, or GitPython would run git in another work tree.
+    """
     import git
 
-    repo = git.Repo(str(tree.git_dir), search_parent_directories=False)
+    try:
+        repo = git.Repo(str(tree.git_dir), search_parent_directories=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise LabError(f"not a git repository: {exc}", file=str(tree.git_dir)) from None
+    if repo.working_tree_dir is None or Path(repo.working_tree_dir).resolve() != tree.work_tree:
+        raise LabError(f"git work tree is {repo.working_tree_dir}, expected {tree.work_tree}",
+                       file=str(tree.git_dir))
     env = safe_env(tree)
     repo.git.update_environment(**{k: v for k, v in env.items() if k.startswith("GIT_")})
     return repo

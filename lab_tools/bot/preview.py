@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,39 +24,55 @@ from lab_tools.errors import LabError
 from lab_tools.taxonomy.leaf import KINDS
 
 
+def _tree(root: Path):
+    """The repository holding ``root`` (:func:`lab_tools.gitsafe.find_repo`), or None outside git."""
+    from lab_tools.gitsafe import find_repo
+
+    try:
+        return find_repo(root)
+    except LabError:
+        return None
+
+
+def _rev(root: Path, ref: str) -> str | None:
+    """The commit id ``ref`` names in the repository holding ``root``, or None. Git runs with an
+    explicit git dir and work tree (:mod:`lab_tools.gitsafe`), never discovering from inside the
+    PR's taxonomy (which may hold planted git metadata)."""
+    from lab_tools.gitsafe import run_git
+
+    tree = _tree(root)
+    if tree is None:
+        return None
+    try:
+        out = run_git(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", ref + "^{commit}",
+                      check=False, timeout=30)
+    except LabError:
+        return None
+    return out.strip() or None
+
+
 def git_head(root: Path) -> str | None:
     """The commit checked out at ``root`` (``git rev-parse HEAD``), or None outside git."""
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=30)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return _rev(root, "HEAD")
 
 
 def pick_base(root: Path, branch: str) -> str | None:
     """The ref to diff against for a PR into ``branch``: ``origin/<branch>`` when the checkout has
     it (a CI clone), else ``<branch>`` (a local clone), else None (the diff's own default)."""
-    for ref in (f"origin/{branch}", branch):
-        try:
-            subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", ref + "^{commit}"],
-                           capture_output=True, check=True, timeout=30)
-            return ref
-        except (OSError, subprocess.SubprocessError):
-            continue
-    return None
+    return next((ref for ref in (f"origin/{branch}", branch) if _rev(root, ref)), None)
 
 
 def _display_prefix(root: Path) -> str:
     """``root`` relative to its git top level (e.g. ``taxonomy/``), so locations in the comment
     match the paths in the PR's diff."""
-    try:
-        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-        rel = os.path.relpath(root.resolve(), Path(top).resolve())
-        return "" if rel == "." else rel.replace(os.sep, "/") + "/"
-    except (OSError, subprocess.SubprocessError, ValueError):
+    tree = _tree(root)
+    if tree is None:
         return ""
+    try:
+        rel = os.path.relpath(root.resolve(), tree.work_tree)
+    except ValueError:
+        return ""
+    return "" if rel == "." else rel.replace(os.sep, "/") + "/"
 
 
 def _rel_to_root(file: str, root: Path) -> str:
@@ -81,9 +96,10 @@ def _attach(findings, leaves: dict[str, LeafView], root: Path, prefix: str) -> N
                            field=str(getattr(f, "field", "") or ""), message=str(f.message),
                            severity=str(getattr(f, "severity", "error")))
         owner = max((p for p in leaves if rel == p or rel.startswith(p + "/")), key=len, default=None)
-        if owner is None:  # a stray file next to the leaves (e.g. a misnamed leaf): its own entry
+        if owner is None:  # a stray file next to the leaves (e.g. a misnamed leaf): its folder's entry
             owner = str(Path(rel).parent.as_posix())
-            leaves[owner] = LeafView(path=owner, kind=owner.split("/")[0])
+            top = owner.split("/")[0]
+            leaves.setdefault(owner, LeafView(path=owner, kind=top if top in KINDS else ""))
         leaves[owner].findings.append(view)
 
 
@@ -173,16 +189,18 @@ def build_preview(root: str | Path, cfg, *, base: str | None = None, samples: in
         preview.deleted = list(changes.deleted)
         leaves = {p: LeafView(path=p, kind=p.split("/")[0] if p.split("/")[0] in KINDS else "")
                   for p in changes.changed}
-        if leaves:
-            prefix = _display_prefix(root)
-            stage = "validate"
-            from lab_tools.taxonomy.validate import validate_tree
+        prefix = _display_prefix(root)
+        stage = "validate"
+        from lab_tools.taxonomy.validate import validate_tree
 
-            _attach(validate_tree(root, paths=list(leaves)), leaves, root, prefix)
+        # the changed leaves, and (always, even with no changed leaf) anything in the tree that is
+        # no part of a leaf: planted git metadata, symlinks, stray binaries
+        _attach(validate_tree(root, paths=list(leaves)), leaves, root, prefix)
+        if leaves:
             stage = "license check"
             from lab_tools.taxonomy.licenses import check_licenses
 
-            _attach(check_licenses(root, list(leaves), list(cfg.licenses.allowlist)), leaves, root, prefix)
+            _attach(check_licenses(root, list(changes.changed), list(cfg.licenses.allowlist)), leaves, root, prefix)
         ok = [p for p, v in leaves.items() if not v.errors and p in changes.changed]
         for v in leaves.values():
             if v.errors and mode == "preview":

@@ -27,13 +27,12 @@ class LeafChanges:
     base: str | None = None
 
 
-def _repo(root: Path):
-    import git
+def _commit(tree, ref: str) -> str | None:
+    """The full commit id ``ref`` names in ``tree``, or None."""
+    from lab_tools.gitsafe import run_git
 
-    try:
-        return git.Repo(root, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise LabError("not inside a git repository (lab taxonomy diff needs git)", file=str(root)) from None
+    out = run_git(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", ref + "^{commit}", check=False)
+    return out.strip() or None
 
 
 def _leaf_of(rel: str, root: Path) -> str | None:
@@ -55,50 +54,51 @@ def changed_leaves(root: str | Path, base: str | None = None) -> LeafChanges:
     """Leaves changed under taxonomy ``root`` against ``base`` (default ``origin/main``, falling back
     to ``main``); with no common base every leaf counts as changed.
 
+    Git runs through :mod:`lab_tools.gitsafe` (explicit git dir and work tree, located by the
+    nearest ``.git`` above ``root``), so git metadata a pull request committed under ``root`` is
+    never taken for the repository.
+
     Raises:
-        LabError: ``root`` is not inside a git repository, or ``base`` names no ref.
+        LabError: ``root`` is not inside a git repository, ``base`` names no ref, or git failed.
     """
-    import git
+    from lab_tools.gitsafe import find_repo, run_git
 
     root = Path(root)
-    repo = _repo(root)
-    top = Path(repo.working_tree_dir).resolve()
+    tree = find_repo(root)  # never discovery inside root: a PR may have planted git metadata there
     try:
-        prefix = root.resolve().relative_to(top).as_posix()
+        prefix = root.resolve().relative_to(tree.work_tree).as_posix()
     except ValueError:
         raise LabError("taxonomy root is outside its git work tree", file=str(root)) from None
     prefix = "" if prefix == "." else prefix + "/"
     everything = LeafChanges(changed=iter_leaf_paths(root), deleted=[], base=None)
 
-    try:
-        head = repo.head.commit
-    except ValueError:  # no commits yet
+    head = _commit(tree, "HEAD")
+    if head is None:  # no commits yet
         return everything
-    base_commit = None
     if base is not None:
-        try:
-            base_commit = repo.commit(base)
-        except (git.BadName, ValueError, git.GitCommandError):
-            raise LabError(f"base {base!r} names no commit or ref", field="--base") from None
+        base_commit = _commit(tree, base)
+        if base_commit is None:
+            raise LabError(f"base {base!r} names no commit or ref", field="--base")
     else:
+        base_commit = None
         for cand in DEFAULT_BASES:
-            try:
-                base_commit, base = repo.commit(cand), cand
+            base_commit = _commit(tree, cand)
+            if base_commit is not None:
+                base = cand
                 break
-            except (git.BadName, ValueError, git.GitCommandError):
-                continue
         if base_commit is None:
             return everything
-    merge_bases = repo.merge_base(head, base_commit)
-    if not merge_bases:
+    mb = run_git(tree, "merge-base", head, base_commit, check=False).strip()
+    if not mb:
         return everything
-    mb = merge_bases[0]
 
     # name-status of merge-base vs working tree (committed + staged + unstaged); no rename pairing
-    out = repo.git.diff(mb.hexsha, "--name-status", "--no-renames", "-z", "--", prefix or ".")
+    scope = prefix or "."
+    out = run_git(tree, "diff", mb, "--name-status", "--no-renames", "-z", "--", scope)
     fields = [f for f in out.split("\0") if f]
     entries = list(zip(fields[0::2], fields[1::2]))
-    entries += [("A", f) for f in repo.untracked_files if f.startswith(prefix)]
+    untracked = run_git(tree, "ls-files", "--others", "--exclude-standard", "-z", "--", scope)
+    entries += [("A", f) for f in untracked.split("\0") if f]
 
     changed: set[str] = set()
     deleted: set[str] = set()

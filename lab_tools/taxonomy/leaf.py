@@ -13,6 +13,9 @@ from pathlib import Path
 from lab_tools.errors import LabError
 
 KINDS = ("knowledge", "foundational_skills", "compositional_skills")
+#: the files a leaf folder may hold (InstructLab taxonomy: the leaf and its attribution); documents
+#: of knowledge leaves live in their own repository (``document.repo`` at ``document.commit``)
+LEAF_FILES = ("qna.yaml", "attribution.txt")
 
 
 @dataclass

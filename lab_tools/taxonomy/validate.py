@@ -3,18 +3,29 @@
 Checks, per file (each becomes a :class:`Finding`; CONTRIBUTING.md "Checks" explains each one):
 
 1. place: the file is named ``qna.yaml``, sits under ``knowledge/``, ``foundational_skills/`` or
-   ``compositional_skills/`` (the top folder decides the kind, LAB 3.1), and is not a symlink that
-   leaves the taxonomy root;
+   ``compositional_skills/`` (the top folder decides the kind, LAB 3.1), and is not a symlink (nor
+   in a symlinked folder);
 2. safe YAML (:mod:`lab_tools.taxonomy.safeyaml`): size, binary, UTF-8, tabs, aliases, nesting,
    duplicate keys, a mapping at the top;
 3. version: skills 1-3, knowledge 3; knowledge 1-2 are refused as deprecated (InstructLab dropped
    them: knowledge-SDG needs a pinned document and contexts);
 4. the JSON Schema for (kind, version) from ``schemas/`` (InstructLab's constraints);
-5. duplicate seed questions (same question on the same context);
+5. duplicate seed questions: the same (context, question) pair twice. For skills each seed example
+   is one (context, question, answer), so a repeated pair is an error; a knowledge seed example is
+   one context with several questions, so the same question twice in one seed example is an error,
+   and in two seed examples that quote the same context a warning (instructlab-schema accepts both,
+   see its ``knowledge_valid`` test data). The same question under another context is fine;
 6. word limits from InstructLab's docs: a context at most 500 words, a question plus its answer at
    most 250 words (warnings; errors with ``strict``);
 7. yamllint, with InstructLab's configuration (``relaxed``, no line-length), as warnings, for
-   version 2 and later files (InstructLab does not lint version 1 files either).
+   version 2 and later files (InstructLab does not lint version 1 files either);
+8. nothing else (always over the whole tree, whatever ``paths`` says): every file or folder under
+   the root must be part of a leaf (a leaf folder's :data:`~lab_tools.taxonomy.leaf.LEAF_FILES`, the
+   folders on the way to a leaf, or a ``*.yaml`` reported by check 1), and no entry may be a
+   symlink. So git metadata (``HEAD``, ``config``, ``objects/``, a nested ``.git``), stray binaries
+   and links to files outside the tree never pass review (DESIGN.md, Trust boundary). When the root
+   is itself a git work tree's top (an InstructLab-style taxonomy repository), only its three top
+   folders are checked: README, CI files and ``.git`` beside them belong to the repository.
 
 Speed: each schema is compiled once per process, each file is read and parsed once with libyaml.
 """
@@ -27,11 +38,12 @@ from pathlib import Path
 
 from lab_tools.errors import LabError
 from lab_tools.taxonomy.findings import Finding, render, summary  # noqa: F401  (re-exported)
-from lab_tools.taxonomy.leaf import KINDS
+from lab_tools.taxonomy.leaf import KINDS, LEAF_FILES
 from lab_tools.taxonomy.safeyaml import YamlDoc, load_yaml_doc
 from lab_tools.taxonomy.schema import DEPRECATED_KNOWLEDGE, SUPPORTED, family, validator
 
 __all__ = ["Finding", "render", "summary", "validate_tree", "validate_file", "collect_files", "has_errors",
+           "stray_findings",
            "CONTEXT_WORDS", "QA_WORDS", "YAMLLINT_CONFIG"]
 
 CONTEXT_WORDS = 500  # InstructLab docs: a context of at most 500 words
@@ -89,11 +101,14 @@ def _place_findings(root: Path, rel: Path, shown: str) -> list[Finding]:
     full = os.path.join(root, rel)
     # collect_files never descends into a symlinked directory, so a link can only be the file
     # itself or its folder (a symlinked leaf folder); resolve only then (realpath is costly)
+    # (never read through it: only the target's path is compared, and never shown)
     if os.path.islink(full) or os.path.islink(os.path.dirname(full)):
         real = os.path.realpath(full)
         real_root = _realroot(os.fspath(root))
         if os.path.commonpath([real, real_root]) != real_root:
             return [Finding(shown, 1, 1, "", "symlink leaves the taxonomy root; commit the file itself")]
+        return [Finding(shown, 1, 1, "", "is a symlink (or in a symlinked folder); the taxonomy holds no "
+                        "symlinks, commit the file itself")]
     parts = rel.parts
     if rel.name != "qna.yaml":
         out.append(Finding(shown, 1, 1, "", f"a leaf file must be named qna.yaml, not {rel.name}"))
@@ -106,6 +121,71 @@ def _place_findings(root: Path, rel: Path, shown: str) -> list[Finding]:
 @functools.lru_cache(maxsize=64)
 def _realroot(root: str) -> str:
     return os.path.realpath(root)
+
+
+_STRAY = ("not part of a leaf (a taxonomy holds only leaf folders with "
+          + " and ".join(LEAF_FILES) + "); remove it")
+
+
+def stray_findings(root: str | Path) -> list[Finding]:
+    """Check 8: one error per file or folder under taxonomy ``root`` that is no part of a leaf, per
+    symlink, and per nested ``.git``. A folder holding nothing that belongs to a leaf is one finding
+    (with its file count), not one per file. Nothing is read: names and file types only.
+
+    Files reported by check 1 (a ``qna.yaml`` anywhere, any ``*.yaml``/``*.yml`` in the three top
+    folders, a symlinked leaf) are left to it, so each problem is reported once.
+    """
+    root_s = os.fspath(root)
+    shown = str(root)
+    at_repo_top = os.path.lexists(os.path.join(root_s, ".git"))
+    out: list[Finding] = []
+
+    def found(rel: str, message: str) -> None:
+        out.append(Finding(os.path.join(shown, rel), 1, 1, "", message))
+
+    def report(rel: str, files: int | None) -> None:
+        found(rel, (f"folder ({files} files) is " if files is not None else "file is ") + _STRAY)
+
+    def walk(abs_dir: str, rel_dir: str, top: str) -> tuple[bool, list[tuple[str, int | None]]]:
+        """``(holds something checked, strays here: (rel, files in a folder | None for a file))``."""
+        try:
+            entries = sorted(os.scandir(abs_dir), key=lambda e: e.name)
+        except OSError:
+            return True, []
+        leaf_here = any(e.name == "qna.yaml" for e in entries)
+        kept, strays = False, []
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            in_kind = (top or e.name) in KINDS
+            if not rel_dir and at_repo_top and e.name not in KINDS:
+                continue  # the repository's own files beside the taxonomy folders
+            checked_yaml = e.name == "qna.yaml" or (in_kind and e.name.endswith((".yaml", ".yml")))
+            if e.is_symlink():
+                kept = True
+                if not (checked_yaml or os.path.isfile(os.path.join(e.path, "qna.yaml"))):  # else check 1
+                    found(rel, "is a symlink; the taxonomy holds no symlinks (they may point outside "
+                          "it), commit the file itself")
+            elif e.name == ".git":
+                kept = True
+                found(rel, "a nested git repository (.git) is " + _STRAY)
+            elif e.is_dir(follow_symlinks=False):
+                sub_kept, sub_strays = walk(e.path, rel, top or e.name)
+                if sub_kept:
+                    kept = True
+                    for srel, n in sub_strays:
+                        report(srel, n)
+                elif sub_strays:  # an empty folder (git cannot hold one) is left alone
+                    strays.append((rel, sum(1 if n is None else n for _, n in sub_strays)))
+            elif checked_yaml:
+                kept = True
+            elif not (leaf_here and e.name in LEAF_FILES):
+                strays.append((rel, None))
+        return kept or leaf_here, strays
+
+    _, strays = walk(root_s, "", "")
+    for rel, n in strays:  # the root's own strays are never folded into one finding
+        report(rel, n)
+    return sorted(out, key=lambda f: f.file)
 
 
 def _schema_findings(doc: YamlDoc, fam: str, version: int, shown: str) -> list[Finding]:
@@ -266,7 +346,7 @@ def validate_tree(root: str | Path, paths: list[str] | None = None, strict: bool
     root = Path(root)
     if not root.is_dir():
         raise LabError("taxonomy root is not a directory", file=str(root))
-    out: list[Finding] = []
+    out: list[Finding] = stray_findings(root)
     for rel in collect_files(root, paths):
         out += validate_file(root, rel, strict=strict)
     return sorted(out, key=lambda f: (f.file, f.line, f.column, f.field))
