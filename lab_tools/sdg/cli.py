@@ -97,3 +97,7 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     if problem:
         raise LabError(f"lab generate failed: {problem}\n(nothing failed was cached as finished; "
                        "fix the cause and run `lab generate` again)")
+    if cfg.feedback.enabled:  # synthetic comparisons (ALMoST), cached per leaf like the SDG shards
+        from lab_tools.feedback.comparisons import generate_comparisons, print_table
+
+        print_table(generate_comparisons(root, out_dir, cfg, leaf_paths=selected, progress=not no_progress))

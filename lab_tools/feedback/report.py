@@ -1,0 +1,74 @@
+"""Markdown for the synthetic comparisons and the reward model: the dataset card section, the
+model card section and the build summary line. Every value comes from the ``feedback`` block of
+``dataset_card.json`` and from ``rm_eval.json`` (written by :mod:`lab_tools.feedback.evaluate`)."""
+
+from __future__ import annotations
+
+
+def _cell(value) -> str:
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def comparisons_markdown(block: dict) -> str:
+    """The ``## Synthetic comparisons`` section: configurations and rubric, teacher licenses,
+    pairs per leaf and per configuration pair, drops by reason."""
+    lines = ["## Synthetic comparisons", "",
+             f"{block.get('method', '')}. Rubric (best first, `=` ties): `{_cell(block.get('rubric'))}`. "
+             f"Pairs: **{block.get('pairs', 0)}**; responses cut to their last full sentence: "
+             f"{block.get('trimmed', 0)}.", "",
+             "| configuration | rank | model | demonstrations | shots | format | license |",
+             "|---|---:|---|---|---:|---|---|"]
+    for c in block.get("configurations", []):
+        lines.append(f"| {_cell(c['name'])} | {c['rank']} | `{_cell(c.get('backend'))}` | {c['demonstrations']} | "
+                     f"{c['shots']} | {c['format']} | {_cell(c.get('license'))} |")
+    if block.get("teacher_licenses"):
+        lines += ["", "Teacher licenses (their terms apply to models trained on these comparisons): "
+                  + "; ".join(block["teacher_licenses"]) + "."]
+    lines += ["", "| configuration pair (chosen > rejected) | pairs |", "|---|---:|"]
+    lines += [f"| {_cell(k)} | {v} |" for k, v in sorted(block.get("per_config_pair", {}).items())]
+    lines += ["", "| leaf | prompts | pairs | invalid responses | length rule | fewer than 2 valid | cached |",
+              "|---|---:|---:|---|---:|---:|---|"]
+    for leaf in block.get("leaves", []):
+        inv = ", ".join(f"{k}: {v}" for k, v in sorted(leaf.get("invalid", {}).items())) or "0"
+        lines.append(f"| `{_cell(leaf['leaf'])}` | {leaf['prompts']} | {leaf['pairs']} | {_cell(inv)} | "
+                     f"{leaf['length_dropped']} | {leaf['few_valid']} | {'yes' if leaf.get('cached') else 'no'} |")
+    lines += ["", "| dropped (reason) | count |", "|---|---:|"]
+    lines += [f"| {_cell(k)} | {v} |" for k, v in sorted(block.get("dropped", {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def rm_markdown(rm: dict) -> str:
+    """The ``## Reward model`` section from ``rm_eval.json``: held-out accuracy (split by leaf)
+    next to the longer-answer baseline, per leaf, post-validation, Static HHH per type."""
+    train = rm.get("training") or {}
+    held = rm.get("heldout") or {}
+    lines = ["## Reward model", "",
+             f"A sequence-classification reward model (TRL `RewardTrainer`) from `{_cell(train.get('base'))}`, "
+             f"trained on {train.get('train_pairs', '–')} synthetic comparisons of "
+             f"{len(train.get('train_leaves') or [])} leaves; held out: {held.get('n', 0)} comparisons of "
+             f"leaves it never saw ({', '.join(f'`{x}`' for x in train.get('heldout_leaves') or []) or '–'}).", "",
+             "| evaluation | pairs | reward model | longer answer wins |", "|---|---:|---:|---:|",
+             f"| held-out synthetic comparisons (split by leaf) | {held.get('n', 0)} | {_pct(held.get('accuracy'))} | "
+             f"{_pct(held.get('length_baseline'))} |"]
+    for leaf, v in sorted((held.get("per_leaf") or {}).items()):
+        lines.append(f"| · `{_cell(leaf)}` | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['length_baseline'])} |")
+    hhh = rm.get("static_hhh") or {}
+    if hhh:
+        lines.append(f"| Static HHH (all; chance 50%) | {hhh['n']} | {_pct(hhh['accuracy'])} | "
+                     f"{_pct(hhh['length_baseline'])} |")
+        for t, v in sorted((hhh.get("per_type") or {}).items()):
+            lines.append(f"| · {t} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['length_baseline'])} |")
+    pv = train.get("post_validation")
+    if pv:
+        lines += ["", f"ALMoST post-validation: the first RM ranked {pv['dropped']} of {pv['pairs_before']} training "
+                  f"pairs the wrong way; they were dropped and the RM retrained. Held-out accuracy: first RM "
+                  f"{_pct(pv['first_heldout_accuracy'])}, retrained {_pct(held.get('accuracy'))}."]
+    return "\n".join(lines) + "\n"
