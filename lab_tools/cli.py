@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("lab_tools.build", "build", "The main job: validate -> generate -> train -> evaluate -> release."),
     "chat": ("lab_tools.chat", "chat", "Chat with a model in the terminal."),
     "bot": ("lab_tools.bot.cli", "bot", "The contribution bot (PR preview comments)."),
+    "ui": ("lab_tools.ui.cli", "ui", "Write, check and preview a leaf in the browser (local page)."),
 }
 
 

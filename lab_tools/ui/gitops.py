@@ -1,0 +1,80 @@
+"""Saving a leaf: the two files written atomically inside the taxonomy, then optionally a branch
+and a commit with GitPython, and the commands to run next (``git push``, ``gh pr create``).
+
+This runs on the contributor's own clone (trusted); it never pushes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+from lab_tools.errors import LabError
+
+
+def write_atomic(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never a half file;
+    a symlink at ``path`` is replaced, not followed). Returns False, writing nothing, when the file
+    already holds exactly ``text``."""
+    if path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def commit_files(root: Path, files: list[Path], branch: str, message: str) -> dict:
+    """Switch to ``branch`` (created from the current HEAD when missing; uncommitted changes are
+    carried along, as ``git checkout`` does), then commit only ``files``.
+
+    Returns:
+        ``{"branch", "commit", "push", "pr"}``: the branch, the new commit id, and the two
+        commands to run next.
+
+    Raises:
+        LabError: ``root`` is not in a git work tree, a bad branch name, nothing to commit, or
+        git refused (its message).
+    """
+    import git
+
+    try:
+        repo = git.Repo(Path(root).resolve(), search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise LabError("the taxonomy is not inside a git repository; save without committing",
+                       field="branch") from None
+    if repo.bare or repo.working_tree_dir is None:
+        raise LabError("the repository has no work tree", field="branch")
+    message = " ".join((message or "").split()) or "Add a taxonomy leaf"
+    top = Path(repo.working_tree_dir).resolve()
+    rels = [Path(f).resolve().relative_to(top).as_posix() for f in files]
+    try:
+        repo.git.check_ref_format("--branch", branch)
+        if branch.startswith("-"):
+            raise git.GitCommandError("check-ref-format", 1, b"", b"branch name may not start with '-'")
+        current = None if repo.head.is_detached else repo.active_branch.name
+        if branch != current:
+            if branch in [h.name for h in repo.heads]:
+                repo.git.checkout(branch)
+            else:
+                repo.git.checkout("-b", branch)
+        repo.git.add("--", *rels)
+        if not repo.git.diff("--cached", "--name-only", "--", *rels).strip():
+            raise LabError("nothing to commit: the saved files are unchanged", field="branch")
+        repo.git.commit("-m", message, "--", *rels)
+    except git.GitCommandError as exc:
+        detail = (exc.stderr or str(exc)).strip().replace("stderr: ", "")
+        raise LabError(f"git: {detail[-500:]}", field="branch") from None
+    remote = repo.remotes[0].name if repo.remotes else "origin"
+    return {"branch": branch, "commit": repo.head.commit.hexsha,
+            "push": f"git push -u {shlex.quote(remote)} {shlex.quote(branch)}",
+            "pr": f"gh pr create --head {shlex.quote(branch)} --title {shlex.quote(message)} --fill"}
