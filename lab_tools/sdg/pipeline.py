@@ -196,8 +196,7 @@ def _load_requested(root: Path, leaf_paths: list[str] | None) -> list[Leaf]:
 def _resolve_docs(leaf: Leaf, cfg: Config):
     from lab_tools.taxonomy import documents
 
-    return documents.resolve_documents(leaf, cache_dir=cfg.cache_path / "documents",
-                                       allow_local=cfg.documents.allow_local)
+    return documents.resolve_documents(leaf, cache_dir=cfg.cache_path / "documents", settings=cfg.documents)
 
 
 def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, judge=None,

@@ -24,7 +24,7 @@ def fake_documents(monkeypatch):
     """Resolve every knowledge leaf's document to DOC (the real resolver is issue 2's)."""
     from lab_tools.taxonomy import documents
 
-    def resolve(leaf, *, cache_dir=None, allow_local=False):
+    def resolve(leaf, **settings):
         return [documents.Document(path="planets.md", text=DOC, repo=leaf.document["repo"],
                                    commit=leaf.document["commit"], sha256="0" * 64)]
 
