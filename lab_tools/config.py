@@ -125,7 +125,8 @@ class GenerateConfig:
     ``chunk_tokens``/``chunk_overlap``: knowledge chunk size and overlap in teacher tokens.
     ``model_judges``: run the model-judged filters (instruction evaluation, pair evaluation,
     faithfulness, self-contained); ``false`` skips them openly (scores recorded as null, the card
-    says so) for teachers too small to judge; rule-based filters always run.
+    says so) for teachers too small to judge; rule-based filters always run (``filters``: their
+    thresholds, :class:`FiltersConfig`).
     ``max_request_error_fraction`` (0..1): a leaf fails, and is not cached as finished, when more
     than this fraction of one stage's teacher/judge requests failed; ``max_retries`` (>= 0) and
     ``request_timeout`` (seconds, > 0): the openai client's retries and per-request timeout."""
@@ -151,6 +152,7 @@ class GenerateConfig:
     kt_split_tokens: int = 64
     chunk_tokens: int = 256
     chunk_overlap: int = 32
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     max_request_error_fraction: float = 0.2
     max_retries: int = 3
     request_timeout: float = 120.0

@@ -152,6 +152,9 @@ class ScriptedTeacher:
             topic = " ".join(re.findall(r"[A-Za-z]+", sentences[i])[:4])
             answer = sentences[i] if (h // 5) % 2 else " ".join(sentences[i:] + sentences[:i])
             return f"Question: What is known about {topic} ({h % 1000})?\nAnswer: {answer}"
+        if "\n\n" in user:  # a grounded request (question, then its context): answer from the context
+            first = re.split(r"(?<=[.!?])\s+", user.rsplit("\n\n", 1)[1].strip())[0]
+            return f"From the text: {first}"
         n = 1 + h % 4  # response: one to four sentences, each about other things (no loop)
         verbs = ("borders", "supplies", "outlasts", "mirrors")
         return " ".join(f"The {_WORDS[(h + 3 * k) % len(_WORDS)]} {verbs[k]} the "

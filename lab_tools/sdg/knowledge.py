@@ -5,12 +5,18 @@ chunked to fit the teacher's context (:mod:`lab_tools.sdg.chunking`), and each c
 question/answer pairs with the leaf's seed examples as in-context examples. The teacher then acts
 as judge twice per pair: faithfulness (is the answer supported by the chunk?) and the question
 check (is the question self-contained?); a rule also rejects questions that point at "the
-passage" or "the text above". Rejected pairs are kept with their reason.
+passage" or "the text above". Before the judge, every pair goes through the rule-based filters
+(:mod:`lab_tools.sdg.filters`: repetition, leakage, refusal, cut answers, restated questions,
+answers that share too little with their chunk); at the end the best ``samples`` pairs by score
+are kept out of ``ceil(samples * filters.oversample)`` requests. Rejected pairs are kept with
+their reason.
 """
 
 from __future__ import annotations
 
-from lab_tools.sdg import quality
+import math
+
+from lab_tools.sdg import filters, quality
 from lab_tools.sdg.backends import ChatRequest, Completion
 from lab_tools.sdg.chunking import chunk_text
 from lab_tools.sdg.stages import LeafContext, Stage, failed, novel, reject, request_seed, trim_truncated
@@ -44,7 +50,7 @@ def _build_qa(ctx: LeafContext, state: dict) -> list[ChatRequest]:
     if not chunks:
         return out
     n_shown = min(cfg.max_examples, len(seeds), KNOWLEDGE_EXAMPLES)
-    for i in range(cfg.samples):
+    for i in range(math.ceil(cfg.samples * max(1.0, cfg.filters.oversample))):
         chunk = chunks[i % len(chunks)]
         # rotate through the seed Q&A, stepping by a prime so that different contexts show up
         shown = [seeds[(i * 7 + k * 3) % len(seeds)] for k in range(n_shown)]
@@ -57,7 +63,8 @@ def _build_qa(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 
 def _consume_qa(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
-    chunks = prepare_chunks(ctx)
+    chunks, cfg = prepare_chunks(ctx), ctx.cfg
+    bound = min(cfg.qa_tokens, cfg.max_new_tokens)
     seeds = [q for _, q, _ in _seed_examples(ctx)]
     kept: list[dict] = []
     state["generated"] = len(comps)
@@ -72,9 +79,15 @@ def _consume_qa(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
             reject(state, cand, "qa", "malformed output", malformed=True, raw=comp.text)
             continue
         cand["question"], answer = parsed
-        cand["answer"] = trim_truncated(answer, comp, min(ctx.cfg.qa_tokens, ctx.cfg.max_new_tokens))
+        cand["answer"] = trim_truncated(answer, comp, bound)
+        verdict = filters.check(cand["question"], cand["answer"], cfg.filters, context=ch["text"],
+                                hit_limit=comp.completion_tokens >= bound, knowledge=True)
+        if verdict.reason:
+            reject(state, cand, "filters", verdict.reason, detail=verdict.detail, raw=comp.text)
+            continue
+        cand["scores"]["rules"] = filters.rule_score(verdict.margins)
         cand["response_tokens"] = ctx.count_tokens(cand["answer"])  # KT/1 vs KT/2 (LAB table 1)
-        if novel(state, cand, seeds, kept, ctx.cfg.dedup_threshold):
+        if novel(state, cand, seeds, kept, cfg.dedup_threshold, seed_threshold=cfg.filters.seed_threshold):
             kept.append(cand)
     state["candidates"] = kept
 
@@ -94,6 +107,14 @@ def _build_checks(ctx: LeafContext, state: dict) -> list[ChatRequest]:
     return out
 
 
+def _keep_best(ctx: LeafContext, state: dict, kept: list[dict]) -> None:
+    """Keep the best ``samples`` of ``kept`` by score (the knowledge judges answer yes/no, so they
+    filter and do not rank: the reward-model hook or the rule score ranks; see
+    :func:`lab_tools.sdg.filters.select_top`); the rest count as unused."""
+    state["candidates"], _ = filters.select_top(kept, ctx.cfg.samples, scorer=ctx.scorer)
+    state["unused"] += len(kept) - len(state["candidates"])
+
+
 def _consume_checks(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     kept = []
     if not ctx.cfg.model_judges:  # judges skipped openly; the rule-based check still runs
@@ -103,7 +124,7 @@ def _consume_checks(ctx: LeafContext, state: dict, comps: list[Completion]) -> N
                 reject(state, cand, "self_contained", "question is not self-contained")
             else:
                 kept.append(cand)
-        state["candidates"] = kept
+        _keep_best(ctx, state, kept)
         return
     for k, cand in enumerate(state["candidates"]):
         faith, selfc = comps[2 * k], comps[2 * k + 1]
@@ -128,7 +149,7 @@ def _consume_checks(ctx: LeafContext, state: dict, comps: list[Completion]) -> N
             reject(state, cand, "self_contained", "question is not self-contained")
             continue
         kept.append(cand)
-    state["candidates"] = kept
+    _keep_best(ctx, state, kept)
 
 
 STAGES = [

@@ -15,6 +15,7 @@ evaluation set, see :mod:`lab_tools.eval.heldout`).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +34,9 @@ from lab_tools.taxonomy.leaf import Leaf, iter_leaf_paths, load_leaf
 
 # part of every shard key: bump it when a code change alters what a leaf generates or keeps
 # (2: grounded skills dedup on context + question; 3: several instructions per request, loop filter;
-# 4: the full teacher/judge identity in the key, request errors counted apart from rejections)
-CACHE_FORMAT = "sdg-shard-4"
+# 4: the full teacher/judge identity in the key, request errors counted apart from rejections;
+# 5: rule-based filters, the seed-copy filter on normalized text, the best `samples` by score)
+CACHE_FORMAT = "sdg-shard-5"
 # settings that change what is generated (kt_split_tokens only splits, so it is not here)
 KEY_SETTINGS = ("samples", "question_factor", "questions_per_request", "max_new_tokens", "question_tokens", "context_tokens",
                 "answer_tokens", "qa_tokens", "eval_tokens", "max_examples", "temperature", "seed",
@@ -108,15 +110,18 @@ class _Job:
     next_stage: int = 0
 
 
-def _key(leaf: Leaf, cfg: Config, tident: str, jident: str) -> str:
+def _key(leaf: Leaf, cfg: Config, tident: str, jident: str, scorer=None) -> str:
     """The leaf's shard key: its content and document commit, the full teacher and judge
     identities (:func:`lab_tools.sdg.backends.teacher_identity`: server URL + model, or resolved
-    path + weights hash), the prompt version and the settings that change what is generated."""
+    path + weights hash), the prompt version, the settings that change what is generated (the
+    ``generate.filters`` thresholds included) and the reward-model scorer's name, if any."""
     g = cfg.generate
     return cache_key({"format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash,
                       "document_commit": (leaf.document or {}).get("commit"),
                       "teacher": tident, "judge": jident, "prompts": prompt_version(),
-                      "settings": {k: getattr(g, k) for k in KEY_SETTINGS}})
+                      "settings": {k: getattr(g, k) for k in KEY_SETTINGS},
+                      "filters": dataclasses.asdict(g.filters),
+                      "scorer": None if scorer is None else getattr(scorer, "name", "reward")})
 
 
 def _identity(model) -> str:
@@ -132,8 +137,8 @@ def _samples(job: _Job, tname: str, jname: str) -> list[dict]:
               "teacher": tname, "judge": jname, "prompt_version": prompt_version(),
               "scores": c.get("scores", {}), "id": f"{job.cache.key[:16]}-{c['id']}",
               "response_tokens": c.get("response_tokens", 0)}
-        for k in ("persona", "source"):
-            if c.get(k):
+        for k in ("persona", "source", "score", "scorer"):
+            if c.get(k) is not None:
                 md[k] = c[k]
         out.append({"messages": [{"role": "user", "content": user},
                                  {"role": "assistant", "content": c["answer"]}], "metadata": md})
@@ -200,14 +205,17 @@ def _resolve_docs(leaf: Leaf, cfg: Config):
 
 
 def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, judge=None,
-                     progress: bool = True) -> GenerateReport:
+                     progress: bool = True, scorer=None) -> GenerateReport:
     """Run SDG for ``leaf_paths`` (relative leaf dirs under ``root``; None = every leaf) and write
     ``kt1.jsonl``, ``kt2.jsonl``, ``st.jsonl``, ``rejected.jsonl``, ``dataset_card.{json,md}`` and the
     held-out files into ``out_dir``. Leaves not requested are included from the cache when present.
 
     ``teacher``/``judge``: Teacher objects (default: built from ``cfg.generate.teacher``/``judge``,
     only if some leaf needs generating). A leaf whose documents cannot be resolved, or whose
-    stage fails unexpectedly, is recorded with ``error`` and the run goes on.
+    stage fails unexpectedly, is recorded with ``error`` and the run goes on. ``scorer``: the
+    reward-model hook ``scorer(prompts, answers) -> [float]`` that ranks kept samples when no
+    model judge grades them (:func:`lab_tools.sdg.filters.select_top`; its ``name`` goes into
+    the shard key).
 
     Raises:
         LabError: a requested leaf does not exist or cannot be loaded; a bad teacher spec.
@@ -238,7 +246,7 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
     shards: dict[str, dict] = {}
     jobs: list[_Job] = []
     for leaf in requested:
-        cache = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident))
+        cache = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident, scorer))
         shard = cache.shard()
         if shard is not None:
             shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
@@ -250,7 +258,7 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
             except (LabError, NotImplementedError, OSError) as exc:
                 stats[leaf.path] = LeafStats(leaf.path, leaf.kind, error=f"documents: {exc}")
                 continue
-        ctx = LeafContext(leaf, g, count_tokens=lambda s: 0, documents=docs)
+        ctx = LeafContext(leaf, g, count_tokens=lambda s: 0, documents=docs, scorer=scorer)
         stages = knowledge.STAGES if leaf.kind == "knowledge" else skills.STAGES
         ck = cache.checkpoint()
         state, nxt = (new_state(), 0) if ck is None else (ck[1], ck[0] + 1)
@@ -272,7 +280,7 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
         _run_jobs(jobs, teacher, judge, g, _Progress(progress), tname, jname, stats, shards)
 
     for leaf in others:
-        shard = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident)).shard()
+        shard = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident, scorer)).shard()
         if shard is not None:
             shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
 

@@ -1,4 +1,4 @@
-"""Tolerant parsing of teacher output and quality filters (LAB 3.2; issue 3, quality controls).
+"""Tolerant parsing of teacher output, text normalization and similarity (LAB 3.2, quality controls).
 
 Every parser returns ``None`` for output it cannot use; the caller counts it as malformed and
 rejects the candidate with a reason. Nothing here raises on model output.
@@ -7,8 +7,9 @@ rejects the candidate with a reason. Nothing here raises on model output.
 from __future__ import annotations
 
 import re
+import unicodedata
 
-from rapidfuzz.distance import LCSseq
+from rapidfuzz.distance import LCSseq, Levenshtein
 
 _LEAD = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|(?:new\s+)?(?:request|question|instruction|task|q)\s*\d*\s*[:.-]\s*)",
                    re.IGNORECASE)
@@ -77,15 +78,23 @@ def parse_questions(text: str | None, *, truncated: bool = False) -> tuple[list[
     return out, bad or (0 if out else 1)
 
 
+def trigram_repeat_rate(text: str, numbers: bool = False) -> float:
+    """Fraction of repeated word trigrams in ``text`` (``1 - unique/total`` over lower-cased
+    words; 0 for fewer than 3 words). Words are letter runs; with ``numbers`` digit runs count
+    as words too (answers: "Q1: High 200, Low 100; Q2: ..." is a table, not a loop), without
+    them list numbering is ignored (instruction lists: "2. Solve this riddle, 3. Solve ...")."""
+    words = re.findall(r"[a-z0-9']+" if numbers else r"[a-z']+", text.lower())
+    grams = list(zip(words, words[1:], words[2:]))
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
 def repetitive(text: str, min_words: int = 12, max_repeat: float = 0.5) -> bool:
     """True when ``text`` loops: at least ``min_words`` words and more than ``max_repeat`` of its
-    word trigrams are repeats (a small teacher's degenerate output, e.g. "2. Solve this riddle,
-    3. Solve this riddle, ..."). Natural prose repeats few trigrams."""
-    words = re.findall(r"[a-z']+", text.lower())
-    if len(words) < min_words:
+    word trigrams are repeats (:func:`trigram_repeat_rate`; a small teacher's degenerate output,
+    e.g. "2. Solve this riddle, 3. Solve this riddle, ..."). Natural prose repeats few trigrams."""
+    if len(re.findall(r"[a-z']+", text.lower())) < min_words:
         return False
-    grams = list(zip(words, words[1:], words[2:]))
-    return 1 - len(set(grams)) / len(grams) > max_repeat
+    return trigram_repeat_rate(text) > max_repeat
 
 
 def _fields(text: str, names: tuple[str, ...]) -> dict[str, str]:
@@ -158,10 +167,19 @@ def refers_to_document(question: str) -> bool:
     return bool(_DOC_REF.search(question))
 
 
+def normalize(text: str) -> str:
+    """``text`` for comparison: Unicode NFKC, lower case, every punctuation or symbol character
+    replaced by a space, whitespace runs collapsed ("Write a Haiku -- about rain!" and
+    "write a haiku about rain" normalize alike)."""
+    t = unicodedata.normalize("NFKC", text or "").lower()
+    t = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in t)
+    return " ".join(t.split())
+
+
 def similarity(a: str, b: str) -> float:
-    """ROUGE-L style similarity in [0, 1]: longest common subsequence of lower-cased words over
-    the longer text's length (rapidfuzz ``LCSseq``)."""
-    return LCSseq.normalized_similarity(a.lower().split(), b.lower().split())
+    """ROUGE-L style similarity in [0, 1] of the :func:`normalize` d texts: longest common
+    subsequence of words over the longer text's length (rapidfuzz ``LCSseq``)."""
+    return LCSseq.normalized_similarity(normalize(a).split(), normalize(b).split())
 
 
 def near_duplicate(text: str, others: list[str], threshold: float) -> str | None:
@@ -169,4 +187,20 @@ def near_duplicate(text: str, others: list[str], threshold: float) -> str | None
     for o in others:
         if similarity(text, o) >= threshold:
             return o
+    return None
+
+
+def seed_copy(text: str, seeds: list[str], threshold: float) -> str | None:
+    """The first seed example that ``text`` copies, else None. A copy is, after :func:`normalize`
+    (case, punctuation and whitespace do not count), at least ``threshold`` similar (see
+    :func:`similarity`; the seed threshold is stricter than the within-leaf near-duplicate one,
+    since seed examples are the held-out evaluation set), or at most one word edit away
+    (one word changed, added or dropped: word-level Levenshtein distance <= 1, for texts of
+    three words or more)."""
+    a = normalize(text).split()
+    for seed in seeds:
+        b = normalize(seed).split()
+        if LCSseq.normalized_similarity(a, b) >= threshold or (
+                max(len(a), len(b)) >= 3 and Levenshtein.distance(a, b) <= 1):
+            return seed
     return None

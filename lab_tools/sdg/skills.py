@@ -4,16 +4,19 @@
    grounded skills also generate a new context with each question;
 2. near-duplicate removal (against the seeds and each other), then instruction evaluation
    (on task, safe, answerable in text);
-3. response generation with a persona chosen from the leaf (precise or creative);
-4. pair evaluation on LAB's 3-point scale; pairs below ``cfg.pair_threshold`` are rejected.
+3. response generation with a persona chosen from the leaf (precise or creative), then the
+   rule-based filters (:mod:`lab_tools.sdg.filters`, stage ``filters``) on every answer;
+4. pair evaluation on LAB's 3-point scale; pairs below ``cfg.pair_threshold`` are rejected; then
+   the best ``cfg.samples`` by score are kept (:func:`lab_tools.sdg.filters.select_top`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
-from lab_tools.sdg import quality
+from lab_tools.sdg import filters, quality
 from lab_tools.sdg.backends import ChatRequest, Completion
 from lab_tools.sdg.stages import (LeafContext, Stage, failed, judge_filter, novel, reject, request_seed,
                                    trim_truncated)
@@ -134,7 +137,8 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
             cand = {"id": next(ids), "scores": {}, **item}
             if quality.repetitive(cand["question"]):
                 reject(state, cand, "questions", "degenerate repetition")
-            elif novel(state, cand, seeds, kept, cfg.dedup_threshold, key=key):
+            elif novel(state, cand, seeds, kept, cfg.dedup_threshold, seed_threshold=cfg.filters.seed_threshold,
+                       key=key):
                 kept.append(cand)
     state["candidates"] = kept
 
@@ -158,8 +162,9 @@ def _consume_question_eval(ctx: LeafContext, state: dict, comps: list[Completion
     kept = judge_filter(state, "question_eval", comps, "question_ok", quality.parse_yes_no,
                         accept=bool, reason=lambda _: "failed instruction evaluation",
                         model_judges=cfg.model_judges)
-    state["unused"] += max(0, len(kept) - cfg.samples)
-    state["candidates"] = kept[:cfg.samples]
+    cap = math.ceil(cfg.samples * max(1.0, cfg.filters.oversample))  # the best `samples` are chosen last
+    state["unused"] += max(0, len(kept) - cap)
+    state["candidates"] = kept[:cap]
 
 
 def _build_responses(ctx: LeafContext, state: dict) -> list[ChatRequest]:
@@ -176,18 +181,25 @@ def _build_responses(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 
 def _consume_responses(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
-    cfg = ctx.cfg
+    cfg, leaf = ctx.cfg, ctx.leaf
+    bound = min(cfg.answer_tokens, cfg.max_new_tokens)
+    extraction = filters.is_extraction(leaf)
     kept = []
     for cand, comp in zip(state["candidates"], comps):
         if failed(state, cand, "responses", comp):
             continue
-        answer = trim_truncated(quality.clean(comp.text), comp, min(cfg.answer_tokens, cfg.max_new_tokens))
+        answer = trim_truncated(quality.clean(comp.text), comp, bound)
         if len(answer) < 2:
             reject(state, cand, "responses", "empty response", malformed=True, raw=comp.text)
             continue
-        if quality.repetitive(answer):
-            reject(state, cand, "responses", "degenerate repetition", raw=comp.text)
+        verdict = filters.check(cand["question"], answer, cfg.filters, context=cand.get("context"),
+                                hit_limit=comp.completion_tokens >= bound, grounded=bool(cand.get("context")),
+                                extraction=extraction)
+        if verdict.reason:
+            reject(state, {**cand, "answer": answer}, "filters", verdict.reason, detail=verdict.detail,
+                   raw=comp.text)
             continue
+        cand["scores"]["rules"] = filters.rule_score(verdict.margins)
         cand["answer"] = answer
         cand["response_tokens"] = ctx.count_tokens(answer)  # decides the phase (LAB table 1)
         cand["persona"] = persona(ctx.leaf)
@@ -209,9 +221,11 @@ def _build_pair_eval(ctx: LeafContext, state: dict) -> list[ChatRequest]:
 
 def _consume_pair_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:
     threshold = ctx.cfg.pair_threshold
-    state["candidates"] = judge_filter(
+    kept = judge_filter(
         state, "pair_eval", comps, "pair", quality.parse_score, accept=lambda v: v >= threshold,
         reason=lambda v: f"pair score {v} < threshold {threshold}", model_judges=ctx.cfg.model_judges)
+    state["candidates"], _ = filters.select_top(kept, ctx.cfg.samples, judge_key="pair", scorer=ctx.scorer)
+    state["unused"] += len(kept) - len(state["candidates"])
 
 
 STAGES = [

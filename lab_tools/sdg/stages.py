@@ -20,12 +20,16 @@ from lab_tools.taxonomy.leaf import Leaf
 @dataclass
 class LeafContext:
     """Inputs of one leaf's generation. ``documents``: resolved knowledge documents (empty for
-    skills); ``count_tokens``: the teacher's tokenizer; ``chunks``: filled by knowledge-SDG."""
+    skills); ``count_tokens``: the teacher's tokenizer; ``chunks``: filled by knowledge-SDG;
+    ``scorer``: an optional reward-model hook ``scorer(prompts, answers) -> [float]`` (lists of
+    str, one float per pair; higher is better) that ranks kept samples when no model judge
+    grades them (see :func:`lab_tools.sdg.filters.select_top`)."""
     leaf: Leaf
     cfg: GenerateConfig
     count_tokens: Callable[[str], int]
     documents: list = field(default_factory=list)
     chunks: list[dict] = field(default_factory=list)
+    scorer: Callable[[list[str], list[str]], list[float]] | None = None
 
 
 @dataclass
@@ -56,12 +60,15 @@ def request_seed(cfg: GenerateConfig, leaf: Leaf, stage: str, i: int) -> int:
 
 
 def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool = False,
-           raw: str | None = None, teacher_error: bool = False) -> None:
+           raw: str | None = None, teacher_error: bool = False, detail: str | None = None) -> None:
     """Move ``cand`` to the state's rejected list with ``stage`` and ``reason``. A quality
     rejection counts in ``rejected_by_stage``; with ``teacher_error`` (its request failed, the
-    candidate was never judged) it counts in ``lost`` instead and the record says so."""
+    candidate was never judged) it counts in ``lost`` instead and the record says so.
+    ``detail``: the measured value behind ``reason`` (``reason`` stays a stable category)."""
     rec = {"stage": stage, "reason": reason,
            **{k: cand[k] for k in ("question", "answer", "context", "scores", "source") if cand.get(k)}}
+    if detail:
+        rec["detail"] = detail
     if raw is not None:
         rec["raw"] = raw[:500]
     if teacher_error:
@@ -73,18 +80,19 @@ def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool 
         state["malformed"][stage] = state["malformed"].get(stage, 0) + 1
 
 
-def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold: float,
-          key: Callable[[dict], str] = lambda c: c["question"]) -> bool:
+def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold: float, *,
+          seed_threshold: float, key: Callable[[dict], str] = lambda c: c["question"]) -> bool:
     """Near-duplicate filter (quality control, LAB 3.2): reject ``cand`` (stage ``dedup``) and
-    return False when ``key(cand)`` is a near-duplicate of a seed text (seed examples are the
-    held-out set, so a copy must never become a training sample) or of ``key`` of a candidate
-    already in ``kept``. ``key`` defaults to the question; grounded skills pass context +
-    question, since their seed examples often share one question over different contexts.
-    ``threshold`` is the ROUGE-L-style similarity in 0..1 (see quality.near_duplicate)."""
+    return False when ``key(cand)`` copies a seed text (seed examples are the held-out set, so a
+    copy must never become a training sample: :func:`lab_tools.sdg.quality.seed_copy`, normalized
+    text, the stricter ``seed_threshold`` or one word edit) or is a near-duplicate of ``key`` of a
+    candidate already in ``kept`` (``threshold``). ``key`` defaults to the question; grounded
+    skills pass context + question, since their seed examples often share one question over
+    different contexts. Thresholds are ROUGE-L-style similarities in 0..1 (quality.similarity)."""
     from lab_tools.sdg import quality
 
     text = key(cand)
-    if quality.near_duplicate(text, seeds, threshold):
+    if quality.seed_copy(text, seeds, seed_threshold):
         reject(state, cand, "dedup", "near-duplicate of a seed example")
         return False
     if quality.near_duplicate(text, [key(k) for k in kept], threshold):

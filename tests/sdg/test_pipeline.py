@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -257,11 +258,16 @@ def test_model_judges_off_skips_judges_openly(taxonomy, fake_documents, cfg, tmp
         else:  # question lists (3 per context for the grounded leaf), then one response each
             per_request = 3 if s.leaf.endswith("dates") else g.questions_per_request
             asked = -(-g.samples * g.question_factor // per_request)
-            assert s.requests == asked + s.kept + s.rejected.get("responses", 0)
+            # responses for the best ceil(samples * oversample) instructions left after dedup
+            left = s.generated - s.rejected.get("dedup", 0) - s.rejected.get("questions", 0)
+            answered = min(math.ceil(g.samples * g.filters.oversample), left)
+            assert s.requests == asked + answered
+            assert s.kept == min(g.samples, answered - s.rejected.get("filters", 0) - s.rejected.get("responses", 0))
     tags = set()
     for s in samples:
         tags |= {k for k, v in s["metadata"]["scores"].items() if v is not None}
-    assert tags == set()  # no invented score
+    assert tags == {"rules"}  # no invented judge score: the rule-based score ranks
+    assert {s["metadata"]["scorer"] for s in samples} == {"rules"}
     assert "Model judges were off" in (out / "dataset_card.md").read_text()
 
 
@@ -276,14 +282,15 @@ def test_listed_instructions_are_deduplicated_and_loops_rejected(taxonomy, fake_
     t = script(tmp_path, {"skill_question": [{"match": "haiku", "reply": reply}]})
     out = tmp_path / "out"
     cfg.generate.samples, cfg.generate.question_factor = 2, 2  # 4 asked for: one request of 5
+    cfg.generate.filters.oversample = 1.0  # responses for the first two good instructions only
     rep = generate_dataset(taxonomy, ["compositional_skills/writing/poetry/haiku"], out, cfg, teacher=t,
                            progress=False)
     [leaf] = rep.leaves
     reasons = sorted(r["reason"] for r in read_jsonl(out / "rejected.jsonl") if r["stage"] in ("dedup", "questions"))
     assert reasons == ["degenerate repetition", "near-duplicate of another generated question"]
     questions = [s["messages"][0]["content"] for s in all_samples(out)]
-    assert questions == ["Write a haiku about a lighthouse in winter.",
-                         "Write a haiku about the first snow on a city roof."]
+    assert sorted(questions) == ["Write a haiku about a lighthouse in winter.",
+                                 "Write a haiku about the first snow on a city roof."]
     # 5 listed: 2 rejected, 2 kept (samples = 2), the 5th good one unused. Requests: 1 question
     # list, 3 instruction evaluations, 2 responses, 2 pair evaluations
     assert (leaf.generated, leaf.kept, leaf.unused) == (5, 2, 1) and leaf.requests == 1 + 3 + 2 + 2
