@@ -7,6 +7,10 @@ Unknown keys are errors; all errors are collected and raised together as :class:
 Environment variables name a dotted key with ``__`` between levels, upper-case:
 ``LAB_GENERATE__SAMPLES=4`` sets ``generate.samples``; values are parsed as YAML scalars.
 
+Ranges: every numeric field has its allowed range in its section's ``RANGES`` table
+(``{field: Range(...)}``); a value outside it is an error when it is set (file, env variable or
+flag), reported with the others. ``tests/test_config_ranges.py`` checks that no numeric field lacks one.
+
 Each stage owns its section dataclass below; add fields there (with a default), never elsewhere.
 """
 
@@ -22,6 +26,42 @@ from pathlib import Path
 import yaml
 
 from lab_tools.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed interval of a numeric setting: ``ge``/``gt`` lower bound (inclusive/exclusive),
+    ``le``/``lt`` upper bound; None = unbounded. For a list setting every element is checked."""
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __str__(self) -> str:
+        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if v is not None]
+        return " and ".join(parts)
+
+    def problem(self, value) -> str | None:
+        """``"must be ..., got X"`` when ``value`` (a number or a list of numbers) is outside, else None."""
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                continue  # the type check reports it
+            if ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
+                    or (self.le is not None and v > self.le) or (self.lt is not None and v >= self.lt)):
+                return f"must be {self}, got {v!r}"
+        return None
+
+
+POSITIVE = Range(ge=1)  # counts, sizes, token limits
+NON_NEGATIVE = Range(ge=0)
+FRACTION = Range(ge=0, le=1)
+
+
+def range_of(cls, name: str) -> Range | None:
+    """The :class:`Range` of field ``name`` of dataclass ``cls`` (its ``RANGES`` table), or None."""
+    return (getattr(cls, "RANGES", None) or {}).get(name)
+
 
 DEFAULT_LICENSES = ["CC0-1.0", "CDLA-Permissive-2.0", "CC-BY-4.0", "CC-BY-SA-4.0", "Apache-2.0", "MIT"]
 
@@ -156,6 +196,15 @@ class GenerateConfig:
     max_request_error_fraction: float = 0.2
     max_retries: int = 3
     request_timeout: float = 120.0
+    # temperature: the OpenAI chat-completions range (0..2); pair_threshold: LAB's 3-point scale
+    RANGES = {**{k: POSITIVE for k in ("samples", "question_factor", "questions_per_request", "workers",
+                                       "batch_size", "max_new_tokens", "question_tokens", "context_tokens",
+                                       "answer_tokens", "qa_tokens", "eval_tokens", "max_examples",
+                                       "kt_split_tokens", "chunk_tokens")},
+              "temperature": Range(ge=0, le=2), "seed": NON_NEGATIVE, "pair_threshold": Range(ge=0, le=3),
+              "dedup_threshold": FRACTION, "chunk_overlap": NON_NEGATIVE,
+              "max_request_error_fraction": FRACTION, "max_retries": NON_NEGATIVE,
+              "request_timeout": Range(gt=0)}
 
 
 @dataclass
@@ -163,60 +212,6 @@ class TrainConfig:
     """Phased training (LAB 3.3): which preset under ``training/`` and the student model."""
     preset: str = "tiny-cpu"
     student: str = "embedded"
-
-
-@dataclass
-class BotConfig:
-    """Contribution bot settings. ``samples``: samples per leaf in a preview; ``write_team``:
-    ``ORG/SLUG`` whose members may run comment commands besides users with write permission;
-    ``runner``: documentation of the preview runner label (the workflow reads the repository
-    variable ``LAB_PREVIEW_RUNNER``); ``login``: the account the bot comments as (None: any
-    Bot-type account, e.g. ``github-actions[bot]``)."""
-    samples: int = 2
-    write_team: str | None = None
-    runner: str = "self-hosted"
-    login: str | None = None
-
-
-@dataclass
-class Config:
-    """The whole ``lab.yaml``. ``cache_dir``: models, documents and SDG shards (default: user cache)."""
-    cache_dir: str | None = None
-    licenses: LicensesConfig = field(default_factory=LicensesConfig)
-    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    bot: BotConfig = field(default_factory=BotConfig)
-
-    @property
-    def cache_path(self) -> Path:
-        """Resolved cache directory."""
-        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-
-    def override(self, dotted: str, value) -> None:
-        """Set ``section.key`` to ``value`` unless ``value`` is None (a flag left unset)."""
-        if value is None:
-            return
-        errors: list[str] = []
-        _apply(self, dotted.split("."), value, dotted, errors)
-        if errors:
-            raise ConfigError(errors)
-
-
-def _type_ok(tp, value) -> bool:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(t, value) for t in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return isinstance(value, list) and all(_type_ok(inner, v) for v in value)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
 
 
 @dataclass
@@ -251,6 +246,66 @@ class FeedbackConfig:
     rm_heldout_leaves: float = 0.25
     rm_post_validation: bool = False
     rm_seed: int = 0
+    RANGES = {"prompts_per_leaf": POSITIVE, "max_new_tokens": POSITIVE, "temperature": Range(ge=0, le=2),
+              "min_chars": NON_NEGATIVE, "seed": NON_NEGATIVE, "batch_size": POSITIVE,
+              "rm_epochs": Range(gt=0), "rm_learning_rate": Range(gt=0), "rm_batch_size": POSITIVE,
+              "rm_max_length": POSITIVE, "rm_heldout_leaves": Range(ge=0, lt=1), "rm_seed": NON_NEGATIVE}
+
+
+@dataclass
+class BotConfig:
+    """Contribution bot settings. ``samples``: samples per leaf in a preview; ``write_team``:
+    ``ORG/SLUG`` whose members may run comment commands besides users with write permission;
+    ``runner``: documentation of the preview runner label (the workflow reads the repository
+    variable ``LAB_PREVIEW_RUNNER``); ``login``: the account the bot comments as (None: any
+    Bot-type account, e.g. ``github-actions[bot]``)."""
+    samples: int = 2
+    write_team: str | None = None
+    runner: str = "self-hosted"
+    login: str | None = None
+    RANGES = {"samples": POSITIVE}
+
+
+@dataclass
+class Config:
+    """The whole ``lab.yaml``. ``cache_dir``: models, documents and SDG shards (default: user cache)."""
+    cache_dir: str | None = None
+    licenses: LicensesConfig = field(default_factory=LicensesConfig)
+    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+
+    @property
+    def cache_path(self) -> Path:
+        """Resolved cache directory."""
+        return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+
+    def override(self, dotted: str, value) -> None:
+        """Set ``section.key`` to ``value`` unless ``value`` is None (a flag left unset)."""
+        if value is None:
+            return
+        errors: list[str] = []
+        _apply(self, dotted.split("."), value, dotted, errors)
+        if errors:
+            raise ConfigError(errors)
+
+
+def _type_ok(tp, value) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(t, value) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_type_ok(inner, v) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
 
 
 def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
@@ -274,13 +329,17 @@ def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
     if not _type_ok(tp, value):
         errors.append(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
         return
+    rng = range_of(type(obj), key)
+    problem = rng.problem(value) if rng is not None else None
+    if problem:
+        errors.append(f"{where}: {problem}")
+        return
     setattr(obj, key, float(value) if tp is float else value)
-    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 def fill_dataclass(obj, data: dict, where: str, errors: list[str]) -> None:
     """Set the fields of dataclass ``obj`` from the mapping ``data``, recursing into nested
-    dataclasses. Each unknown key or wrong type appends ``"<where>.<key>: <problem>"`` to
+    dataclasses. Each unknown key, wrong type or value outside the field's :class:`Range` appends ``"<where>.<key>: <problem>"`` to
     ``errors`` (so callers can report every problem at once); valid keys are still applied."""
     for k, v in data.items():
         _apply(obj, [str(k)], v, f"{where}.{k}" if where else str(k), errors)
@@ -322,7 +381,7 @@ def load_config(root: str | Path | None = None, config_file: str | Path | None =
     """Load defaults < ``lab.yaml`` (see :func:`find_lab_yaml`) < ``config_file`` < ``LAB_*`` env vars.
 
     Raises:
-        ConfigError: every unknown key, wrong type or unreadable file, all at once.
+        ConfigError: every unknown key, wrong type, value out of range or unreadable file, all at once.
     """
     cfg = Config()
     errors: list[str] = []
@@ -333,14 +392,24 @@ def load_config(root: str | Path | None = None, config_file: str | Path | None =
         _merge_file(cfg, Path(config_file), errors)
     env = os.environ if environ is None else environ
     for name, raw in sorted(env.items()):
-        if not name.startswith("LAB_") or name in ("LAB_CACHE_DIR", "LAB_TORCH", "LAB_EXTRAS"):
+        if not name.startswith("LAB_") or name in ("LAB_CACHE_DIR", "LAB_TORCH", "LAB_EXTRAS",
+                                                   "LAB_PROGRESS_INTERVAL"):
             continue
         dotted = name[4:].lower().replace("__", ".")
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        _apply(cfg, dotted.split("."), value, f"${name}", errors)
+        _apply(cfg, dotted.split("."), value, f"${name} ({dotted})", errors)
+    _cross_field(cfg, errors)
     if errors:
         raise ConfigError(errors)
     return cfg
+
+
+def _cross_field(cfg: Config, errors: list[str]) -> None:
+    """Rules between two settings (each one alone is range-checked when set)."""
+    g = cfg.generate
+    if g.chunk_overlap >= g.chunk_tokens:
+        errors.append(f"generate.chunk_overlap: must be < generate.chunk_tokens ({g.chunk_tokens}), "
+                      f"got {g.chunk_overlap}")

@@ -90,15 +90,50 @@ def resolve_model(spec: str | Path, cache_dir: str | Path | None = None) -> Path
     return path
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "vocab.txt", "tiktoken.model")
+
+
+def load_tokenizer(path: str | Path, *, chat_template: bool = True):
+    """The Hugging Face tokenizer saved in model directory ``path`` (no download), pad token set
+    to EOS when it has none. ``chat_template``: also require a chat template (every stage that
+    renders conversations: training, evaluation, chat).
+
+    Raises:
+        LabError: the folder holds no tokenizer file (:data:`TOKENIZER_FILES`), transformers
+        cannot load it, or it has no chat template (folder and field ``model`` named).
+    """
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise LabError(f"the model folder has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                       "save it with tokenizer.save_pretrained(DIR)", file=str(p), field="model")
+    try:
+        tok = AutoTokenizer.from_pretrained(p)
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LabError(f"cannot load the tokenizer: {first}", file=str(p), field="model") from None
+    if chat_template and not getattr(tok, "chat_template", None):
+        raise LabError("the model's tokenizer has no chat template (tokenizer_config.json "
+                       "chat_template or chat_template.jinja)", file=str(p), field="model")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 def load_model(spec: str | Path, *, dtype: str = "auto", device: str | None = None,
                cache_dir: str | Path | None = None):
     """Load ``(model, tokenizer)`` from a local directory or ``embedded``.
 
     ``dtype``: ``auto`` (bfloat16 on CUDA, float32 on CPU), ``float32``, ``bfloat16``, ``float16``.
     ``device``: default CUDA when available, else CPU. The model is returned in eval mode.
+
+    Raises:
+        LabError: see :func:`resolve_model` and :func:`load_tokenizer`.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = resolve_model(spec, cache_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -106,9 +141,7 @@ def load_model(spec: str | Path, *, dtype: str = "auto", device: str | None = No
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    tok = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device)
     model.eval()
     return model, tok

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lab_tools.atomic import write_text_atomic
 from lab_tools.errors import LabError
-from lab_tools.jsonl import iter_jsonl, read_jsonl
+from lab_tools.jsonl import iter_jsonl
 
 LETTERS = "ABCDEFGHIJ"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
@@ -146,7 +146,7 @@ def load_eval_set(*, taxonomy: str | Path | None = None, data_dir: str | Path | 
     ``max_mc`` caps held-out and MMLU items each, ``max_prompts`` the judge prompts (None: no cap).
 
     Raises:
-        LabError: a bad MMLU file or a leaf that cannot be loaded.
+        LabError: a bad MMLU file, a malformed held-out row or a leaf that cannot be loaded.
     """
     mc: list[dict] = []
     prompts: list[dict] = []
@@ -154,7 +154,9 @@ def load_eval_set(*, taxonomy: str | Path | None = None, data_dir: str | Path | 
     if data_dir is not None:
         d = Path(data_dir)
         if (d / "heldout_mc.jsonl").is_file() or (d / "heldout_prompts.jsonl").is_file():
-            mc, prompts, found = read_jsonl(d / "heldout_mc.jsonl"), read_jsonl(d / "heldout_prompts.jsonl"), True
+            from lab_tools.eval.heldout import read_mc_items, read_prompts
+
+            mc, prompts, found = read_mc_items(d / "heldout_mc.jsonl"), read_prompts(d / "heldout_prompts.jsonl"), True
     if not found and taxonomy is not None:
         from lab_tools.eval.heldout import knowledge_mc_items, skill_prompts
         from lab_tools.taxonomy.leaf import iter_leaves
@@ -322,19 +324,17 @@ def score_model(spec: str | Path, evalset: EvalSet, judge=None, *, max_new_token
         reference answers' mean log-probability per token, nats), "judge": {"mean", "n", "unparsed", "judge", "per_leaf", "items"} | None,
         "seconds"}``. Accuracies are fractions 0..1, judge means 1..10.
     """
-    from rich.progress import Progress
-
     from lab_tools.models import load_model
+    from lab_tools.progress import Progress
 
     start = time.monotonic()
     n_judge = len(evalset.prompts) if judge is not None else 0
     n_turns = sum(sum(m.get("role") == "user" for m in p["messages"]) for p in evalset.prompts) if judge else 0
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"evaluate {label}", total=len(evalset.mc) + len(evalset.mmlu)
-                            + len(evalset.prompts) + n_turns + n_judge)
+    with Progress(progress, stage="evaluate", transient=True) as bar:  # bars, or lines in CI logs
+        bar.add(label, len(evalset.mc) + len(evalset.mmlu) + len(evalset.prompts) + n_turns + n_judge)
 
         def tick(n: int) -> None:
-            bar.advance(task, n)
+            bar.advance(label, n)
 
         model, tok = load_model(spec, cache_dir=cache_dir)
         try:

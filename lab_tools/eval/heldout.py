@@ -11,6 +11,9 @@ so they serve as held-out questions (LAB 3.3 checkpoint selection; DESIGN.md):
 Files written by ``lab generate`` next to the phase datasets:
 ``heldout_mc.jsonl``: {"leaf", "question", "choices": [str], "answer": int}
 ``heldout_prompts.jsonl``: {"leaf", "kind", "messages": [{"role": "user", ...}], "reference": str}
+
+Both are read back through :func:`read_mc_items` / :func:`read_prompts`, which check every row's
+shape (a hand-edited or truncated file is a clean error naming file, line and field).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import hashlib
 from pathlib import Path
 
 from lab_tools.atomic import write_jsonl_atomic
+from lab_tools.errors import LabError
+from lab_tools.jsonl import iter_jsonl
 from lab_tools.taxonomy.leaf import Leaf
 
 
@@ -81,3 +86,66 @@ def write_heldout(leaves: list[Leaf], out_dir: str | Path) -> tuple[Path, Path]:
     for path, rows in zip(paths, (knowledge_mc_items(leaves), skill_prompts(leaves))):
         write_jsonl_atomic(path, rows)
     return paths
+
+
+def _object(row, path: Path, line: int) -> dict:
+    if not isinstance(row, dict):
+        raise LabError(f"expected a JSON object, got a {type(row).__name__}", file=str(path), line=line)
+    leaf = row.get("leaf", "")
+    if not isinstance(leaf, str):
+        raise LabError("expected a leaf path (a string)", file=str(path), line=line, field="leaf")
+    return row
+
+
+def read_mc_items(path: str | Path) -> list[dict]:
+    """The rows of a ``heldout_mc.jsonl`` (empty when the file is missing), each checked:
+    ``question`` a non-empty string, ``choices`` a list of at least 2 strings, ``answer`` an
+    integer index into ``choices``.
+
+    Raises:
+        LabError: the first malformed row (file, line and field named) or a line that is not JSON.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return []
+    items = []
+    for n, row in iter_jsonl(p):
+        row = _object(row, p, n)
+        if not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise LabError("expected a non-empty string", file=str(p), line=n, field="question")
+        choices = row.get("choices")
+        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+            raise LabError("expected a list of at least 2 strings" + ("" if "choices" in row else " (missing)"),
+                           file=str(p), line=n, field="choices")
+        answer = row.get("answer")
+        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+            raise LabError(f"expected the index of the right choice, 0..{len(choices) - 1}, got {answer!r}",
+                           file=str(p), line=n, field="answer")
+        items.append(row)
+    return items
+
+
+def read_prompts(path: str | Path) -> list[dict]:
+    """The rows of a ``heldout_prompts.jsonl`` (empty when the file is missing), each checked:
+    ``messages`` a non-empty list of ``{"role", "content"}`` strings with a user turn,
+    ``reference`` a string when present.
+
+    Raises:
+        LabError: the first malformed row (file, line and field named) or a line that is not JSON.
+    """
+    p = Path(path)
+    if not p.is_file():
+        return []
+    items = []
+    for n, row in iter_jsonl(p):
+        row = _object(row, p, n)
+        msgs = row.get("messages")
+        if not isinstance(msgs, list) or not msgs or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in msgs) or not any(m["role"] == "user" for m in msgs):
+            raise LabError("expected a non-empty list of {role, content} strings with a user turn",
+                           file=str(p), line=n, field="messages")
+        if not isinstance(row.get("reference", ""), str):
+            raise LabError("expected a string", file=str(p), line=n, field="reference")
+        items.append(row)
+    return items

@@ -16,7 +16,9 @@ Keys are stage tags (``skill_question``, ``question_eval``, ``response``, ``pair
 found in the request's messages (system and user) wins; a list ``reply`` is indexed by the hash; ``__default__``
 gives the built-in reply and ``__error__`` a backend error. ``delay``: seconds per request
 (to kill a run mid-way in tests). ``concurrent``: true makes the pipeline treat it as a server
-backend (each leaf on its own thread).
+backend (each leaf on its own thread). A script of another shape (unknown key, a rule that is not
+``{"match": regex, "reply": text | [text, ...]}``, a regex that does not compile) is a clean error
+naming the file and the field (:func:`check_script`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,58 @@ def scripted_name(path: str | None) -> str:
         raise LabError(f"cannot read the teacher script: {exc}", file=str(path)) from exc
 
 
+STAGE_TAGS = ("skill_question", "question_eval", "response", "pair_eval", "knowledge_qa",
+              "faithfulness", "self_contained", "feedback")
+
+
+def check_script(script, file: str) -> dict[str, list[tuple[re.Pattern | None, str | list[str]]]]:
+    """Check a parsed teacher script (see the module doc) and compile its rules:
+    ``{tag: [(compiled match or None, reply), ...]}``.
+
+    Raises:
+        LabError: the first problem, naming ``file`` and the field (e.g. ``pair_eval.0.match``).
+    """
+    if not isinstance(script, dict):
+        raise LabError(f"a teacher script is a JSON object, got a {type(script).__name__}", file=file)
+    rules: dict[str, list] = {}
+    for key, value in script.items():
+        if key == "delay":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise LabError(f"expected seconds >= 0, got {value!r}", file=file, field="delay")
+            continue
+        if key == "concurrent":
+            if not isinstance(value, bool):
+                raise LabError(f"expected true or false, got {value!r}", file=file, field="concurrent")
+            continue
+        if key not in STAGE_TAGS:
+            raise LabError(f"unknown key (known: delay, concurrent, {', '.join(STAGE_TAGS)})",
+                           file=file, field=str(key))
+        if not isinstance(value, list):
+            raise LabError("expected a list of rules {\"match\", \"reply\"}", file=file, field=key)
+        rules[key] = []
+        for i, rule in enumerate(value):
+            where = f"{key}.{i}"
+            if not isinstance(rule, dict) or set(rule) - {"match", "reply"}:
+                raise LabError("expected a rule {\"match\": regex, \"reply\": text or [text, ...]}",
+                               file=file, field=where)
+            match = rule.get("match")
+            if match is not None and not isinstance(match, str):
+                raise LabError(f"expected a regular expression (a string), got {match!r}", file=file,
+                               field=f"{where}.match")
+            try:
+                compiled = re.compile(match, re.IGNORECASE) if match else None
+            except re.error as exc:
+                raise LabError(f"not a valid regular expression: {exc}", file=file,
+                               field=f"{where}.match") from None
+            reply = rule.get("reply", "__default__")
+            if not (isinstance(reply, str) or (isinstance(reply, list) and reply
+                                               and all(isinstance(r, str) for r in reply))):
+                raise LabError(f"expected a text or a non-empty list of texts, got {reply!r}", file=file,
+                               field=f"{where}.reply")
+            rules[key].append((compiled, reply))
+    return rules
+
+
 def _infer_tag(req: ChatRequest) -> str:
     text = " ".join(m["content"] for m in req.messages).lower()
     for needle, tag in (("grade the answer", "pair_eval"), ("grade answers", "pair_eval"),
@@ -77,8 +131,12 @@ class ScriptedTeacher:
         if script:
             try:
                 self.script = json.loads(Path(script).read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise LabError(f"teacher script is not valid JSON: {exc}", file=str(script)) from exc
+            except json.JSONDecodeError as exc:
+                raise LabError(f"teacher script is not valid JSON: {exc.msg}", file=str(script),
+                               line=exc.lineno) from None
+            except (OSError, ValueError) as exc:
+                raise LabError(f"cannot read the teacher script: {exc}", file=str(script)) from None
+        self.rules = check_script(self.script, str(script))
         self.delay = float(self.script.get("delay", 0) or 0)
         self.concurrent = bool(self.script.get("concurrent", False))
         self.calls = 0
@@ -103,10 +161,9 @@ class ScriptedTeacher:
         everything = "\n".join(m["content"] for m in req.messages)
         h = int(hashlib.sha256(json.dumps([tag, req.messages, req.seed]).encode()).hexdigest(), 16)
         text = None
-        for rule in self.script.get(tag, []):
-            if rule.get("match") and not re.search(rule["match"], everything, re.IGNORECASE):
+        for match, reply in self.rules.get(tag, []):
+            if match is not None and not match.search(everything):
                 continue
-            reply = rule.get("reply", "__default__")
             text = reply[h % len(reply)] if isinstance(reply, list) else reply
             break
         if text == "__error__":

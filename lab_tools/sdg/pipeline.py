@@ -156,33 +156,22 @@ def _stats_of(leaf: Leaf, shard: dict, cached: bool) -> LeafStats:
 
 
 class _Progress:
-    """Rich progress bars, one per stage (a no-op when disabled)."""
+    """Progress of the SDG stages, one task per stage (:class:`lab_tools.progress.Progress`: bars
+    on a terminal, plain lines at a steady interval in CI logs; a no-op when disabled)."""
 
     def __init__(self, enabled: bool):
-        self.bar, self.tasks = None, {}
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from lab_tools.progress import Progress
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(),
-                                MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=Console(stderr=True))
-            self.bar.start()
+        self.view = Progress(enabled, stage="generate")
 
     def add(self, stage: str, n: int) -> None:
-        if self.bar is None:
-            return
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=0)
-        self.bar.update(self.tasks[stage], total=self.bar.tasks[self.tasks[stage]].total + n)
+        self.view.add(stage, n)
 
     def advance(self, stage: str, n: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(self.tasks[stage], n)
+        self.view.advance(stage, n)
 
     def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self.view.stop()
 
 
 def _load_requested(root: Path, leaf_paths: list[str] | None) -> list[Leaf]:

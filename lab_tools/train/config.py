@@ -3,7 +3,8 @@
 A preset holds the hyper-parameters shared by all phases (context length, dtype, optimizer
 settings, selection caps, optional LoRA) and one :class:`PhaseConfig` per phase (LAB 3.3,
 table 2: learning rate, effective batch size, warm-up, epochs; plus the replay fraction).
-Unknown keys and wrong types are errors, all reported together (:class:`ConfigError`).
+Unknown keys, wrong types and values outside a field's range (each section's ``RANGES`` table,
+:class:`lab_tools.config.Range`) are errors, all reported together (:class:`ConfigError`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from lab_tools.config import fill_dataclass
+from lab_tools.config import NON_NEGATIVE, POSITIVE, Range, fill_dataclass
 from lab_tools.errors import ConfigError, LabError
 
 PHASES = ("kt1", "kt2", "st")
@@ -36,6 +37,8 @@ class PhaseConfig:
     warmup_steps: int = 0
     epochs: int = 1
     replay_fraction: float = 0.0
+    RANGES = {"learning_rate": Range(gt=0), "effective_batch_size": POSITIVE, "warmup_steps": NON_NEGATIVE,
+              "epochs": POSITIVE, "replay_fraction": Range(ge=0, le=10)}
 
 
 @dataclass
@@ -51,6 +54,8 @@ class SelectionConfig:
     max_checkpoints: int = 10
     batch_size: int = 8
     score_single: bool = True
+    RANGES = {"max_mc_items": NON_NEGATIVE, "max_prompts": NON_NEGATIVE, "max_new_tokens": POSITIVE,
+              "judge_max_tokens": POSITIVE, "max_checkpoints": POSITIVE, "batch_size": POSITIVE}
 
 
 @dataclass
@@ -59,6 +64,7 @@ class LoraConfig:
     r: int = 0
     alpha: int = 16
     dropout: float = 0.0
+    RANGES = {"r": NON_NEGATIVE, "alpha": POSITIVE, "dropout": Range(ge=0, lt=1)}
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
@@ -94,6 +100,10 @@ class Preset:
     kt1: PhaseConfig = field(default_factory=PhaseConfig)
     kt2: PhaseConfig = field(default_factory=PhaseConfig)
     st: PhaseConfig = field(default_factory=PhaseConfig)
+    # AdamW: betas in [0, 1), eps > 0 (torch.optim.AdamW); max_grad_norm 0 turns clipping off
+    RANGES = {"max_seq_len": Range(ge=8), "micro_batch_tokens": POSITIVE, "weight_decay": NON_NEGATIVE,
+              "adam_beta1": Range(ge=0, lt=1), "adam_beta2": Range(ge=0, lt=1), "adam_epsilon": Range(gt=0),
+              "max_grad_norm": NON_NEGATIVE, "seed": NON_NEGATIVE, "save_state_steps": NON_NEGATIVE}
 
     def phase(self, name: str) -> PhaseConfig:
         """The :class:`PhaseConfig` of ``kt1``, ``kt2`` or ``st``."""
@@ -105,8 +115,7 @@ class Preset:
 
 
 def _validate(p: Preset, errors: list[str]) -> None:
-    if p.max_seq_len < 8:
-        errors.append("max_seq_len: must be >= 8")
+    """Choices and rules between fields (single-field ranges are checked when a field is set)."""
     if p.micro_batch_tokens < p.max_seq_len:
         errors.append("micro_batch_tokens: must be >= max_seq_len (one sample must fit a micro-batch)")
     if p.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -115,20 +124,6 @@ def _validate(p: Preset, errors: list[str]) -> None:
         errors.append(f"save_dtype: expected auto|float32|bfloat16|float16, got {p.save_dtype!r}")
     if p.mixed_precision not in ("auto", "no", "bf16", "fp16"):
         errors.append(f"mixed_precision: expected auto|no|bf16|fp16, got {p.mixed_precision!r}")
-    for name in PHASES:
-        ph = p.phase(name)
-        if ph.learning_rate <= 0:
-            errors.append(f"{name}.learning_rate: must be > 0")
-        if ph.effective_batch_size < 1:
-            errors.append(f"{name}.effective_batch_size: must be >= 1")
-        if ph.epochs < 1:
-            errors.append(f"{name}.epochs: must be >= 1")
-        if ph.warmup_steps < 0:
-            errors.append(f"{name}.warmup_steps: must be >= 0")
-        if not 0 <= ph.replay_fraction <= 10:
-            errors.append(f"{name}.replay_fraction: must be within 0..10")
-    if p.selection.max_checkpoints < 1:
-        errors.append("selection.max_checkpoints: must be >= 1")
 
 
 def preset_from_dict(data: dict, *, file: str | None = None, name: str = "custom") -> Preset:

@@ -20,16 +20,27 @@ from lab_tools.jsonl import iter_jsonl
 IGNORE = -100
 
 
-def read_samples(path: str | Path) -> list[dict]:
-    """Read a phase dataset (JSONL of ``{"messages": [...], "metadata": {...}}``); missing file = [].
+class Samples(list):
+    """The samples of one phase dataset (a list of dicts), with the ``file`` they came from and
+    each one's 1-based ``lines`` in it, so later errors about a sample can name its line."""
+
+    def __init__(self, rows=(), file: str | None = None, lines: list[int] | None = None):
+        super().__init__(rows)
+        self.file = file
+        self.lines = list(lines or [])
+
+
+def read_samples(path: str | Path) -> Samples:
+    """Read a phase dataset (JSONL of ``{"messages": [...], "metadata": {...}}``); missing file =
+    an empty :class:`Samples`.
 
     Raises:
         LabError: a line that is not JSON or has no non-empty ``messages`` list (file and line named).
     """
     p = Path(path)
+    out = Samples(file=str(p))
     if not p.is_file():
-        return []
-    out = []
+        return out
     for lineno, row in iter_jsonl(p):
         msgs = row.get("messages") if isinstance(row, dict) else None
         if not isinstance(msgs, list) or not msgs or not all(
@@ -42,6 +53,7 @@ def read_samples(path: str | Path) -> list[dict]:
                            field="messages")
         row.setdefault("metadata", {})
         out.append(row)
+        out.lines.append(lineno)
     return out
 
 
@@ -97,11 +109,26 @@ def tokenize_sample(tok, messages: list[dict], *, loss_on_all: bool = False) -> 
 def tokenize_dataset(tok, samples: list[dict], max_seq_len: int, source: str = ""
                      ) -> tuple[list[Tokenized], int]:
     """Tokenize samples; returns ``(kept, dropped_too_long)``. Samples with no loss token are
-    dropped too (counted with the long ones: nothing to learn from them)."""
+    dropped too (counted with the long ones: nothing to learn from them).
+
+    Raises:
+        LabError: the chat template fails on a sample (raises, or is not prefix-consistent),
+        naming the sample's file and line when ``samples`` is a :class:`Samples`.
+    """
+    from jinja2 import TemplateError
+
     kept, dropped = [], 0
-    for s in samples:
-        t = tokenize_sample(tok, s["messages"],
-                            loss_on_all=s.get("metadata", {}).get("loss_on") == "all")
+    lines = getattr(samples, "lines", None)
+    for i, s in enumerate(samples):
+        where = {"file": getattr(samples, "file", None), "line": lines[i] if lines else None}
+        try:
+            t = tokenize_sample(tok, s["messages"],
+                                loss_on_all=s.get("metadata", {}).get("loss_on") == "all")
+        except LabError as err:
+            raise LabError(err.message, field=err.field, **where) from None
+        except (TemplateError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise LabError(f"the model's chat template failed on this sample: {type(exc).__name__}: {exc}",
+                           field="messages", **where) from None
         t.source = source or s.get("metadata", {}).get("phase", "")
         if len(t.input_ids) > max_seq_len or t.n_loss == 0:
             dropped += 1

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.atomic import atomic_dir, write_json_atomic
+from lab_tools.progress import Progress
 from lab_tools.train.config import PhaseConfig, Preset
 from lab_tools.train.data import IGNORE, Tokenized, collate_packed, pack
 
@@ -307,7 +308,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     steps_per_epoch = max(1, math.ceil(len(samples) / ebs)) if samples else 0
     total = steps_per_epoch * cfg.epochs
     rank, world = accelerator.process_index, accelerator.num_processes
-    bar = _progress_bar(progress and accelerator.is_main_process, phase, total, prog["global_step"])
+    bar = Progress(progress and accelerator.is_main_process, stage="train")  # bars, or lines in CI logs
+    bar.add(phase, total, done=prog["global_step"])
     try:
         for epoch in range(prog["epoch"], cfg.epochs):
             steps = step_batches(len(samples), ebs, preset.seed, epoch)
@@ -334,10 +336,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                        "real_token_fraction": float(stats[1]) / max(float(stats[2]), 1.0),
                        "samples": len(batch), "tokens": int(stats[1]), "seconds": dt}
                 prog["rows"].append(row)
-                if bar is not None:
-                    bar[0].update(bar[1], advance=1, description=(
-                        f"{phase} e{epoch + 1} loss {row['loss']:.3f} "
-                        f"real {row['real_token_fraction']:.0%} {row['tokens_per_s']:.0f} tok/s"))
+                bar.advance(phase, 1, note=f"e{epoch + 1} loss {row['loss']:.3f} "
+                                           f"real {row['real_token_fraction']:.0%} {row['tokens_per_s']:.0f} tok/s")
                 if log is not None:
                     log(row)
                 prog["step_in_epoch"] = si + 1
@@ -353,8 +353,7 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
             if epoch + 1 < cfg.epochs:  # after the last epoch run.json (below) is the state
                 _save_state(accelerator, phase_dir, prog)
     finally:
-        if bar is not None:
-            bar[0].stop()
+        bar.stop()
     run = PhaseRun(checkpoints=prog["checkpoints"], rows=prog["rows"], steps=prog["global_step"],
                    world_size=world, started_from=str(model_path))
     if accelerator.is_main_process:
@@ -396,12 +395,3 @@ def _check_fsdp(accelerator) -> None:
                        "here (it supports FSDP only on GPUs and other accelerators; on CPU use "
                        "DDP: `accelerate launch --multi_gpu` or `torchrun`)", field="distributed")
 
-
-def _progress_bar(enabled: bool, phase: str, total: int, done: int):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    p.start()
-    return p, p.add_task(phase, total=total, completed=done)

@@ -76,7 +76,7 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
             judge_factory, console) -> tuple[str, dict, str]:
     """Score candidate checkpoints; returns ``(selected, {checkpoint: score}, method)``.
     Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them."""
-    from lab_tools.jsonl import read_jsonl
+    from lab_tools.eval.heldout import read_mc_items, read_prompts
     from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy, reference_logprob
     from lab_tools.models import load_model
 
@@ -84,12 +84,12 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
     if phase == "kt1":
         return checkpoints[-1], {}, "last epoch"
     if phase == "kt2":
-        items = read_jsonl(data_dir / "heldout_mc.jsonl")[: sel.max_mc_items]
+        items = read_mc_items(data_dir / "heldout_mc.jsonl")[: sel.max_mc_items]
         if not items:
             return checkpoints[-1], {}, "last epoch (no held-out multiple-choice items)"
         method = f"knowledge score: MC accuracy on {len(items)} held-out items"
     else:
-        items = read_jsonl(data_dir / "heldout_prompts.jsonl")[: sel.max_prompts]
+        items = read_prompts(data_dir / "heldout_prompts.jsonl")[: sel.max_prompts]
         if not items:
             return checkpoints[-1], {}, "last epoch (no held-out skill prompts)"
         method = f"judge score (1-10) on {len(items)} held-out prompts"
@@ -186,9 +186,8 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         before anything is written) or none trained, without ``allow_untrained``.
     """
     from accelerate.utils import broadcast_object_list
-    from transformers import AutoTokenizer
-
-    from lab_tools.models import resolve_model
+    from lab_tools.eval.heldout import read_mc_items, read_prompts
+    from lab_tools.models import load_tokenizer, resolve_model
     from lab_tools.train.data import read_samples, tokenize_dataset
     from lab_tools.train.loop import process_group
     from lab_tools.train.plot import plot_losses
@@ -210,6 +209,15 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     state = process_group()  # before the manifest check below, which every rank makes
     mpath = out / "manifest.json"
     base = str(resolve_model(model, cache_dir))
+    # every input is checked (tokenizer, held-out rows, chat template on each sample) before any
+    # manifest is written, and before a phase trains for minutes only to fail at selection
+    tok = load_tokenizer(base)
+    read_mc_items(data_dir / "heldout_mc.jsonl")
+    read_prompts(data_dir / "heldout_prompts.jsonl")
+    data, dropped = {}, {}
+    for name in PHASES:
+        data[name], dropped[name] = tokenize_dataset(
+            tok, read_samples(data_dir / f"{name}.jsonl"), preset.max_seq_len, source=name)
     manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
                 "hyperparameters": preset.to_dict(), "phases": {}, "selected": None}
     if mpath.is_file():
@@ -229,14 +237,6 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     console = _console(progress and state.is_main_process)
     console.print(f"world size {state.num_processes} ({state.distributed_type})")
     judge_factory = _default_judge_factory(judge, cache_dir)
-
-    tok = AutoTokenizer.from_pretrained(base)
-    if not getattr(tok, "chat_template", None):
-        raise LabError(f"the model's tokenizer has no chat template: {base}", field="model")
-    data, dropped = {}, {}
-    for name in PHASES:
-        data[name], dropped[name] = tokenize_dataset(
-            tok, read_samples(data_dir / f"{name}.jsonl"), preset.max_seq_len, source=name)
 
     current, all_rows = base, []
     for phase in phases:

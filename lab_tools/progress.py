@@ -1,0 +1,166 @@
+"""Progress of long stages (generate, train, evaluate) that both a terminal and a CI log show.
+
+On a terminal (stderr is a TTY) :class:`Progress` draws rich progress bars. Anywhere else (GitHub
+Actions, ``make build | tee build.log``) bars would print nothing useful, so it prints one plain
+line per unfinished task at a steady interval, plus one when a task completes::
+
+    progress: generate skill_question 12/40 (30%) 2.1/s ETA 0:00:13
+    progress: train kt1 40/40 (100%) 0.8/s done in 0:00:50 loss 1.234
+
+The interval is ``$LAB_PROGRESS_INTERVAL`` seconds (default 15; 0 prints on every advance).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+DEFAULT_INTERVAL = 15.0
+
+
+def progress_interval(environ=None) -> float:
+    """Seconds between plain progress lines: ``$LAB_PROGRESS_INTERVAL`` (a number >= 0), else
+    :data:`DEFAULT_INTERVAL` (also when the variable is not a number)."""
+    raw = (os.environ if environ is None else environ).get("LAB_PROGRESS_INTERVAL", "")
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return DEFAULT_INTERVAL
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@dataclass
+class _Task:
+    total: int
+    done: int = 0
+    start_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    note: str = ""
+    reported_done: bool = False
+
+
+class Progress:
+    """Progress of named tasks of one stage; a no-op when ``enabled`` is false.
+
+    Args:
+        stage: prefix of every plain line (``generate``, ``train``, ``evaluate``).
+        stream: where to write (default ``sys.stderr``); a TTY gets rich bars, anything else lines.
+        interval: seconds between plain lines (default :func:`progress_interval`).
+        transient: rich bars vanish when stopped (plain lines are never taken back).
+
+    Rates count only the work done since the task was added (a resumed task's earlier steps are
+    not in its rate). Use as a context manager or call :meth:`stop`.
+    """
+
+    def __init__(self, enabled: bool = True, *, stage: str = "", stream=None,
+                 interval: float | None = None, transient: bool = False):
+        self.enabled, self.stage = enabled, stage
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = progress_interval() if interval is None else max(0.0, interval)
+        self.tasks: dict[str, _Task] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._bar, self._ids, self._beat = None, {}, None
+        if not enabled:
+            return
+        if getattr(self.stream, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=Console(file=self.stream), transient=transient)
+            self._bar.start()
+        elif self.interval > 0:
+            self._beat = threading.Thread(target=self._heartbeat, name="lab-progress", daemon=True)
+            self._beat.start()
+
+    # --- the API
+
+    def add(self, task: str, total: int, done: int = 0) -> None:
+        """Add ``total`` units of work to ``task`` (created on first use, ``done`` already done)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            t = self.tasks.get(task)
+            if t is None:
+                t = self.tasks[task] = _Task(total=total, done=done, start_done=done)
+            else:
+                t.total += total
+                t.reported_done = False
+            if self._bar is not None:
+                if task not in self._ids:
+                    self._ids[task] = self._bar.add_task(self._label(task), total=t.total, completed=t.done)
+                else:
+                    self._bar.update(self._ids[task], total=t.total)
+
+    def advance(self, task: str, n: int = 1, note: str | None = None) -> None:
+        """Mark ``n`` more units of ``task`` done; ``note`` (e.g. ``loss 1.23``) is shown with it."""
+        if not self.enabled:
+            return
+        with self._lock:
+            t = self.tasks[task]
+            t.done += n
+            if note is not None:
+                t.note = note
+            if self._bar is not None:
+                label = self._label(task) + (f" {t.note}" if t.note else "")
+                self._bar.update(self._ids[task], advance=n, description=label)
+                return
+            if self.interval == 0 or (t.done >= t.total and not t.reported_done):
+                self._line(task, t)
+
+    def stop(self) -> None:
+        """Stop the bars / the line printer (idempotent); unfinished tasks get a last line."""
+        if not self.enabled or self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._bar is not None:
+            self._bar.stop()
+            return
+        with self._lock:
+            for name, t in self.tasks.items():
+                if not t.reported_done and self.interval > 0:
+                    self._line(name, t)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- plain lines
+
+    def _label(self, task: str) -> str:
+        return f"{self.stage} {task}".strip()
+
+    def _line(self, task: str, t: _Task) -> None:
+        elapsed = max(time.monotonic() - t.started, 1e-9)
+        rate = (t.done - t.start_done) / elapsed
+        pct = f" ({100 * t.done / t.total:.0f}%)" if t.total else ""
+        if t.total and t.done >= t.total:
+            when = f"done in {_clock(elapsed)}"
+            t.reported_done = True
+        elif rate > 0 and t.total:
+            when = f"ETA {_clock((t.total - t.done) / rate)}"
+        else:
+            when = "ETA unknown"
+        note = f" {t.note}" if t.note else ""
+        print(f"progress: {self._label(task)} {t.done}/{t.total}{pct} {rate:.2f}/s {when}{note}",
+              file=self.stream, flush=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stopped.wait(self.interval):
+            with self._lock:
+                for name, t in self.tasks.items():
+                    if not t.reported_done:
+                        self._line(name, t)
