@@ -1,0 +1,201 @@
+"""The `lab ui` endpoints without a browser, against a live server (scripted teacher).
+
+Path-escape and cross-origin refusals live in tests/security/test_ui.py."""
+
+from __future__ import annotations
+
+import yaml
+
+from lab_tools.bot.render import inline
+from lab_tools.taxonomy.validate import QA_WORDS
+from tests.ui.conftest import form_of, git, wait_preview
+
+HAIKU = "compositional_skills/writing/freeform/poetry/haiku"
+BEES = "knowledge/science/biology/honey_bees"
+NEW = "compositional_skills/writing/poetry/limericks"
+
+
+def _findings(data, field=None):
+    return [f for f in data["findings"] if field is None or f["field"] == field]
+
+
+def _new_form(ui, path=NEW):
+    status, data = ui.call("GET", f"/api/new?path={path}")
+    assert status == 200, data
+    form = data["form"]
+    form["created_by"] = "alice"
+    form["task_description"] = "Write a limerick on the given subject."
+    for i, ex in enumerate(form["seed_examples"]):
+        ex["question"] = f"Write a limerick about a cat named {i}."
+        ex["answer"] = f"There once was a cat known as {i} ..."
+    form["attribution"] = [{"title": "Limericks", "link": "self-authored", "revision": "",
+                            "license": "CC-BY-4.0", "creators": "alice"}]
+    return form
+
+
+def test_meta_reports_allowlist_limits_and_schema_bounds(ui):
+    status, meta = ui.call("GET", "/api/meta")
+    assert status == 200
+    lab = yaml.safe_load((ui.root.parent / "lab.yaml").read_text())
+    assert meta["licenses"] == lab["licenses"]["allowlist"]
+    assert meta["limits"] == {"context": 500, "qa": QA_WORDS}
+    assert meta["bounds"]["skills"]["3"]["examples"][0] == 5
+    assert meta["bounds"]["skills"]["1"]["examples"][0] == 1
+    assert meta["bounds"]["knowledge"]["3"]["qas"][0] == 3
+    assert meta["teacher"] == "scripted:"
+
+
+def test_tree_gives_each_leaf_the_validator_status(ui):
+    status, data = ui.call("GET", "/api/tree")
+    assert status == 200
+    assert {leaf["path"]: leaf["status"] for leaf in data["leaves"]}[HAIKU] == "valid"
+    qna = ui.root / HAIKU / "qna.yaml"
+    qna.write_text(qna.read_text().replace("created_by:", "made_by:"))
+    long = ui.root / "foundational_skills/reasoning/temporal_reasoning/qna.yaml"
+    doc = yaml.safe_load(long.read_text())
+    doc["seed_examples"][0]["answer"] = "word " * (QA_WORDS + 5)
+    long.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _, data = ui.call("GET", "/api/tree")
+    by = {leaf["path"]: leaf for leaf in data["leaves"]}
+    assert by[HAIKU]["status"] == "errors" and by[HAIKU]["errors"] >= 1
+    assert by["foundational_skills/reasoning/temporal_reasoning"]["status"] == "warnings"
+    assert by[BEES]["status"] == "valid"
+
+
+def test_leaf_round_trips_to_the_same_text(ui):
+    status, data = ui.call("GET", f"/api/leaf?path={BEES}")
+    assert status == 200
+    assert data["kind"] == "knowledge" and data["dropped"] == [] and data["reformatted"] is False
+    assert data["yaml"] == (ui.root / BEES / "qna.yaml").read_text()
+    assert data["attribution"] == (ui.root / BEES / "attribution.txt").read_text()
+    assert data["form"]["document"]["patterns"] == ["honey_bees/*.md"]
+    assert data["findings"] == []
+
+
+def test_leaf_missing_and_unparsable(ui):
+    status, data = ui.call("GET", "/api/leaf?path=compositional_skills/none/here")
+    assert status == 404 and data["field"] == "path"
+    (ui.root / HAIKU / "qna.yaml").write_text("version: 3\ncreated_by: [unclosed\n")
+    status, data = ui.call("GET", f"/api/leaf?path={HAIKU}")
+    assert status == 422 and "line" in data["error"]
+
+
+def test_leaf_with_unknown_fields_lists_what_saving_drops(ui):
+    qna = ui.root / HAIKU / "qna.yaml"
+    qna.write_text(qna.read_text() + "extra_field: 1\n")
+    _, data = ui.call("GET", f"/api/leaf?path={HAIKU}")
+    assert data["dropped"] == ["extra_field"]
+    assert "extra_field" not in data["yaml"]
+
+
+def test_new_gives_a_blank_form_within_the_schema_bounds(ui):
+    status, data = ui.call("GET", f"/api/new?path={NEW}")
+    assert status == 200 and data["kind"] == "compositional_skills"
+    assert len(data["form"]["seed_examples"]) == 5
+    fields = {f["field"] for f in data["findings"]}
+    assert {"created_by", "task_description", "seed_examples.0.question"} <= fields
+    status, data = ui.call("GET", "/api/new?path=knowledge/history/moon")
+    assert len(data["form"]["seed_examples"]) == 5
+    assert all(len(ex["questions_and_answers"]) == 3 for ex in data["form"]["seed_examples"])
+    assert ui.call("GET", f"/api/new?path={HAIKU}")[0] == 409
+    for bad in ("writing/poetry/x", "compositional_skills", "compositional_skills/.hidden/x",
+                "compositional_skills/venv/x", "compositional_skills/a b/x"):
+        status, data = ui.call("GET", f"/api/new?path={bad.replace(' ', '%20')}")
+        assert status == 400 and data["field"] == "path", (bad, data)
+
+
+def test_check_names_the_field_and_line_of_each_finding(ui):
+    form = _new_form(ui)
+    form["created_by"] = ""
+    form["seed_examples"][2]["answer"] = "word " * (QA_WORDS + 1)
+    status, data = ui.call("POST", "/api/check", {"path": NEW, "form": form})
+    assert status == 200
+    missing = _findings(data, "created_by")
+    assert missing and missing[0]["severity"] == "error" and "required" in missing[0]["message"]
+    warn = _findings(data, "seed_examples.2")
+    assert warn and warn[0]["severity"] == "warning" and str(QA_WORDS) in warn[0]["message"]
+    line = data["yaml"].splitlines()[warn[0]["line"] - 1]
+    assert line.strip().startswith("- question:")
+    assert "created_by" not in data["yaml"]
+    assert not (ui.root / NEW).exists()  # checking writes nothing into the taxonomy
+
+
+def test_check_flags_a_non_permissive_license_on_its_field(ui):
+    form = _new_form(ui)
+    form["attribution"][0]["license"] = "CC-BY-NC-4.0"
+    _, data = ui.call("POST", "/api/check", {"path": NEW, "form": form})
+    lic = _findings(data, "attribution.0.license")
+    assert lic and lic[0]["severity"] == "error" and "non-commercial" in lic[0]["message"]
+    form["attribution"][0]["license"] = "GPL-3.0-only"
+    _, data = ui.call("POST", "/api/check", {"path": NEW, "form": form})
+    assert "allowlist" in _findings(data, "attribution.0.license")[0]["message"]
+    form["attribution"][0]["license"] = "CC-BY-4.0"
+    _, data = ui.call("POST", "/api/check", {"path": NEW, "form": form})
+    assert data["findings"] == []
+
+
+def test_check_refuses_forms_of_the_wrong_shape(ui):
+    form = _new_form(ui)
+    for bad in ({**form, "unknown": "x"}, {**form, "created_by": ["a"]},
+                {**form, "seed_examples": [{"question": "q", "answer": "a", "extra": "x"}]},
+                {**form, "version": "3; rm -rf /"}, {**form, "created_by": "x" * 30_000}):
+        status, data = ui.call("POST", "/api/check", {"path": NEW, "form": bad})
+        assert status == 400, data
+
+
+def test_save_writes_a_leaf_that_validates(ui, run_lab):
+    form = _new_form(ui)
+    status, data = ui.call("POST", "/api/save", {"path": NEW, "form": form})
+    assert status == 200, data
+    assert data["written"] == [f"{NEW}/qna.yaml", f"{NEW}/attribution.txt"] and data["git"] is None
+    assert yaml.safe_load((ui.root / NEW / "qna.yaml").read_text())["created_by"] == "alice"
+    code, out = run_lab(["taxonomy", "validate", str(ui.root)])
+    assert code == 0, out.out + out.err
+    code, out = run_lab(["taxonomy", "licenses", str(ui.root)])
+    assert code == 0, out.out + out.err
+    status, data = ui.call("POST", "/api/save", {"path": NEW, "form": form})
+    assert data["written"] == [] and len(data["unchanged"]) == 2
+
+
+def test_save_unchanged_existing_leaf_changes_nothing(ui):
+    _, data = ui.call("POST", "/api/save", {"path": BEES, "form": form_of(ui, BEES)})
+    assert data["written"] == []
+    assert git(ui.root.parent, "status", "--porcelain") == ""
+
+
+def test_save_with_commit_makes_a_branch_and_prints_the_next_commands(ui):
+    body = {"path": NEW, "form": _new_form(ui), "commit": {"branch": "leaf/limericks", "message": "Add limericks"}}
+    status, data = ui.call("POST", "/api/save", body)
+    assert status == 200, data
+    repo = ui.root.parent
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "leaf/limericks"
+    assert git(repo, "rev-parse", "HEAD").strip() == data["git"]["commit"]
+    changed = git(repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert changed == [f"taxonomy/{NEW}/attribution.txt", f"taxonomy/{NEW}/qna.yaml"]
+    assert data["next"][0] == "git push -u origin leaf/limericks"
+    assert data["next"][1].startswith("gh pr create --head leaf/limericks")
+    status, data = ui.call("POST", "/api/save", {**body, "commit": {"branch": "bad..name", "message": "x"}})
+    assert status == 400 and data["field"] == "branch"
+
+
+def test_preview_shows_the_scripted_samples_as_the_bot_comment_does(ui):
+    form = form_of(ui, HAIKU)
+    status, job = ui.call("POST", "/api/preview", {"path": HAIKU, "form": form})
+    assert status == 202 and job["state"] in ("queued", "running")
+    job = wait_preview(ui, job["id"])
+    assert job["state"] == "done", job
+    assert job["requests"] > 0
+    assert f"<code>{inline(HAIKU)}</code>" in job["markdown"]
+    samples = yaml.safe_load((ui.root.parent / "lab.yaml").read_text())["bot"]["samples"]
+    assert job["html"].count("<summary>sample ") == samples  # bot.samples, as the bot uses
+    assert "<summary>sample 1" in job["html"] and "<strong>Answer</strong>" in job["html"]
+    assert ui.call("GET", "/api/preview/nope")[0] == 404
+
+
+def test_preview_of_a_leaf_with_errors_says_what_to_fix(ui):
+    form = form_of(ui, HAIKU)
+    form["created_by"] = ""
+    _, job = ui.call("POST", "/api/preview", {"path": HAIKU, "form": form})
+    job = wait_preview(ui, job["id"])
+    assert job["state"] == "done" and job["requests"] == 0
+    assert "fix the errors above" in job["markdown"] and inline("created_by") in job["markdown"]
