@@ -67,8 +67,32 @@ class Leaf:
         return self.kind != "knowledge" and any(s.context for s in self.seed_examples)
 
 
+SYMLINK_MESSAGE = "is a symlink; the taxonomy holds no symlinks (they may point outside it), commit the file itself"
+
+
+def refuse_symlinks(root: str | Path, rel: str | Path) -> None:
+    """Check that ``root/rel`` and every folder between ``root`` and it is not a symlink, so a leaf
+    file is never read through a link that may point outside the taxonomy (DESIGN.md, Trust
+    boundary). Only ``lstat`` is used: nothing is read, and the link's target is never shown.
+
+    Raises:
+        LabError: naming the first symlinked path (``root/...``).
+    """
+    cur = Path(root)
+    for part in Path(rel).parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise LabError(SYMLINK_MESSAGE, file=str(cur))
+
+
 def leaf_hash(leaf_dir: Path) -> str:
-    """sha256 hex of ``qna.yaml`` bytes + ``attribution.txt`` bytes (if present) in ``leaf_dir``."""
+    """sha256 hex of ``qna.yaml`` bytes + ``attribution.txt`` bytes (if present) in ``leaf_dir``.
+
+    Raises:
+        LabError: either file is a symlink (see :func:`refuse_symlinks`).
+    """
+    for name in LEAF_FILES:
+        refuse_symlinks(leaf_dir, name)
     h = hashlib.sha256((leaf_dir / "qna.yaml").read_bytes())
     attr = leaf_dir / "attribution.txt"
     if attr.is_file():
@@ -100,7 +124,8 @@ def load_leaf(root: str | Path, path: str) -> Leaf:
     :func:`lab_tools.taxonomy.validate.validate_tree` first for findings.
 
     Raises:
-        LabError: naming the file when it is missing, unreadable, or not a mapping.
+        LabError: naming the file when it is missing, unreadable, not a mapping, or a symlink (or
+            in a symlinked folder).
     """
     from lab_tools.taxonomy.safeyaml import load_yaml_file  # hostile-input-safe parser
 
@@ -108,6 +133,8 @@ def load_leaf(root: str | Path, path: str) -> Leaf:
     rel = Path(path)
     if rel.name == "qna.yaml":
         rel = rel.parent
+    for name in LEAF_FILES:
+        refuse_symlinks(root, rel / name)
     leaf_dir = root / rel
     qna = leaf_dir / "qna.yaml"
     data = load_yaml_file(qna)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lab_tools.errors import LabError
 from lab_tools.taxonomy.findings import Finding
+from lab_tools.taxonomy.leaf import SYMLINK_MESSAGE, refuse_symlinks
 from lab_tools.taxonomy.safeyaml import read_text
 
 _KEYS = {
@@ -105,8 +106,11 @@ def parse_attributions(path: str | Path) -> list[Attribution]:
     """Every work listed in ``attribution.txt`` at ``path``, in order.
 
     Raises:
-        LabError: the file is missing, over 1 MiB, binary or not UTF-8.
+        LabError: the file is a symlink (never read through: it may point outside the taxonomy),
+            missing, over 1 MiB, binary or not UTF-8.
     """
+    if Path(path).is_symlink():
+        raise LabError(SYMLINK_MESSAGE, file=str(path))
     text = read_text(path)
     works: list[Attribution] = []
     cur: Attribution | None = None
@@ -178,6 +182,11 @@ def check_licenses(root: str | Path, leaf_paths: list[str], allowlist: list[str]
         sev = "error" if knowledge else "warning"
         path = root / leaf / "attribution.txt"
         shown = str(path)
+        try:
+            refuse_symlinks(root, Path(leaf) / "attribution.txt")  # before anything follows the link
+        except LabError as err:
+            out.append(Finding(err.file or shown, 1, 1, "", err.message))
+            continue
         if not path.is_file():
             out.append(Finding(shown, 1, 1, "", "missing attribution.txt (Title of work, Link to work, "
                                "License of the work, Creator names)", sev))

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from lab_tools.errors import LabError
 from lab_tools.taxonomy.findings import Finding, render, summary  # noqa: F401  (re-exported)
-from lab_tools.taxonomy.leaf import KINDS, LEAF_FILES
+from lab_tools.taxonomy.leaf import KINDS, LEAF_FILES, SYMLINK_MESSAGE
 from lab_tools.taxonomy.safeyaml import YamlDoc, load_yaml_doc
 from lab_tools.taxonomy.schema import DEPRECATED_KNOWLEDGE, SUPPORTED, family, validator
 
@@ -107,8 +107,7 @@ def _place_findings(root: Path, rel: Path, shown: str) -> list[Finding]:
         real_root = _realroot(os.fspath(root))
         if os.path.commonpath([real, real_root]) != real_root:
             return [Finding(shown, 1, 1, "", "symlink leaves the taxonomy root; commit the file itself")]
-        return [Finding(shown, 1, 1, "", "is a symlink (or in a symlinked folder); the taxonomy holds no "
-                        "symlinks, commit the file itself")]
+        return [Finding(shown, 1, 1, "", SYMLINK_MESSAGE)]
     parts = rel.parts
     if rel.name != "qna.yaml":
         out.append(Finding(shown, 1, 1, "", f"a leaf file must be named qna.yaml, not {rel.name}"))
@@ -127,17 +126,21 @@ _STRAY = ("not part of a leaf (a taxonomy holds only leaf folders with "
           + " and ".join(LEAF_FILES) + "); remove it")
 
 
-def stray_findings(root: str | Path) -> list[Finding]:
+def stray_findings(root: str | Path, checked: set[str] | None = None) -> list[Finding]:
     """Check 8: one error per file or folder under taxonomy ``root`` that is no part of a leaf, per
     symlink, and per nested ``.git``. A folder holding nothing that belongs to a leaf is one finding
     (with its file count), not one per file. Nothing is read: names and file types only.
 
-    Files reported by check 1 (a ``qna.yaml`` anywhere, any ``*.yaml``/``*.yml`` in the three top
-    folders, a symlinked leaf) are left to it, so each problem is reported once.
+    ``checked``: the files (relative POSIX paths) that checks 1-7 look at in this run, as
+    :func:`collect_files` lists them (default: all). A ``qna.yaml`` anywhere and a ``*.yaml``/
+    ``*.yml`` in the three top folders are never strays (check 1 places them); a symlink among
+    ``checked`` is left to check 1, every other symlink is reported here, so each is reported once.
     """
     root_s = os.fspath(root)
     shown = str(root)
     at_repo_top = os.path.lexists(os.path.join(root_s, ".git"))
+    if checked is None:
+        checked = {p.as_posix() for p in collect_files(root)}
     out: list[Finding] = []
 
     def found(rel: str, message: str) -> None:
@@ -162,9 +165,8 @@ def stray_findings(root: str | Path) -> list[Finding]:
             checked_yaml = e.name == "qna.yaml" or (in_kind and e.name.endswith((".yaml", ".yml")))
             if e.is_symlink():
                 kept = True
-                if not (checked_yaml or os.path.isfile(os.path.join(e.path, "qna.yaml"))):  # else check 1
-                    found(rel, "is a symlink; the taxonomy holds no symlinks (they may point outside "
-                          "it), commit the file itself")
+                if rel not in checked and f"{rel}/qna.yaml" not in checked:  # else check 1 says it
+                    found(rel, SYMLINK_MESSAGE)
             elif e.name == ".git":
                 kept = True
                 found(rel, "a nested git repository (.git) is " + _STRAY)
@@ -346,8 +348,9 @@ def validate_tree(root: str | Path, paths: list[str] | None = None, strict: bool
     root = Path(root)
     if not root.is_dir():
         raise LabError("taxonomy root is not a directory", file=str(root))
-    out: list[Finding] = stray_findings(root)
-    for rel in collect_files(root, paths):
+    files = collect_files(root, paths)
+    out: list[Finding] = stray_findings(root, {p.as_posix() for p in files})
+    for rel in files:
         out += validate_file(root, rel, strict=strict)
     return sorted(out, key=lambda f: (f.file, f.line, f.column, f.field))
 
