@@ -1,0 +1,101 @@
+"""Every numeric setting has a range, checked when the config is read, all problems at once
+(lab_tools.config RANGES tables; lab.yaml and training presets)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+
+import pytest
+import yaml
+
+from lab_tools.config import Config, Range, load_config
+from lab_tools.errors import ConfigError
+from lab_tools.train.config import Preset, preset_from_dict
+
+
+def _numeric(tp) -> bool:
+    """int, float, a list of them, or an optional one."""
+    if tp in (int, float):
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is list:
+        return bool(args) and args[0] in (int, float)
+    if origin in (typing.Union, types.UnionType):
+        return any(_numeric(a) for a in args if a is not type(None))
+    return False
+
+
+def _sections(cls, seen=None):
+    seen = seen if seen is not None else set()
+    if cls in seen:
+        return
+    seen.add(cls)
+    yield cls
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            yield from _sections(tp, seen)
+
+
+@pytest.mark.parametrize("cls", [*_sections(Config), *_sections(Preset)], ids=lambda c: c.__name__)
+def test_every_numeric_field_has_a_range_and_its_default_is_inside(cls):
+    hints = typing.get_type_hints(cls)
+    numeric = {n for n, tp in hints.items() if _numeric(tp)}
+    ranges = getattr(cls, "RANGES", {})
+    assert numeric - set(ranges) == set(), f"{cls.__name__}: numeric fields without a range"
+    assert set(ranges) - set(hints) == set(), f"{cls.__name__}: ranges of no field"
+    default = cls()
+    for name, rng in ranges.items():
+        assert isinstance(rng, Range)
+        assert rng.problem(getattr(default, name)) is None, (cls.__name__, name)
+
+
+def test_lab_yaml_reports_every_problem_at_once_with_file_and_field(tmp_path):
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump({
+        "generate": {"batch_size": 0, "workers": -1, "temperature": 3.5, "dedup_threshold": 1.5,
+                     "samples": 4, "max_request_error_fraction": -0.1},
+        "bot": {"samples": 0}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path, environ={"LAB_GENERATE__QA_TOKENS": "0"})
+    msgs = err.value.errors
+    where = str(tmp_path / "lab.yaml")
+    assert f"{where}: generate.batch_size: must be >= 1, got 0" in msgs
+    assert f"{where}: generate.workers: must be >= 1, got -1" in msgs
+    assert f"{where}: generate.temperature: must be >= 0 and <= 2, got 3.5" in msgs
+    assert f"{where}: generate.dedup_threshold: must be >= 0 and <= 1, got 1.5" in msgs
+    assert f"{where}: generate.max_request_error_fraction: must be >= 0 and <= 1, got -0.1" in msgs
+    assert f"{where}: bot.samples: must be >= 1, got 0" in msgs
+    assert "$LAB_GENERATE__QA_TOKENS (generate.qa_tokens): must be >= 1, got 0" in msgs
+    assert len(msgs) == 7  # samples: 4 is fine
+
+
+def test_chunk_overlap_must_be_below_the_chunk_size():
+    with pytest.raises(ConfigError, match="generate.chunk_overlap: must be < generate.chunk_tokens"):
+        load_config(environ={"LAB_GENERATE__CHUNK_TOKENS": "32", "LAB_GENERATE__CHUNK_OVERLAP": "32"})
+
+
+def test_flags_are_range_checked_too():
+    cfg = Config()
+    with pytest.raises(ConfigError, match="generate.workers: must be >= 1, got 0"):
+        cfg.override("generate.workers", 0)
+    assert cfg.generate.workers == Config().generate.workers  # a refused value is not applied
+
+
+def test_preset_reports_every_problem_at_once():
+    with pytest.raises(ConfigError) as err:
+        preset_from_dict({"kt1": {"learning_rate": 0, "epochs": 0}, "st": {"replay_fraction": 11},
+                          "selection": {"batch_size": 0, "max_new_tokens": -5}, "adam_beta2": 1.0,
+                          "lora": {"dropout": 1.0}, "max_grad_norm": -1}, file="p.yaml")
+    assert set(err.value.errors) == {
+        "p.yaml: kt1.learning_rate: must be > 0, got 0", "p.yaml: kt1.epochs: must be >= 1, got 0",
+        "p.yaml: st.replay_fraction: must be >= 0 and <= 10, got 11",
+        "p.yaml: selection.batch_size: must be >= 1, got 0",
+        "p.yaml: selection.max_new_tokens: must be >= 1, got -5",
+        "p.yaml: adam_beta2: must be >= 0 and < 1, got 1.0", "p.yaml: lora.dropout: must be >= 0 and < 1, got 1.0",
+        "p.yaml: max_grad_norm: must be >= 0, got -1"}
+
+
+def test_lists_are_checked_element_by_element():
+    assert Range(ge=0, le=1).problem([0.2, 0.5]) is None
+    assert Range(ge=0, le=1).problem([0.2, 1.5]) == "must be >= 0 and <= 1, got 1.5"
