@@ -82,7 +82,8 @@ class _Where:
 
         path = tuple(int(p) if p.isdigit() else p for p in field.split("."))
         try:
-            line = load_yaml_doc(self.file).position(path)[0]
+            doc = load_yaml_doc(self.file)
+            line = (doc.key_positions.get(path) or doc.position(path))[0]  # a key's line, else the item's
         except LabError:
             line = None
         return LabError(message, file=self.file, line=line, field=field)
@@ -165,7 +166,7 @@ def _read_tree(tree: GitTree, commit: str, subdir: str, patterns: list, label: s
     docs = []
     for p, i in chosen.items():
         oid, size = files[p]
-        blob = git_process(tree, "cat-file", "blob", oid)
+        blob = git_process(tree, "cat-file", "blob", "--", oid)
         if blob.returncode != 0 or len(blob.stdout) != size:
             raise where.error(f"cannot read {p} at commit {commit[:12]} of {label}", f"document.patterns.{i}")
         docs.append(Document(path=p, text=_to_text(p, blob.stdout, where, f"document.patterns.{i}"),
