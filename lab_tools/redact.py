@@ -11,7 +11,7 @@ paths (they leak user names and folder layouts, and differ between machines for 
 | the home directory             | ``~/...``                       |
 | the temporary directory        | ``<tmp>/...``                   |
 
-and any other absolute path as ``<abs>/<last component>``. The longest matching base wins, so a
+and (with ``catch_all``) any other absolute path as ``<abs>/<last component>``. The longest matching base wins, so a
 run folder inside the repository is written relative to the repository only when it is not
 itself a named base. The repository top is found by walking up to the nearest ``.git`` entry (no
 git call, so a tree written by a pull request is never opened as a repository).
@@ -44,9 +44,13 @@ class PathRedactor:
     Args:
         repo: the repository top (paths under it become relative); None: none.
         bases: extra ``{label: folder}`` written as ``<label>/...`` (e.g. ``{"run": run_dir}``).
+        catch_all: also rewrite absolute paths under no known folder (off where text quotes
+            contributors' content, e.g. generated samples, which may mention ``/etc/hosts``).
     """
 
-    def __init__(self, repo: str | Path | None = None, bases: dict[str, str | Path | None] | None = None):
+    def __init__(self, repo: str | Path | None = None, bases: dict[str, str | Path | None] | None = None,
+                 *, catch_all: bool = True):
+        self.catch_all = catch_all
         pairs: list[tuple[str, str]] = []
 
         def add(folder, label: str) -> None:
@@ -77,6 +81,8 @@ class PathRedactor:
         """``s`` with every absolute path rewritten (see the module table)."""
         if self._known is not None:
             s = self._known.sub(self._known_sub, s).replace("\0/", "")
+        if not self.catch_all:
+            return s
         return _ABS.sub(lambda m: "<abs>/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], s)
 
     def data(self, obj):

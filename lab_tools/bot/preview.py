@@ -217,7 +217,25 @@ def build_preview(root: str | Path, cfg, *, base: str | None = None, samples: in
             traceback.print_exc(file=sys.stderr)  # the workflow log gets the full story
     preview.leaves = list(leaves.values())
     preview.seconds = time.monotonic() - start
+    _public_paths(preview, root, cfg.cache_path)
     return preview
+
+
+def _public_paths(preview: Preview, root: Path, cache: Path) -> None:
+    """Machine paths out of the comment: the messages that can quote one (errors, findings, the
+    teacher spec) name paths relative to the repository (:class:`lab_tools.redact.PathRedactor`;
+    generated samples are shown as they are)."""
+    from lab_tools.redact import PathRedactor, repository_top
+
+    public = PathRedactor(repository_top(root) or root.resolve(), {"cache": cache}, catch_all=False)
+    preview.teacher, preview.judge = public.text(preview.teacher), public.text(preview.judge)
+    if preview.failure:
+        preview.failure = public.text(preview.failure)
+    for view in preview.leaves:
+        if view.error:
+            view.error = public.text(view.error)
+        for f in view.findings:
+            f.message = public.text(f.message)
 
 
 def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[str, LeafView]):
