@@ -134,8 +134,9 @@ def test_build_stops_at_generate_naming_the_teacher(repo, cache_dir, tmp_path, r
 
 def test_teacher_failing_some_requests_under_the_threshold_succeeds_with_errors_counted(
         httpserver, cache_dir, tmp_path, run_lab, monkeypatch):
-    """One response request of eight gets HTTP 500 (no retries): 12.5 % is under the default
-    fraction 0.2, so the leaf is kept and cached, with the failed request counted apart."""
+    """One response request (of at least eight) gets HTTP 500 (no retries): at most 12.5 % is
+    under the default fraction 0.2, so the leaf is kept and cached, with the failed request
+    counted apart from the quality rejections."""
     root = tmp_path / "taxonomy"
     write_leaf(root, "compositional_skills/writing/poetry/haiku", HAIKU)
     lock, seen = threading.Lock(), {"response": 0}
@@ -155,13 +156,14 @@ def test_teacher_failing_some_requests_under_the_threshold_succeeds_with_errors_
     code, io = run_lab(["generate", str(root), "--teacher", spec, "--samples", "8", "--out", str(out),
                         "--no-progress"])
     assert code == 0, io.out + io.err
-    assert seen["response"] == 8
+    sent = seen["response"]
+    assert sent >= 8  # samples 8: responses for at least 8 instructions
     [leaf] = json.loads((out / "dataset_card.json").read_text())["leaves"]
-    assert leaf["errors"] == {"responses": 1} and leaf["requests_by_stage"]["responses"] == 8
+    assert leaf["errors"] == {"responses": 1} and leaf["requests_by_stage"]["responses"] == sent
     assert leaf["lost"] == {"responses": 1} and "responses" not in leaf["rejected"]
-    assert leaf["kept"] == 7 and not leaf["error"]
-    assert "err responses" in io.out and "1/8" in io.out and "1 teacher/judge requests failed" in io.out
-    assert "1/8" in (out / "dataset_card.md").read_text()
+    assert 0 < leaf["kept"] <= 8 and not leaf["error"] and not leaf["cached"]
+    assert "err responses" in io.out and f"1/{sent}" in io.out and "1 teacher/judge requests failed" in io.out
+    assert f"responses: 1/{sent}" in (out / "dataset_card.md").read_text()
     assert len(_shards(cache_dir)) == 1
 
 
