@@ -10,7 +10,7 @@ excluded on both sides; the first step is a warm-up and is not counted):
 
 Peer: TRL ``SFTTrainer`` with its defaults for prompt/completion data (pads each micro-batch to
 its longest sample; no packing), ``per_device_train_batch_size`` x ``gradient_accumulation_steps``
-= the effective batch. Goal (issue 4): >= 1.3x TRL's tokens/s and >= 95 % real tokens.
+= the effective batch. Goal: >= 1.3x TRL's tokens/s and >= 95 % real tokens.
 
 Run: ``.venv/bin/python bench/train_throughput.py [--model embedded|PATH|tiny-1b] [--steps 3]``.
 On CUDA both run in bf16 (``tiny-1b`` builds a 1B-class random Llama from a config).

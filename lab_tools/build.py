@@ -1,4 +1,4 @@
-"""`lab build`: the main job, validate → licenses → generate → train → evaluate → release (issue 6).
+"""`lab build`: the main job, validate → licenses → generate → train → evaluate → release.
 
 Incremental: each stage records a fingerprint of its inputs in ``OUT/build_state.json`` and is
 skipped when the fingerprint and its outputs are unchanged since the last successful run:

@@ -1,4 +1,4 @@
-"""`lab chat --model DIR`: a terminal chat with a model, so a maintainer can try a release (issue 6).
+"""`lab chat --model DIR`: a terminal chat with a model, so a maintainer can try a release.
 
 The whole conversation is kept and sent through the tokenizer's chat template each turn.
 Commands: ``/exit`` (or ``/quit``, end of input) leaves, ``/reset`` clears the history.

@@ -1,4 +1,4 @@
-"""`lab evaluate`: knowledge and judge scores of a model, base vs trained per leaf (issue 6).
+"""`lab evaluate`: knowledge and judge scores of a model, base vs trained per leaf.
 
 torch/transformers are imported only when the command runs (see lab_tools/cli.py).
 """

@@ -1,4 +1,4 @@
-"""The evaluation flow behind `lab evaluate` and the build's evaluate stage (issue 6).
+"""The evaluation flow behind `lab evaluate` and the build's evaluate stage.
 
 Scores one model (and optionally its base model) on:
 

@@ -1,4 +1,4 @@
-"""Branch report: base model vs trained model, per leaf (issue 6; LAB 3.3 evaluation).
+"""Branch report: base model vs trained model, per leaf (LAB 3.3 evaluation).
 
 Each leaf is scored by the metric its kind calls for: knowledge leaves by multiple-choice
 accuracy on their held-out seed questions (MMLU style, 0..1), skills leaves by the judge's mean

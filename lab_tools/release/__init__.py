@@ -1,1 +1,1 @@
-"""Release directories: the selected model, its model card, provenance and checksums (issue 6)."""
+"""Release directories: the selected model, its model card, provenance and checksums."""

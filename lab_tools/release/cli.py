@@ -1,4 +1,4 @@
-"""`lab release --run DIR [--out DIR]`: cut a release directory from a build run (issue 6)."""
+"""`lab release --run DIR [--out DIR]`: cut a release directory from a build run."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def taxonomy(tmp_path) -> Path:
 
 @pytest.fixture()
 def fake_documents(monkeypatch):
-    """Resolve every knowledge leaf's document to DOC (the real resolver is issue 2's)."""
+    """Resolve every knowledge leaf's document to DOC (the real resolver, lab_tools.taxonomy.documents, fetches them with git)."""
     from lab_tools.taxonomy import documents
 
     def resolve(leaf, **settings):
