@@ -44,26 +44,31 @@ def open_leaf(page, url: str, leaf: str) -> None:
     page.goto(url)
     page.click(f'#tree button.leaf[data-path="{leaf}"]')
     page.wait_for_selector("#status.ok, #status.bad")
-    page.wait_for_function("document.querySelector('#yaml').children.length > 0")
+    page.locator("#yaml .ln").first.wait_for()  # (no wait_for_function: the page's CSP forbids eval)
 
 
-def take_screenshots(url: str, out_dir: str | Path, leaves: dict[str, str] | None = None) -> list[Path]:
-    """One full-page PNG per kind, ``out_dir/ui-<kind>.png``, of the page served at ``url``
-    (``leaves``: kind label -> leaf path, default :data:`SCREENSHOT_LEAVES`). Returns the files."""
-    from playwright.sync_api import sync_playwright
+def take_screenshots(url: str, out_dir: str | Path, leaves: dict[str, str] | None = None,
+                     browser=None) -> list[Path]:
+    """One PNG (1500x1000 viewport) per kind, ``out_dir/ui-<kind>.png``, of the page served at
+    ``url`` (``leaves``: kind label -> leaf path, default :data:`SCREENSHOT_LEAVES`; ``browser``: a
+    Playwright browser to use, default one launched here). Returns the files."""
+    from contextlib import ExitStack
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            for label, leaf in (leaves or SCREENSHOT_LEAVES).items():
-                open_leaf(page, url, leaf)
-                path = out_dir / f"ui-{label}.png"
-                page.screenshot(path=str(path), full_page=False)
-                files.append(path)
-        finally:
-            browser.close()
+    with ExitStack() as stack:
+        if browser is None:
+            from playwright.sync_api import sync_playwright
+
+            browser = launch(stack.enter_context(sync_playwright()))
+            stack.callback(browser.close)
+        context = browser.new_context(viewport={"width": 1500, "height": 1000})
+        stack.callback(context.close)
+        page = context.new_page()
+        for label, leaf in (leaves or SCREENSHOT_LEAVES).items():
+            open_leaf(page, url, leaf)
+            path = out_dir / f"ui-{label}.png"
+            page.screenshot(path=str(path))
+            files.append(path)
     return files

@@ -109,7 +109,8 @@ function setAt(path, value) {
 function textField(path, label, opts = {}) {
   const value = getAt(path) || "";
   const input = opts.multiline
-    ? el("textarea", { name: path, id: "f-" + path, rows: opts.rows || 2 }, value)
+    ? el("textarea", { name: path, id: "f-" + path,
+      rows: Math.min(12, Math.max(opts.rows || 2, value.replace(/\n$/, "").split("\n").length)) }, value)
     : el("input", { name: path, id: "f-" + path, value });
   input.value = value;
   input.addEventListener("input", () => { setAt(path, input.value); updateCounters(); scheduleCheck(); });
