@@ -247,15 +247,23 @@ def _extra_findings(doc: YamlDoc, fam: str, shown: str, strict: bool) -> list[Fi
     def norm(x) -> str:
         return " ".join(x.split()).casefold() if isinstance(x, str) else ""
 
-    def check_qa(q, a, path, ctx_key):
+    def check_qa(q, a, path, ctx_key, example):
+        # a duplicate is the same (context, question) pair (check 5); ``example`` is the seed example
         if isinstance(q, str) and q.strip():
             key = (ctx_key, norm(q))
             line, col = doc.position(path + ("question",))
             if key in seen:
-                out.append(Finding(shown, line, col, _field(path + ("question",)),
-                                   f"duplicate seed question (same as {seen[key]}); make each question different"))
+                where, first = seen[key]
+                if fam == "knowledge" and first != example:
+                    out.append(Finding(shown, line, col, _field(path + ("question",)),
+                                       f"same question as {where}, and seed examples {first} and {example} "
+                                       "quote the same context; give each seed example its own excerpt",
+                                       "warning"))
+                else:
+                    out.append(Finding(shown, line, col, _field(path + ("question",)),
+                                       f"duplicate seed question (same as {where}); make each question different"))
             else:
-                seen[key] = f"{_field(path + ('question',))} at line {line}"
+                seen[key] = (f"{_field(path + ('question',))} at line {line}", example)
         n = words(q) + words(a)
         if n > QA_WORDS:
             line, col = doc.position(path)
@@ -275,9 +283,10 @@ def _extra_findings(doc: YamlDoc, fam: str, shown: str, strict: bool) -> list[Fi
             qas = ex.get("questions_and_answers")
             for j, qa in enumerate(qas if isinstance(qas, list) else []):
                 if isinstance(qa, dict):
-                    check_qa(qa.get("question"), qa.get("answer"), path + ("questions_and_answers", j), "")
+                    check_qa(qa.get("question"), qa.get("answer"), path + ("questions_and_answers", j),
+                             norm(ctx), i)
         else:
-            check_qa(ex.get("question"), ex.get("answer"), path, norm(ctx))
+            check_qa(ex.get("question"), ex.get("answer"), path, norm(ctx), i)
     return out
 
 

@@ -222,3 +222,54 @@ def test_run_git_and_open_repo_use_the_real_repository(attacked, monkeypatch):
 def test_run_git_failure_is_a_clean_error(attacked):
     with pytest.raises(LabError, match="git rev-parse failed"):
         run_git(find_repo(attacked.taxonomy), "rev-parse", "--verify", "no-such-ref^{commit}")
+
+
+# --- validate: nothing that is no part of a leaf passes ---------------------------------------------
+
+def _tree_with_leaf(root: Path) -> Path:
+    leaf = root / "compositional_skills" / "writing" / "limerick"
+    leaf.mkdir(parents=True)
+    (leaf / "qna.yaml").write_text(skill_leaf("Write limericks.", LIMERICK))
+    (leaf / "attribution.txt").write_text(ATTRIBUTION)
+    return leaf
+
+
+def _stray(root: Path) -> dict[str, str]:
+    from lab_tools.taxonomy.validate import validate_tree
+
+    return {f.file[len(str(root)) + 1:]: f.message for f in validate_tree(root) if f.is_error}
+
+
+def test_stray_files_folders_and_nested_repositories_are_errors(tmp_path):
+    leaf = _tree_with_leaf(tmp_path)
+    assert _stray(tmp_path) == {}
+    (leaf / "model.bin").write_bytes(b"\0\1\2")  # a binary in a leaf folder
+    (leaf / "nested").mkdir()
+    _git(leaf / "nested", "init", "-q")  # a nested repository
+    notes = tmp_path / "compositional_skills" / "notes"
+    (notes / "deep").mkdir(parents=True)  # a folder that leads to no leaf
+    (notes / "a.md").write_text("a")
+    (notes / "deep" / "b.txt").write_text("b")
+    (tmp_path / "knowledge").mkdir()
+    (tmp_path / "knowledge" / "x.pdf").write_bytes(b"%PDF")
+    (tmp_path / "compositional_skills" / "empty").mkdir()  # empty: git cannot hold it, left alone
+    (tmp_path / "compositional_skills" / "writing" / "attribution.txt").write_text(ATTRIBUTION)  # no leaf
+    found = _stray(tmp_path)
+    rel = "compositional_skills/writing/limerick"
+    assert set(found) == {f"{rel}/model.bin", f"{rel}/nested/.git", "compositional_skills/notes", "knowledge",
+                          "compositional_skills/writing/attribution.txt"}, found
+    assert found["compositional_skills/notes"].startswith("folder (2 files) is not part of a leaf")
+    assert "nested git repository" in found[f"{rel}/nested/.git"]
+    assert all("not part of a leaf" in m for m in found.values())
+
+
+def test_a_taxonomy_at_the_repository_top_keeps_its_own_files(tmp_path):
+    """An InstructLab-style taxonomy repository: README, CI files and .git beside the top folders."""
+    _tree_with_leaf(tmp_path)
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "README.md").write_text("# taxonomy\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "x.md").write_text("x")
+    assert _stray(tmp_path) == {}
+    (tmp_path / "compositional_skills" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert set(_stray(tmp_path)) == {"compositional_skills/HEAD"}

@@ -114,10 +114,14 @@ def test_duplicate_seed_questions(tmp_path):
 
 def test_duplicate_knowledge_questions(tmp_path):
     data = knowledge()
-    data["seed_examples"][3]["questions_and_answers"][1]["question"] = "Fact 0, part 0?"
+    data["seed_examples"][3]["questions_and_answers"][1]["question"] = "Fact 3, part 0?"  # same context
     write_leaf(tmp_path, "knowledge/a/b", data)
     found = errors(validate_tree(tmp_path))
     assert [f.field for f in found] == ["seed_examples.3.questions_and_answers.1.question"]
+    # the same question under another context is no duplicate (instructlab-schema agrees)
+    data["seed_examples"][3]["questions_and_answers"][1]["question"] = "Fact 0, part 0?"
+    write_leaf(tmp_path, "knowledge/a/b", data)
+    assert validate_tree(tmp_path) == []
 
 
 def test_word_limits_warn_and_strict_makes_them_errors(tmp_path):
