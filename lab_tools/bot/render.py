@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from lab_tools.sdg.phases import leaf_quality, quality_line
+
 #: hidden marker that identifies the bot's one sticky comment on a pull request
 MARKER = "<!-- lab-tools:preview -->"
 #: GitHub's maximum issue-comment body length, in characters
@@ -225,6 +227,9 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
         out.append(f"Generation skipped: {inline(leaf.skipped, 300)}")
     elif leaf.stats or leaf.samples:
         out.append(_stats_line(leaf))
+        if leaf.samples or leaf.rejected:  # the dataset card's per-leaf quality line
+            out.append("Quality: " + quality_line(leaf_quality(leaf.samples, leaf.rejected),
+                                                  esc=lambda t: inline(t, 80)))
         if none_kept:
             out.append("No candidate survived the filters at this sample count (see why below). The run "
                        "after merge generates many more; if this persists, make the seed examples more "

@@ -131,7 +131,7 @@ def truncated_mid_sentence(answer: str, hit_limit: bool) -> bool:
 
 def leakage(answer: str) -> str | None:
     """The chat-role, template or small-talk residue found in ``answer`` (the matched text), else None."""
-    for pattern in (_TEMPLATE, _ROLE, _SMALL_TALK, _AS_AN_AI):
+    for pattern in (_TEMPLATE, _ROLE, _SMALL_TALK):
         m = pattern.search(answer)
         if m:
             return m.group(0).strip()
@@ -139,8 +139,10 @@ def leakage(answer: str) -> str | None:
 
 
 def refusal(answer: str) -> str | None:
-    """The opening apology or refusal of ``answer`` ("I'm sorry", "As an AI"), else None."""
-    m = _REFUSAL.search(answer.replace("’", "'"))
+    """The opening apology or refusal of ``answer`` ("I'm sorry", "I cannot"), or "as an AI
+    (language) model" anywhere in it, else None."""
+    text = answer.replace("’", "'")
+    m = _REFUSAL.search(text) or _AS_AN_AI.search(text)
     return m.group(0).strip() if m else None
 
 
