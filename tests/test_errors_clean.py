@@ -171,3 +171,19 @@ def test_scripted_teacher_file_not_json(taxonomy, run_lab, tmp_path):
     path.write_text('{"pair_eval": [\n  {"reply": "3",}\n]}')
     code, cap = run_lab(["generate", str(taxonomy), "--teacher", f"scripted:{path}", "--out", str(tmp_path / "o")])
     _clean(code, cap, f"{path}:2:", "not valid JSON")
+
+
+@pytest.mark.parametrize("row, field", [({"leaf": "x", "messages": "hi"}, "messages"),
+                                        ({"leaf": "x", "messages": [{"role": "assistant", "content": "a"}]}, "messages"),
+                                        ({"leaf": "x", "messages": [{"role": "user", "content": "q"}], "reference": 3},
+                                         "reference"),
+                                        ({"leaf": ["x"], "messages": []}, "leaf")])
+def test_malformed_heldout_prompt_row(tmp_path, row, field):
+    from lab_tools.errors import LabError
+    from lab_tools.eval.heldout import read_prompts
+
+    path = tmp_path / "heldout_prompts.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(LabError) as err:
+        read_prompts(path)
+    assert (err.value.file, err.value.line, err.value.field) == (str(path), 1, field)

@@ -88,13 +88,45 @@ def write_heldout(leaves: list[Leaf], out_dir: str | Path) -> tuple[Path, Path]:
     return paths
 
 
-def _object(row, path: Path, line: int) -> dict:
-    if not isinstance(row, dict):
-        raise LabError(f"expected a JSON object, got a {type(row).__name__}", file=str(path), line=line)
-    leaf = row.get("leaf", "")
-    if not isinstance(leaf, str):
-        raise LabError("expected a leaf path (a string)", file=str(path), line=line, field="leaf")
-    return row
+def _rows(path: str | Path, check) -> list[dict]:
+    """Every row of a held-out JSONL file (empty when it is missing), each an object with a
+    string ``leaf`` (when present) that passes ``check(row, path, line)``."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    rows = []
+    for n, row in iter_jsonl(p):
+        if not isinstance(row, dict):
+            raise LabError(f"expected a JSON object, got a {type(row).__name__}", file=str(p), line=n)
+        if not isinstance(row.get("leaf", ""), str):
+            raise LabError("expected a leaf path (a string)", file=str(p), line=n, field="leaf")
+        check(row, p, n)
+        rows.append(row)
+    return rows
+
+
+def _check_mc(row: dict, p: Path, n: int) -> None:
+    if not isinstance(row.get("question"), str) or not row["question"].strip():
+        raise LabError("expected a non-empty string", file=str(p), line=n, field="question")
+    choices = row.get("choices")
+    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+        raise LabError("expected a list of at least 2 strings" + ("" if "choices" in row else " (missing)"),
+                       file=str(p), line=n, field="choices")
+    answer = row.get("answer")
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise LabError(f"expected the index of the right choice, 0..{len(choices) - 1}, got {answer!r}",
+                       file=str(p), line=n, field="answer")
+
+
+def _check_prompt(row: dict, p: Path, n: int) -> None:
+    msgs = row.get("messages")
+    if not isinstance(msgs, list) or not msgs or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in msgs) or not any(m["role"] == "user" for m in msgs):
+        raise LabError("expected a non-empty list of {role, content} strings with a user turn",
+                       file=str(p), line=n, field="messages")
+    if not isinstance(row.get("reference", ""), str):
+        raise LabError("expected a string", file=str(p), line=n, field="reference")
 
 
 def read_mc_items(path: str | Path) -> list[dict]:
@@ -105,24 +137,7 @@ def read_mc_items(path: str | Path) -> list[dict]:
     Raises:
         LabError: the first malformed row (file, line and field named) or a line that is not JSON.
     """
-    p = Path(path)
-    if not p.is_file():
-        return []
-    items = []
-    for n, row in iter_jsonl(p):
-        row = _object(row, p, n)
-        if not isinstance(row.get("question"), str) or not row["question"].strip():
-            raise LabError("expected a non-empty string", file=str(p), line=n, field="question")
-        choices = row.get("choices")
-        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
-            raise LabError("expected a list of at least 2 strings" + ("" if "choices" in row else " (missing)"),
-                           file=str(p), line=n, field="choices")
-        answer = row.get("answer")
-        if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-            raise LabError(f"expected the index of the right choice, 0..{len(choices) - 1}, got {answer!r}",
-                           file=str(p), line=n, field="answer")
-        items.append(row)
-    return items
+    return _rows(path, _check_mc)
 
 
 def read_prompts(path: str | Path) -> list[dict]:
@@ -133,19 +148,4 @@ def read_prompts(path: str | Path) -> list[dict]:
     Raises:
         LabError: the first malformed row (file, line and field named) or a line that is not JSON.
     """
-    p = Path(path)
-    if not p.is_file():
-        return []
-    items = []
-    for n, row in iter_jsonl(p):
-        row = _object(row, p, n)
-        msgs = row.get("messages")
-        if not isinstance(msgs, list) or not msgs or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in msgs) or not any(m["role"] == "user" for m in msgs):
-            raise LabError("expected a non-empty list of {role, content} strings with a user turn",
-                           file=str(p), line=n, field="messages")
-        if not isinstance(row.get("reference", ""), str):
-            raise LabError("expected a string", file=str(p), line=n, field="reference")
-        items.append(row)
-    return items
+    return _rows(path, _check_prompt)
