@@ -10,6 +10,7 @@ written) and drives Debian's headless chromium through Playwright:
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "docs"), help="folder for ui-*.png (default docs/)")
     args = parser.parse_args()
-    root = REPO / "taxonomy"
+    os.chdir(REPO)  # the page shows the root as given: "taxonomy", not this machine's path
+    root = Path("taxonomy")
     app = create_app(root, load_config(root), teacher="scripted:")
     with ServerThread(app) as srv:
         for path in take_screenshots(srv.url, args.out):
