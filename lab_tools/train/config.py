@@ -69,6 +69,37 @@ class LoraConfig:
 
 
 @dataclass
+class PrefConfig:
+    """The preference phase after ST (:mod:`lab_tools.train.pref`; ALMoST's RL from synthetic
+    feedback). ``method``: ``dpo`` (TRL DPOTrainer on the synthetic comparisons), ``rloo`` or
+    ``grpo`` (TRL RLOO/GRPO with the reward model as ``reward_funcs``). ``beta``: DPO's beta, or
+    the KL coefficient to the ST model for RLOO/GRPO. ``effective_batch_size``: pairs (DPO) or
+    completions (RL) per optimizer step; ``micro_batch_size``: pairs per forward pass (DPO; RL
+    uses ``num_generations`` completions per prompt). ``max_pairs``: comparisons used (0 = all).
+    ``max_steps``: optimizer steps of the RL methods (DPO runs ``epochs``). ``checkpoints``:
+    candidates saved evenly over the phase for selection by win rate against ST."""
+    method: str = "dpo"
+    learning_rate: float = 5e-7
+    beta: float = 0.1
+    effective_batch_size: int = 8
+    micro_batch_size: int = 2
+    warmup_steps: int = 0
+    epochs: int = 1
+    max_steps: int = 20
+    max_pairs: int = 0
+    max_length: int = 512
+    num_generations: int = 4
+    max_completion_length: int = 64
+    temperature: float = 1.0
+    checkpoints: int = 2
+    RANGES = {"learning_rate": Range(gt=0), "beta": Range(ge=0), "effective_batch_size": POSITIVE,
+              "micro_batch_size": POSITIVE, "warmup_steps": NON_NEGATIVE, "epochs": POSITIVE,
+              "max_steps": POSITIVE, "max_pairs": NON_NEGATIVE, "max_length": Range(ge=8),
+              "num_generations": Range(ge=2), "max_completion_length": POSITIVE,
+              "temperature": Range(gt=0), "checkpoints": POSITIVE}
+
+
+@dataclass
 class Preset:
     """A training preset.
 
@@ -100,6 +131,7 @@ class Preset:
     kt1: PhaseConfig = field(default_factory=PhaseConfig)
     kt2: PhaseConfig = field(default_factory=PhaseConfig)
     st: PhaseConfig = field(default_factory=PhaseConfig)
+    pref: PrefConfig = field(default_factory=PrefConfig)
     # AdamW: betas in [0, 1), eps > 0 (torch.optim.AdamW); max_grad_norm 0 turns clipping off
     RANGES = {"max_seq_len": Range(ge=8), "micro_batch_tokens": POSITIVE, "weight_decay": NON_NEGATIVE,
               "adam_beta1": Range(ge=0, lt=1), "adam_beta2": Range(ge=0, lt=1), "adam_epsilon": Range(gt=0),
@@ -122,6 +154,8 @@ def _validate(p: Preset, errors: list[str]) -> None:
         errors.append(f"dtype: expected auto|float32|bfloat16|float16, got {p.dtype!r}")
     if p.save_dtype not in ("auto", "float32", "bfloat16", "float16"):
         errors.append(f"save_dtype: expected auto|float32|bfloat16|float16, got {p.save_dtype!r}")
+    if p.pref.method not in ("dpo", "rloo", "grpo"):
+        errors.append(f"pref.method: expected dpo|rloo|grpo, got {p.pref.method!r}")
     if p.mixed_precision not in ("auto", "no", "bf16", "fp16"):
         errors.append(f"mixed_precision: expected auto|no|bf16|fp16, got {p.mixed_precision!r}")
 

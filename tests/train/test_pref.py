@@ -1,0 +1,194 @@
+"""The preference phase (lab_tools/train/pref.py): DPO raises the chosen-vs-rejected margin,
+RLOO with a tiny reward model logs reward and KL, selection by win rate keeps the earlier on a
+tie, a regression of the knowledge score keeps ST, and a killed run resumes to the same state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab_tools.errors import LabError
+from lab_tools.train.config import preset_from_dict
+
+PAIRS = [("What is the capital of France?", "Paris is the capital of France.", "no no no no"),
+         ("Write a haiku about the sea.", "Waves fold into foam.", "yes yes yes yes"),
+         ("Summarize the text.", "The quick brown fox jumps over the lazy dog.", "no yes no yes")]
+
+
+def _preset(**pref):
+    return preset_from_dict({"max_seq_len": 128, "micro_batch_tokens": 256, "dtype": "float32",
+                             "mixed_precision": "no", "seed": 1,
+                             "selection": {"max_prompts": 2, "max_new_tokens": 8, "batch_size": 2,
+                                           "max_mc_items": 4, "max_checkpoints": 3},
+                             "pref": {"learning_rate": 5e-3, "effective_batch_size": 2,
+                                      "micro_batch_size": 2, "epochs": 2, "checkpoints": 2,
+                                      "max_length": 96, **pref}})
+
+
+def _run(tmp_path: Path, model: Path) -> tuple[Path, Path]:
+    """A training run whose ST selected ``model`` and a data dir with comparisons + held-out files."""
+    run, data = tmp_path / "run", tmp_path / "data"
+    run.mkdir(parents=True)
+    data.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps(
+        {"phases": {"st": {"steps": 3, "selected": str(model)}}, "selected": str(model)}))
+    rows = [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": c}],
+             "rejected": [{"role": "assistant", "content": r}], "metadata": {"leaf": "a/b"}}
+            for q, c, r in PAIRS * 2]
+    (data / "comparisons.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = [{"leaf": "a/b", "messages": [{"role": "user", "content": q}], "reference": c}
+               for q, c, _ in PAIRS]
+    (data / "heldout_prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    return run, data
+
+
+def _margin(model_dir) -> float:
+    from lab_tools.eval.scoring import mc_accuracy
+    from lab_tools.models import load_model
+
+    model, tok = load_model(model_dir)
+    items = [{"question": q, "choices": [c, r], "answer": 0} for q, c, r in PAIRS]
+    _, per = mc_accuracy(model, tok, items)
+    return sum(s["scores"][0] - s["scores"][1] for s in per) / len(per)
+
+
+def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model):
+    from lab_tools.train.pref import train_pref
+
+    run, data = _run(tmp_path, tiny_model)
+    before = _margin(tiny_model)
+    entry = train_pref(run, data, preset=_preset(), judge_dir=str(tiny_model), progress=False)
+    assert entry["method"] == "dpo" and entry["steps"] == 6 and len(entry["checkpoints"]) == 2
+    after = _margin(entry["candidate"])
+    assert after > before + 0.05, (before, after)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["phases"]["pref"]["candidates"].keys() == set(entry["checkpoints"])
+    assert all(0 <= c["win_rate"] <= 1 for c in entry["candidates"].values())
+    assert manifest["selected"] == entry["selected"]
+    # no optimizer state left behind once the phase is done; candidates load in plain transformers
+    from transformers import AutoModelForCausalLM
+
+    for c in entry["checkpoints"]:
+        assert not (Path(c) / "optimizer.pt").exists()
+        AutoModelForCausalLM.from_pretrained(c)
+    # a finished phase is not retrained
+    assert train_pref(run, data, preset=_preset(), judge_dir=str(tiny_model), progress=False) == \
+        manifest["phases"]["pref"]
+
+
+def test_knowledge_regression_keeps_st(tmp_path, tiny_model, monkeypatch):
+    import lab_tools.train.pref as pref
+
+    run, data = _run(tmp_path, tiny_model)
+    (data / "heldout_mc.jsonl").write_text(json.dumps(
+        {"leaf": "k/x", "question": "q?", "choices": ["a", "b"], "answer": 0}) + "\n")
+    scores = iter([0.75, 0.5])  # ST, then the selected pref candidate
+    monkeypatch.setattr(pref, "_mc", lambda model_dir, items, sel: next(scores))
+    entry = pref.train_pref(run, data, preset=_preset(epochs=1), judge_dir=str(tiny_model), progress=False)
+    assert entry["kept"] == "st" and entry["selected"] == str(tiny_model)
+    assert "regressed the knowledge score" in entry["reason"]
+    assert json.loads((run / "manifest.json").read_text())["selected"] == str(tiny_model)
+
+
+def test_selection_prefers_the_earlier_candidate_on_a_tie(tmp_path, tiny_model, monkeypatch):
+    import lab_tools.eval.preference as preference
+    import lab_tools.train.pref as pref
+
+    _, data = _run(tmp_path, tiny_model)
+    rates = iter([0.5, 0.75, 0.75])
+    monkeypatch.setattr(pref, "_answers", lambda model_dir, prompts, sel: ["x"] * len(prompts))
+    monkeypatch.setattr(preference, "pairwise_win_rate", lambda *a, **k: {
+        "win_rate": next(rates), "wins": 0, "ties": 0, "losses": 0, "n": 3})
+    out = pref.select_pref(str(tiny_model), ["c1", "c2", "c3"], data, str(tiny_model),
+                           _preset().selection)
+    assert out["candidate"] == "c2" and out["kept"] == "pref"
+
+
+def test_refuses_without_comparisons_or_st(tmp_path, tiny_model):
+    from lab_tools.train.pref import train_pref
+
+    run, data = _run(tmp_path, tiny_model)
+    (data / "comparisons.jsonl").write_text("")
+    with pytest.raises(LabError, match="no synthetic comparisons"):
+        train_pref(run, data, preset=_preset(), judge_dir=str(tiny_model), progress=False)
+    (run / "manifest.json").write_text(json.dumps({"phases": {"st": {"skipped": "no samples"}}}))
+    with pytest.raises(LabError, match="no trained ST"):
+        train_pref(run, data, preset=_preset(), judge_dir=str(tiny_model), progress=False)
+    run2, data2 = _run(tmp_path / "b", tiny_model)
+    (data2 / "comparisons.jsonl").write_text('{"prompt": "not a list"}\n')
+    with pytest.raises(LabError, match="list of messages") as exc:
+        train_pref(run2, data2, preset=_preset(), judge_dir=str(tiny_model), progress=False)
+    assert exc.value.line == 1
+
+
+def _tiny_rm(tiny_model: Path, out: Path) -> Path:
+    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(tiny_model)
+    cfg.num_labels = 1
+    LlamaForSequenceClassification(cfg).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+def test_rloo_with_a_tiny_reward_model_logs_reward_and_kl(tmp_path, tiny_model):
+    from lab_tools.train.pref import train_pref
+
+    run, data = _run(tmp_path, tiny_model)
+    rm = _tiny_rm(tiny_model, tmp_path / "rm")
+    entry = train_pref(run, data, preset=_preset(method="rloo", max_steps=2, num_generations=2,
+                                                 max_completion_length=8, checkpoints=1),
+                       judge_dir=str(tiny_model), rm_dir=str(rm), progress=False)
+    assert entry["steps"] == 2
+    logged = set().union(*(r.keys() for r in entry["log"]))
+    assert "reward" in logged and "kl" in logged, logged
+
+
+SCRIPT = """
+import sys
+from lab_tools.train.pref import train_pref
+from lab_tools.train.config import preset_from_dict
+import json
+preset = preset_from_dict(json.loads(sys.argv[3]))
+train_pref(sys.argv[1], sys.argv[2], preset=preset, judge_dir=sys.argv[4], progress=False)
+"""
+
+
+def _weights(d):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(d) / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_killed_pref_run_resumes_to_the_same_state(tmp_path, tiny_model):
+    import torch
+
+    raw = {"max_seq_len": 128, "micro_batch_tokens": 256, "dtype": "float32", "mixed_precision": "no",
+           "seed": 1, "selection": {"max_prompts": 1, "max_new_tokens": 4, "batch_size": 2},
+           "pref": {"learning_rate": 5e-3, "effective_batch_size": 2, "micro_batch_size": 2,
+                    "epochs": 4, "checkpoints": 4, "max_length": 96}}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    args = [json.dumps(raw), str(tiny_model)]
+    ref_run, ref_data = _run(tmp_path / "ref", tiny_model)
+    subprocess.run([sys.executable, "-c", SCRIPT, str(ref_run), str(ref_data), *args], env=env, check=True)
+    run, data = _run(tmp_path / "killed", tiny_model)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(run), str(data), *args], env=env)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "pref" / "checkpoint-3" / "trainer_state.json").is_file():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "pref" / "checkpoint-12").exists(), "the run finished before it was killed"
+    subprocess.run([sys.executable, "-c", SCRIPT, str(run), str(data), *args], env=env, check=True)
+    a, b = _weights(ref_run / "pref" / "checkpoint-12"), _weights(run / "pref" / "checkpoint-12")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
