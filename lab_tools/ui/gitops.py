@@ -6,30 +6,21 @@ This runs on the contributor's own clone (trusted); it never pushes.
 
 from __future__ import annotations
 
-import os
 import shlex
-import tempfile
 from pathlib import Path
 
+from lab_tools.atomic import atomic_open
 from lab_tools.errors import LabError
 
 
 def write_atomic(path: Path, text: str) -> bool:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace`` (never a half file;
+    """Write ``text`` to ``path`` atomically (:func:`lab_tools.atomic.atomic_open`: never a half file;
     a symlink at ``path`` is replaced, not followed). Returns False, writing nothing, when the file
     already holds exactly ``text``."""
     if path.is_file() and not path.is_symlink() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, newline="\n") as fh:
+        fh.write(text)
     return True
 
 
