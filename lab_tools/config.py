@@ -154,8 +154,9 @@ class FiltersConfig:
 class GenerateConfig:
     """Synthetic data generation settings (LAB 3.2). ``teacher``/``judge``: backend specs
     (``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``, ``scripted:[PATH]``);
-    judge ``None`` = teacher. ``samples``: target samples per leaf (skills: at most this many
-    questions go on to responses, out of ``samples * question_factor`` generated; knowledge: Q&A
+    judge ``None`` = teacher. ``samples``: samples kept per leaf, the best by score (skills: at
+    most ``ceil(samples * filters.oversample)`` questions go on to responses, out of
+    ``samples * question_factor`` generated; knowledge: ``ceil(samples * filters.oversample)`` Q&A
     requests per leaf). ``questions_per_request``: new instructions the teacher lists per request
     (LAB 3.2.1 asks for a list; a grounded skill's request carries one new context of up to
     ``context_tokens`` and as many questions as fit beside it in ``max_new_tokens``). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
