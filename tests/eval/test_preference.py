@@ -8,10 +8,11 @@ import math
 import pytest
 
 from lab_tools.errors import LabError
-from lab_tools.eval.preference import (ABItem, ab_preferences, hhh_accuracy, load_static_hhh,
-                                       pairwise_win_rate, split_dialogue)
+from lab_tools.eval.preference import ABItem, ab_preferences, hhh_accuracy, load_static_hhh, pairwise_win_rate
 
-HHH = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hhh-eval" / "hhh_eval.json"
+from tests.conftest import REPO
+
+HHH = REPO.parent / "shared" / "corpus" / "hhh-eval" / "hhh_eval.json"
 
 
 class _Judge:
@@ -60,12 +61,6 @@ def _good_side(text: str):
     return "A" if "good" in a else "B"
 
 
-def test_split_dialogue_roles_and_contents():
-    msgs = split_dialogue("\n\nHuman: hi there\n\nAssistant: hello\n\nHuman: and?")
-    assert msgs == [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"},
-                    {"role": "user", "content": "and?"}]
-
-
 @pytest.mark.skipif(not HHH.is_file(), reason="shared corpus absent")
 def test_static_hhh_loads_all_pairs_by_type():
     items = load_static_hhh(HHH)
@@ -78,11 +73,9 @@ def test_static_hhh_loads_all_pairs_by_type():
 def test_static_hhh_bad_file_is_a_clean_error(tmp_path):
     p = tmp_path / "h.json"
     p.write_text(json.dumps([{"chosen": "\n\nHuman: a\n\nAssistant: x", "rejected": "\n\nHuman: b\n\nAssistant: y"}]))
-    with pytest.raises(LabError, match="share their context"):
+    with pytest.raises(LabError, match="do not share the dialogue") as exc:
         load_static_hhh(p)
-    p.write_text("{}")
-    with pytest.raises(LabError, match="JSON list"):
-        load_static_hhh(p)
+    assert exc.value.file == str(p)
 
 
 def test_position_bias_cancels(tok):
