@@ -168,6 +168,7 @@ class ServerThread:
         self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
+        self.sock.listen(128)  # connections made before uvicorn runs wait in the backlog
         self.host, self.port = host, self.sock.getsockname()[1]
         app.state.ui.bind(host, self.port)
         shown = f"[{host}]" if ":" in host else host

@@ -199,3 +199,26 @@ def test_preview_of_a_leaf_with_errors_says_what_to_fix(ui):
     job = wait_preview(ui, job["id"])
     assert job["state"] == "done" and job["requests"] == 0
     assert "fix the errors above" in job["markdown"] and inline("created_by") in job["markdown"]
+
+
+def test_preview_of_a_knowledge_leaf_reads_its_pinned_documents(ui):
+    import shutil
+
+    from tests.ui.conftest import REPO
+
+    repo = ui.root.parent
+    shutil.copytree(REPO / "documents" / "honey_bees", repo / "documents" / "honey_bees")
+    git(repo, "add", "documents")
+    git(repo, "commit", "-q", "-m", "documents")
+    form = form_of(ui, BEES)
+    assert form["document"]["repo"] == "../documents"
+    form["document"]["commit"] = git(repo, "rev-parse", "HEAD").strip()
+    _, job = ui.call("POST", "/api/preview", {"path": BEES, "form": form})
+    job = wait_preview(ui, job["id"])
+    assert job["state"] == "done", job
+    assert "Generation failed" not in job["markdown"], job["markdown"][:2000]
+    assert "<summary>sample 1" in job["html"]
+    form["document"]["commit"] = "0" * 40  # not in the repository: the leaf's own error, shown
+    _, job = ui.call("POST", "/api/preview", {"path": BEES, "form": form})
+    job = wait_preview(ui, job["id"])
+    assert "documents" in job["markdown"] and "<summary>sample" not in job["html"]
