@@ -180,7 +180,7 @@ def _check_remote(url: str, settings, where: _Where) -> str:
     if bad:
         raise LabError(f"documents.allowed_schemes: {', '.join(map(_shown, bad))} cannot be allowed "
                        f"(supported: {', '.join(SUPPORTED_SCHEMES)}; file:// is documents.allow_local)",
-                       file="lab.yaml", field="documents.allowed_schemes")
+                       field="documents.allowed_schemes")  # a setting of the trusted config
     try:
         parts = urlsplit(url)
         port = parts.port
