@@ -228,7 +228,11 @@ class FeedbackConfig:
     responses are invalid. ``rm_*``: reward-model training (TRL ``RewardTrainer``): ``rm_base``
     (None: ``train.student``), epochs, learning rate, batch size, max tokens per sequence,
     ``rm_heldout_leaves`` (fraction of leaves whose comparisons are held out), and
-    ``rm_post_validation`` (ALMoST: retrain without the pairs a first RM ranks the wrong way)."""
+    ``rm_post_validation`` (ALMoST: retrain without the pairs a first RM ranks the wrong way).
+    ``self_play``: ``lab build`` also runs RM-guided self-play (:mod:`lab_tools.feedback.selfplay`):
+    ``sp_prompts_per_leaf`` conversations per compositional-skill leaf, ``sp_candidates``
+    responses per assistant turn (the reward model keeps the best), up to ``sp_turns`` assistant
+    turns, kept when the worst turn's reward is at least ``sp_threshold``."""
     enabled: bool = False
     preset: str = "cpu"
     configurations: list[dict] = field(default_factory=list)
@@ -247,7 +251,13 @@ class FeedbackConfig:
     rm_heldout_leaves: float = 0.25
     rm_post_validation: bool = False
     rm_seed: int = 0
-    RANGES = {"prompts_per_leaf": POSITIVE, "max_new_tokens": POSITIVE, "temperature": Range(ge=0, le=2),
+    self_play: bool = False
+    sp_prompts_per_leaf: int = 4
+    sp_candidates: int = 4
+    sp_turns: int = 2
+    sp_threshold: float = 0.0
+    RANGES = {"sp_prompts_per_leaf": POSITIVE, "sp_candidates": POSITIVE, "sp_turns": POSITIVE,
+              "prompts_per_leaf": POSITIVE, "max_new_tokens": POSITIVE, "temperature": Range(ge=0, le=2),
               "min_chars": NON_NEGATIVE, "seed": NON_NEGATIVE, "batch_size": POSITIVE,
               "rm_epochs": Range(gt=0), "rm_learning_rate": Range(gt=0), "rm_batch_size": POSITIVE,
               "rm_max_length": POSITIVE, "rm_heldout_leaves": Range(ge=0, lt=1), "rm_seed": NON_NEGATIVE}

@@ -56,11 +56,11 @@ class ComparisonReport:
     card: dict = field(default_factory=dict)
 
 
-def leaf_prompts(data_dir: str | Path) -> dict[str, list[str]]:
-    """``{leaf: [instruction, ...]}`` from the phase datasets in ``data_dir`` (file order): the
-    first user turn of each generated sample, duplicates removed."""
+def leaf_prompts(data_dir: str | Path, files: tuple[str, ...] = PHASE_FILES) -> dict[str, list[str]]:
+    """``{leaf: [instruction, ...]}`` from the phase datasets ``files`` in ``data_dir`` (file
+    order): the first user turn of each generated sample, duplicates removed."""
     out: dict[str, list[str]] = {}
-    for name in PHASE_FILES:
+    for name in files:
         path = Path(data_dir) / name
         if not path.is_file():
             continue

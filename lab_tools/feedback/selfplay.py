@@ -1,0 +1,279 @@
+"""RM-guided self-play (RMSP; ALMoST, arXiv 2305.13735, section 3.2): multi-turn demonstrations.
+
+A user simulator (the teacher prompted to play the user) and the assistant (the rubric's best
+configuration: the leaf's own seed examples in context) talk, starting from one of the leaf's
+generated instructions (never a held-out seed example). At each assistant turn the assistant
+samples ``feedback.sp_candidates`` responses; the reward model scores each conversation so far
+plus the candidate and the best one is kept (rejection sampling; ties keep the first). Candidates
+that ALMoST's filter calls invalid (:func:`lab_tools.feedback.pairing.bad_reason`, after cutting
+a length-stopped reply to its last sentence) are never kept. A conversation ends after
+``feedback.sp_turns`` assistant turns or when the simulator gives no usable user turn; it is kept
+when its worst kept turn's reward is at least ``feedback.sp_threshold``.
+
+Output: ``selfplay.jsonl`` in the data dir, samples in the ``messages`` format with metadata
+(``source: rmsp``, ``turn_rewards``), which ST trains on as its own source
+(:mod:`lab_tools.train.phases`), and a ``self_play`` block in ``dataset_card.json``. Cached per
+leaf like SDG shards (key: leaf content, prompts, teacher identity, reward-model digest,
+settings), checkpointed after every turn, so a killed run resumes from the last turn.
+ALMoST's repository left RMSP "TBA"; N, T and the simulator prompt are ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from lab_tools.errors import LabError
+from lab_tools.feedback import pairing, rubric
+from lab_tools.sdg.backends import ChatRequest
+from lab_tools.sdg.cache import LeafCache, cache_key
+
+CACHE_FORMAT = "selfplay-1"
+SETTINGS = ("sp_prompts_per_leaf", "sp_candidates", "sp_turns", "sp_threshold", "max_new_tokens",
+            "temperature", "min_chars", "seed")
+USER_SIMULATOR = (
+    "You are role-playing the user in the conversation below, which a person is having with an AI "
+    "assistant. Write the user's next message: one natural follow-up question or request that "
+    "continues the conversation. Write only that message, nothing else.\n\n[Conversation]\n{transcript}"
+)
+
+
+@dataclass
+class SelfPlayReport:
+    """What :func:`generate_self_play` did: per-leaf records (``leaf``, ``prompts``, ``kept``,
+    ``dropped`` {reason: n}, ``turns`` (assistant turns of kept conversations), ``cached``),
+    total ``kept`` conversations and wall ``seconds``."""
+    leaves: list[dict]
+    kept: int
+    seconds: float
+    path: Path
+
+
+def best_candidate(rewards: list[float | None]) -> int | None:
+    """Index of the highest reward (the first on a tie), skipping None (invalid candidates);
+    None when no candidate is valid."""
+    best = None
+    for i, r in enumerate(rewards):
+        if r is not None and (best is None or r > rewards[best]):
+            best = i
+    return best
+
+
+def user_turn(text: str) -> str | None:
+    """The simulator's reply as a user message: a leading ``User:``/``Human:`` label removed, cut
+    at an ``Assistant:`` turn it went on to write; None when nothing usable is left."""
+    t = (text or "").strip()
+    for label in ("User:", "Human:", "user:"):
+        if t.startswith(label):
+            t = t[len(label):].strip()
+    for stop in ("\nAssistant:", "\nAI:", "Assistant:"):
+        t = t.split(stop, 1)[0].strip()
+    return t if len(t) >= 8 else None
+
+
+def _transcript(conv: list[dict]) -> str:
+    return "\n".join(f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in conv)
+
+
+def _seed(fb, leaf, i: int, turn: int, k: int) -> int:
+    src = f"{fb.seed}:{leaf.content_hash}:rmsp:{i}:{turn}:{k}"
+    return int(hashlib.sha256(src.encode()).hexdigest()[:8], 16)
+
+
+def _fail_if_errors(comps, what: str, leaf, max_fraction: float) -> None:
+    errors = [c.error for c in comps if c.error]
+    if comps and errors and len(errors) / len(comps) > max_fraction:
+        raise LabError(f"self-play: {what} requests failed for {leaf.path} ({len(errors)}/{len(comps)}): "
+                       f"{errors[0]}")
+
+
+def play_leaf(leaf, prompts: list[str], assistant, user_sim, reward, fb, conf, state: dict,
+              checkpoint, max_error_fraction: float = 0.2) -> dict:
+    """Run self-play for one leaf from ``state`` (``{"turn", "convs"}``; a fresh one has turn 0
+    and one conversation per prompt) and return the finished state.
+
+    ``assistant``/``user_sim``: teachers (``generate(list[ChatRequest])``); ``reward``:
+    ``f(list of message lists) -> list[float]`` (the reward model); ``conf``: the assistant's
+    configuration (its demonstrations precede the conversation); ``checkpoint(state)`` is called
+    after every turn. Each conversation ``{"messages", "rewards", "done", "why"}``.
+
+    Raises:
+        LabError: more than ``max_error_fraction`` of a turn's requests failed.
+    """
+    convs = state.get("convs") or [{"messages": [{"role": "user", "content": p}], "rewards": [],
+                                    "done": False, "why": None} for p in prompts]
+    n = fb.sp_candidates
+    for turn in range(state.get("turn", 0), fb.sp_turns):
+        live = [i for i, c in enumerate(convs) if not c["done"]]
+        if not live:
+            break
+        demo = rubric.messages(conf, leaf, "")[:-1]
+        reqs = [ChatRequest(demo + convs[i]["messages"], max_tokens=fb.max_new_tokens,
+                            temperature=fb.temperature, seed=_seed(fb, leaf, i, turn, k), tag="rmsp")
+                for i in live for k in range(n)]
+        comps = assistant.generate(reqs)
+        _fail_if_errors(comps, "assistant", leaf, max_error_fraction)
+        texts, to_score = [], []
+        for j, c in enumerate(comps):
+            r = pairing.prepare(pairing.Response(config=conf.name, rank=0, text=c.text or "",
+                                                 truncated=c.completion_tokens >= fb.max_new_tokens),
+                                fb.min_chars)
+            ok = not c.error and r.bad is None
+            texts.append(r.text if ok else None)
+            if ok:
+                conv = convs[live[j // n]]["messages"]
+                to_score.append((j, conv + [{"role": "assistant", "content": r.text}]))
+        scores = dict(zip([j for j, _ in to_score], reward([m for _, m in to_score]))) if to_score else {}
+        for a, i in enumerate(live):
+            rewards = [scores.get(a * n + k) for k in range(n)]
+            k = best_candidate(rewards)
+            c = convs[i]
+            if k is None:
+                c["done"], c["why"] = True, "no valid candidate"
+                continue
+            c["messages"].append({"role": "assistant", "content": texts[a * n + k]})
+            c["rewards"].append(rewards[k])
+        if turn + 1 < fb.sp_turns:
+            live = [i for i in live if not convs[i]["done"]]
+            sims = user_sim.generate([ChatRequest(
+                [{"role": "user", "content": USER_SIMULATOR.format(transcript=_transcript(convs[i]["messages"]))}],
+                max_tokens=fb.max_new_tokens, temperature=fb.temperature, seed=_seed(fb, leaf, i, turn, n),
+                tag="rmsp-user") for i in live])
+            _fail_if_errors(sims, "user-simulator", leaf, max_error_fraction)
+            for i, s in zip(live, sims):
+                msg = None if s.error else user_turn(s.text)
+                if msg is None:
+                    convs[i]["done"], convs[i]["why"] = True, convs[i]["why"] or "simulator gave no user turn"
+                else:
+                    convs[i]["messages"].append({"role": "user", "content": msg})
+        state = {"turn": turn + 1, "convs": convs}
+        checkpoint(state)
+    return {"turn": fb.sp_turns, "convs": convs}
+
+
+def kept_samples(leaf, convs: list[dict], fb, teacher_name: str) -> tuple[list[dict], dict]:
+    """The kept conversations as samples, and drops by reason. A conversation ends on its last
+    assistant turn (a trailing simulated user turn is removed) and is kept when its worst turn
+    reward clears ``fb.sp_threshold``."""
+    samples, dropped = [], {}
+    for c in convs:
+        msgs = list(c["messages"])
+        while msgs and msgs[-1]["role"] == "user":
+            msgs.pop()
+        if not c["rewards"] or not msgs:
+            why = c["why"] or "no assistant turn"
+        elif min(c["rewards"]) < fb.sp_threshold:
+            why = "below reward threshold"
+        else:
+            samples.append({"messages": msgs, "metadata": {
+                "leaf": leaf.path, "leaf_hash": leaf.content_hash, "kind": leaf.kind, "phase": "st",
+                "source": "rmsp", "teacher": teacher_name, "turn_rewards": c["rewards"],
+                "candidates": fb.sp_candidates, "score": min(c["rewards"])}})
+            continue
+        dropped[why] = dropped.get(why, 0) + 1
+    return samples, dropped
+
+
+def _rm_digest(rm_dir: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(rm_dir.glob("*.safetensors")) + [rm_dir / "config.json"]:
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _write_card(data_dir: Path, block: dict) -> None:
+    """Set the ``self_play`` block of ``dataset_card.json`` and its section of ``dataset_card.md``."""
+    import json
+
+    jpath, mpath = data_dir / "dataset_card.json", data_dir / "dataset_card.md"
+    card = json.loads(jpath.read_text(encoding="utf-8")) if jpath.is_file() else {}
+    card["self_play"] = block
+    write_json_atomic(jpath, card, indent=2)
+    lines = ["## RM-guided self-play", "",
+             f"{block['kept']} conversations kept (best of {block['candidates']} candidates per assistant "
+             f"turn by the reward model, up to {block['max_turns']} turns, worst turn reward >= "
+             f"{block['threshold']}); assistant `{block['assistant']}`.", "",
+             "| leaf | prompts | kept | turns per kept conversation | dropped |", "|---|---:|---:|---|---|"]
+    for r in block["leaves"]:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(r["dropped"].items())) or "-"
+        lines.append(f"| `{r['leaf']}` | {r['prompts']} | {r['kept']} | {r['turns'] or '-'} | {dropped} |")
+    md = mpath.read_text(encoding="utf-8") if mpath.is_file() else "# Dataset card\n"
+    write_text_atomic(mpath, md.split("\n## RM-guided self-play", 1)[0].rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+
+
+def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | None = None,
+                       backends: dict | None = None, reward=None, progress: bool = True) -> SelfPlayReport:
+    """RMSP for the compositional-skill leaves with generated instructions in ``data_dir/st.jsonl``
+    (``leaf_paths``: only these are (re)generated; others come from the cache when present);
+    writes ``selfplay.jsonl`` and the ``self_play`` block of ``dataset_card.json``.
+
+    ``rm_dir``: the reward model (``lab train --phase rm``); ``reward``: optional scorer
+    ``f(conversations) -> list[float]`` instead of loading it (tests).
+
+    Raises:
+        LabError: no reward model, a failing teacher (the leaf is not cached), or no conversation
+            kept at all (ST would gain nothing; lower ``feedback.sp_threshold``).
+    """
+    from lab_tools.feedback.comparisons import Backends, _select_prompts, leaf_prompts
+    from lab_tools.taxonomy.leaf import load_leaf
+
+    t0 = time.monotonic()
+    fb, data_dir, rm_dir = cfg.feedback, Path(data_dir), Path(rm_dir)
+    if not (rm_dir / "config.json").is_file():
+        raise LabError("self-play needs the reward model: run `lab train --phase rm` first", file=str(rm_dir))
+    if reward is None:
+        from lab_tools.feedback.evaluate import load_rm, rewards
+
+        rm, rm_tok = load_rm(rm_dir)
+        reward = (lambda convs: rewards(rm, rm_tok, convs, max_length=fb.rm_max_length))
+    conf = rubric.resolve_configurations(fb, cfg.generate.teacher, cfg.train.student)[0]
+    pool = Backends(cfg, backends)
+    assistant = pool.get(conf)
+    user_sim = pool.get(rubric.Configuration("user-simulator", cfg.generate.teacher))
+    identity = {"assistant": pool.identity(conf), "user": pool.identity(rubric.Configuration("u", cfg.generate.teacher)),
+                "rm": _rm_digest(rm_dir), "conf": conf.as_dict()}
+    prompts = leaf_prompts(data_dir, files=("st.jsonl",))
+    wanted = None if leaf_paths is None else {p.removesuffix("/qna.yaml").strip("/") for p in leaf_paths}
+    samples, leaves = [], []
+    for path in sorted(prompts):
+        leaf = load_leaf(root, path)
+        chosen = _select_prompts(leaf, prompts[path], fb.sp_prompts_per_leaf)
+        if not chosen:
+            continue
+        cache = LeafCache(cfg.cache_path / "selfplay", cache_key({
+            "format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash, "prompts": chosen,
+            "identity": identity, "settings": {k: getattr(fb, k) for k in SETTINGS}}))
+        shard, cached = cache.shard(), True
+        if shard is None and (wanted is None or path in wanted):
+            cached = False
+            ck = cache.checkpoint()
+            state = play_leaf(leaf, chosen, assistant, user_sim, reward, fb, conf, ck[1] if ck else {},
+                              lambda s, c=cache: c.write_checkpoint(s["turn"], s),
+                              cfg.generate.max_request_error_fraction)
+            kept, dropped = kept_samples(leaf, state["convs"], fb, pool.name(conf))
+            shard = {"key": cache.key, "leaf": path, "samples": kept, "dropped": dropped}
+            cache.write_shard(shard)
+        if shard is None:
+            continue
+        samples += shard["samples"]
+        turns = [sum(m["role"] == "assistant" for m in s["messages"]) for s in shard["samples"]]
+        leaves.append({"leaf": path, "prompts": len(chosen), "kept": len(shard["samples"]),
+                       "dropped": shard["dropped"], "turns": turns, "cached": cached})
+        if progress:
+            print(f"[self-play] {path}: kept {len(shard['samples'])}/{len(chosen)}"
+                  f"{' (cached)' if cached else ''}", flush=True)
+    out = write_jsonl_atomic(data_dir / "selfplay.jsonl", samples)
+    all_turns = [t for r in leaves for t in r["turns"]]
+    _write_card(data_dir, {
+        "kept": len(samples), "candidates": fb.sp_candidates, "max_turns": fb.sp_turns,
+        "threshold": fb.sp_threshold, "mean_turns": sum(all_turns) / len(all_turns) if all_turns else None,
+        "assistant": pool.name(conf), "leaves": leaves})
+    if leaves and not samples:
+        raise LabError("self-play kept no conversation (every worst turn was below feedback.sp_threshold "
+                       f"or had no valid candidate; see dataset_card.json in {data_dir})")
+    return SelfPlayReport(leaves=leaves, kept=len(samples), seconds=time.monotonic() - t0, path=out)
