@@ -272,7 +272,7 @@ class BotConfig:
     Bot-type account, e.g. ``github-actions[bot]``)."""
     samples: int = 2
     write_team: str | None = None
-    runner: str = "self-hosted"
+    runner: str = "self-hosted, lab-bot"
     login: str | None = None
     RANGES = {"samples": POSITIVE}
 
