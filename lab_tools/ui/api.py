@@ -183,11 +183,13 @@ async def check(request: Request):
 
 async def save(request: Request):
     """Write the leaf's ``qna.yaml`` and ``attribution.txt`` (only those that change), then, with
-    ``commit: {branch, message}``, commit them on that branch. Returns ``{path, written,
-    unchanged, findings, git, next}``; ``next`` is the commands to run afterwards."""
+    ``commit: {branch, message}``, commit them on that branch (a bad branch name is refused before
+    anything is written). Returns ``{path, written, unchanged, findings, git, git_error, next}``;
+    ``git_error`` says why the commit failed after the files were saved; ``next`` is the commands
+    to run afterwards."""
     from starlette.concurrency import run_in_threadpool
 
-    from lab_tools.ui.gitops import commit_files, write_atomic
+    from lab_tools.ui.gitops import commit_files, open_repo, write_atomic
 
     st = _state(request)
     body = await read_json(request)
@@ -196,6 +198,7 @@ async def save(request: Request):
     if want is not None and not (isinstance(want, dict) and isinstance(want.get("branch"), str)
                                  and isinstance(want.get("message", ""), str)):
         raise ApiError("commit must be {branch, message}", field="branch")
+    repo = open_repo(st.root, want["branch"].strip()) if want is not None else None  # refused before writing
     result = _checked(st, rel, leaf)
     _, d = leaf_dir(st.root, rel)  # checked again right before writing
     written, unchanged = [], []
@@ -204,17 +207,20 @@ async def save(request: Request):
         files.append((d / "attribution.txt", leaf.attribution_text()))
     for path, text in files:
         (written if write_atomic(path, text) else unchanged).append(f"{rel}/{path.name}")
-    git_info, nxt = None, []
-    if want is not None:
-        git_info = await run_in_threadpool(commit_files, st.root, [p for p, _ in files],
-                                           want["branch"].strip(), want.get("message", ""))
-        nxt = [git_info["push"], git_info["pr"]]
-        click.echo(f"lab ui: committed {rel} on {git_info['branch']} ({git_info['commit'][:12]}); next:\n  "
-                   + "\n  ".join(nxt))
+    git_info, git_error, nxt = None, None, []
+    if repo is not None:
+        try:
+            git_info = await run_in_threadpool(commit_files, repo, [p for p, _ in files],
+                                               want["branch"].strip(), want.get("message", ""))
+            nxt = [git_info["push"], git_info["pr"]]
+            click.echo(f"lab ui: committed {rel} on {git_info['branch']} ({git_info['commit'][:12]}); "
+                       "next:\n  " + "\n  ".join(nxt))
+        except LabError as err:  # the files are saved; say why the commit is not there
+            git_error = err.message
     else:
         click.echo(f"lab ui: saved {', '.join(written) or 'nothing (unchanged)'}")
-    return JSONResponse({"path": rel, "written": written, "unchanged": unchanged,
-                         "findings": result["findings"], "git": git_info, "next": nxt})
+    return JSONResponse({"path": rel, "written": written, "unchanged": unchanged, "findings": result["findings"],
+                         "git": git_info, "git_error": git_error, "next": nxt})
 
 
 async def preview_start(request: Request):

@@ -24,17 +24,12 @@ def write_atomic(path: Path, text: str) -> bool:
     return True
 
 
-def commit_files(root: Path, files: list[Path], branch: str, message: str) -> dict:
-    """Switch to ``branch`` (created from the current HEAD when missing; uncommitted changes are
-    carried along, as ``git checkout`` does), then commit only ``files``.
-
-    Returns:
-        ``{"branch", "commit", "push", "pr"}``: the branch, the new commit id, and the two
-        commands to run next.
+def open_repo(root: Path, branch: str):
+    """The git repository holding taxonomy ``root``, after checking that ``branch`` is a valid
+    branch name (``git check-ref-format --branch``), so a bad name is refused before any write.
 
     Raises:
-        LabError: ``root`` is not in a git work tree, a bad branch name, nothing to commit, or
-        git refused (its message).
+        LabError: ``root`` is not in a git work tree, or a bad branch name.
     """
     import git
 
@@ -45,13 +40,33 @@ def commit_files(root: Path, files: list[Path], branch: str, message: str) -> di
                        field="branch") from None
     if repo.bare or repo.working_tree_dir is None:
         raise LabError("the repository has no work tree", field="branch")
+    try:
+        if not branch or branch.startswith("-"):
+            raise git.GitCommandError("check-ref-format", 1)
+        repo.git.check_ref_format("--branch", branch)
+    except git.GitCommandError:
+        raise LabError(f"{branch!r} is not a valid branch name", field="branch") from None
+    return repo
+
+
+def commit_files(repo, files: list[Path], branch: str, message: str) -> dict:
+    """In ``repo`` (from :func:`open_repo`), switch to ``branch`` (created from the current HEAD
+    when missing; uncommitted changes are carried along, as ``git checkout`` does), then commit
+    only ``files``.
+
+    Returns:
+        ``{"branch", "commit", "push", "pr"}``: the branch, the new commit id, and the two
+        commands to run next.
+
+    Raises:
+        LabError: nothing to commit, or git refused (its message).
+    """
+    import git
+
     message = " ".join((message or "").split()) or "Add a taxonomy leaf"
     top = Path(repo.working_tree_dir).resolve()
     rels = [Path(f).resolve().relative_to(top).as_posix() for f in files]
     try:
-        repo.git.check_ref_format("--branch", branch)
-        if branch.startswith("-"):
-            raise git.GitCommandError("check-ref-format", 1, b"", b"branch name may not start with '-'")
         current = None if repo.head.is_detached else repo.active_branch.name
         if branch != current:
             if branch in [h.name for h in repo.heads]:

@@ -174,8 +174,16 @@ def test_save_with_commit_makes_a_branch_and_prints_the_next_commands(ui):
     assert changed == [f"taxonomy/{NEW}/attribution.txt", f"taxonomy/{NEW}/qna.yaml"]
     assert data["next"][0] == "git push -u origin leaf/limericks"
     assert data["next"][1].startswith("gh pr create --head leaf/limericks")
-    status, data = ui.call("POST", "/api/save", {**body, "commit": {"branch": "bad..name", "message": "x"}})
-    assert status == 400 and data["field"] == "branch"
+    # the same files again: saved (unchanged), and the reason there is no commit
+    status, data = ui.call("POST", "/api/save", body)
+    assert status == 200 and data["git"] is None and "nothing to commit" in data["git_error"]
+    # a bad branch name is refused before anything is written
+    other = "compositional_skills/writing/poetry/sonnets"
+    for bad in ("bad..name", "-f", ""):
+        status, data = ui.call("POST", "/api/save", {"path": other, "form": _new_form(ui, other),
+                                                     "commit": {"branch": bad, "message": "x"}})
+        assert status == 400 and data["field"] == "branch", data
+    assert not (ui.root / other).exists()
 
 
 def test_preview_shows_the_scripted_samples_as_the_bot_comment_does(ui):

@@ -88,15 +88,23 @@ def test_create_compositional_skill_with_inline_findings(ui, page, run_lab):
 
 
 def test_non_permissive_license_is_flagged_before_saving(ui, page):
+    attribution = ui.root / HAIKU / "attribution.txt"
+    attribution.write_text(attribution.read_text().replace("CC-BY-4.0", "CC-BY-NC-4.0"))
     open_leaf(page, ui.url, HAIKU)
-    assert page.locator('[name="attribution.0.license"] option').count() >= 3
-    page.evaluate("""() => { const s = document.querySelector('[name="attribution.0.license"]');
-        s.append(new Option('CC-BY-NC-4.0', 'CC-BY-NC-4.0')); s.value = 'CC-BY-NC-4.0';
-        s.dispatchEvent(new Event('change')); }""")
+    select = page.locator('[name="attribution.0.license"]')
+    assert select.input_value() == "CC-BY-NC-4.0"
+    assert "not in the allowlist" in select.locator("option:checked").inner_text()
     err = _msgs(page, "attribution.0.license", "error")
     err.first.wait_for()
     assert "non-commercial" in err.first.inner_text()
-    assert page.locator("#attr .ln.hl-error").count() == 1
+    assert page.locator("#attr .ln.hl-error").inner_text().endswith("License of the work: CC-BY-NC-4.0")
+    page.once("dialog", lambda d: d.dismiss())  # "save anyway?" -> no
+    page.click("#save-btn")
+    page.wait_for_timeout(500)
+    assert page.locator("#save-result").inner_text() == "" and "CC-BY-NC-4.0" in attribution.read_text()
+    select.select_option("CC-BY-4.0")
+    page.wait_for_selector("#status.ok")
+    assert err.count() == 0
 
 
 def test_edit_existing_knowledge_leaf_diff_is_that_change_only(ui, page):

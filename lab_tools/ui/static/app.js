@@ -294,6 +294,7 @@ async function save() {
     const kids = [el("div", { class: "finding info" }, r.written.length ? "Saved " + r.written.join(", ") : "Nothing changed on disk")];
     if (r.git) kids.push(el("div", { class: "finding info" }, `Committed ${r.git.commit.slice(0, 12)} on ${r.git.branch}. Next:`),
       el("pre", {}, r.next.join("\n")));
+    if (r.git_error) kids.push(el("div", { class: "finding error" }, "Not committed: " + r.git_error));
     box.replaceChildren(...kids);
     loadTree();
   } catch (e) { alertBox(box, "Not saved: " + e.message); }
