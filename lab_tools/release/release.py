@@ -82,18 +82,18 @@ def taxonomy_commit(root: str | Path) -> dict:
     """``{"commit", "dirty", "branch"}`` of the git repository holding ``root`` (all None outside git).
 
     ``dirty`` is True when files under ``root`` differ from the commit (staged, unstaged or
-    untracked), so the card can say the model was built from uncommitted leaves."""
-    try:
-        import git
+    untracked), so the card can say the model was built from uncommitted leaves. Git runs through
+    :mod:`lab_tools.gitsafe` (explicit git dir and work tree, never discovery inside ``root``)."""
+    from lab_tools.gitsafe import find_repo, run_git
 
-        repo = git.Repo(Path(root).resolve(), search_parent_directories=True)
-        rel = os.path.relpath(Path(root).resolve(), repo.working_tree_dir)
-        commit = repo.head.commit.hexsha if repo.head.is_valid() else None
-        dirty = repo.is_dirty(path=rel) or any(
-            p.startswith("" if rel == "." else rel + "/") for p in repo.untracked_files)
-        branch = None if repo.head.is_detached else repo.active_branch.name
-        return {"commit": commit, "dirty": bool(dirty), "branch": branch}
-    except Exception:  # not a git repo, git missing, empty repo: provenance says "unknown"
+    try:
+        tree = find_repo(root)
+        rel = os.path.relpath(Path(root).resolve(), tree.work_tree)
+        commit = run_git(tree, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).strip()
+        status = run_git(tree, "status", "--porcelain", "--untracked-files=all", "--", rel)
+        branch = run_git(tree, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+        return {"commit": commit or None, "dirty": bool(status.strip()), "branch": branch or None}
+    except LabError:  # not a git repo, git missing or failing: provenance says "unknown"
         return {"commit": None, "dirty": None, "branch": None}
 
 

@@ -182,6 +182,14 @@ def test_bot_preview_runs_nothing_and_fails_on_the_stray_files(attacked, run_lab
     assert [p["state"] for s, p in fake_github.statuses if s == head] == ["pending", "failure"]
 
 
+def test_release_provenance_reads_the_real_repository(attacked):
+    from lab_tools.release.release import taxonomy_commit
+
+    info = taxonomy_commit("pr/taxonomy")
+    assert attacked.fired() == 0, attacked.layout
+    assert info == {"commit": _git(attacked.pr, "rev-parse", "HEAD"), "dirty": False, "branch": "pr"}
+
+
 # --- gitsafe itself ------------------------------------------------------------------------------
 
 def test_find_repo_skips_a_folder_that_looks_like_a_repository(attacked):
