@@ -1,0 +1,153 @@
+"""Reward-model evaluation: accuracy on comparisons, next to the "longer answer wins" baseline.
+
+- Synthetic comparisons held out **by leaf** (the RM never saw those leaves), overall and per leaf.
+- Static HHH (``../shared/corpus/hhh-eval/hhh_eval.json``: 221 pairs from BIG-bench's HHH task
+  as distributed with ALMoST's evaluation code), per type. Chance is 50%; "longer wins" is
+  62.9% on that file (139 of 221 pairs, ties counted as wrong).
+
+Accuracy is the share of pairs with ``reward(chosen) > reward(rejected)`` (a tie is wrong), as
+TRL's RewardTrainer reports it and as ALMoST scores a reward model. The baseline scores a pair
+correct when the chosen final response has strictly more characters than the rejected one.
+Sequences are tokenized with the RM's chat template exactly as TRL's RewardTrainer does
+(``apply_chat_template`` over prompt + response), so training and evaluation see the same text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from lab_tools.errors import LabError
+
+_TURN = re.compile(r"\n\nHuman: |\n\nAssistant: ")
+
+
+def hhh_default_path() -> Path:
+    """``../shared/corpus/hhh-eval/hhh_eval.json`` next to this repository."""
+    return Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hhh-eval" / "hhh_eval.json"
+
+
+def parse_dialogue(text: str) -> list[dict]:
+    """``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` as chat messages (user/assistant turns).
+
+    Raises:
+        ValueError: the text does not start with a ``Human:`` turn."""
+    if not text.startswith("\n\nHuman: "):
+        raise ValueError("expected the dialogue to start with '\\n\\nHuman: '")
+    roles = [("user" if m.group(0).strip() == "Human:" else "assistant") for m in _TURN.finditer(text)]
+    parts = _TURN.split(text)[1:]
+    return [{"role": r, "content": p.strip()} for r, p in zip(roles, parts)]
+
+
+def load_hhh(path: str | Path) -> list[dict]:
+    """Static HHH pairs as comparisons ``{"prompt", "chosen", "rejected", "type"}`` (messages).
+
+    Raises:
+        LabError: the file is missing or malformed (naming the pair index and field)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LabError(f"cannot read the Static HHH file: {exc}", file=str(p)) from exc
+    out = []
+    for i, row in enumerate(data if isinstance(data, list) else []):
+        try:
+            chosen, rejected = parse_dialogue(row["chosen"]), parse_dialogue(row["rejected"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LabError(f"not a Static HHH pair: {exc}", file=str(p), field=f"{i}.chosen") from exc
+        if chosen[:-1] != rejected[:-1] or chosen[-1]["role"] != "assistant":
+            raise LabError("chosen and rejected do not share the dialogue before the last assistant turn",
+                           file=str(p), field=str(i))
+        out.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:],
+                    "type": str(row.get("type", "other"))})
+    if not out:
+        raise LabError("no pairs in the Static HHH file (expected a JSON list)", file=str(p))
+    return out
+
+
+def longer_wins(pair: dict) -> bool:
+    """The length baseline: the chosen final response is strictly longer (characters)."""
+    return len(pair["chosen"][-1]["content"]) > len(pair["rejected"][-1]["content"])
+
+
+def load_rm(path: str | Path, device: str | None = None):
+    """``(model, tokenizer)`` of a reward model directory, or of a causal-LM base to train one
+    from (AutoModelForSequenceClassification with one label: the base gets a new score head),
+    float32, eval mode."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    model = model.to(device).eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def rewards(model, tok, conversations: list[list[dict]], *, batch_size: int = 8, max_length: int = 1024) -> list[float]:
+    """One scalar reward per conversation (messages), right-padded batches; a conversation over
+    ``max_length`` tokens keeps its last ``max_length`` (the response end, where the reward is read)."""
+    import torch
+
+    ids = [tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"][-max_length:]
+           for c in conversations]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    scores: dict[int, float] = {}
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = max(len(ids[i]) for i in batch)
+        x = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(x)
+        for row, i in enumerate(batch):
+            x[row, :len(ids[i])] = torch.tensor(ids[i])
+            mask[row, :len(ids[i])] = 1
+        with torch.no_grad():
+            logits = model(input_ids=x.to(model.device), attention_mask=mask.to(model.device)).logits
+        for row, i in enumerate(batch):
+            scores[i] = float(logits[row, 0])  # the model reads it at the last non-pad token
+    return [scores[i] for i in range(len(ids))]
+
+
+def score_pairs(model, tok, pairs: list[dict], **kw) -> list[float]:
+    """``reward(chosen) - reward(rejected)`` per pair (``prompt``/``chosen``/``rejected`` messages)."""
+    convs = [p["prompt"] + p["chosen"] for p in pairs] + [p["prompt"] + p["rejected"] for p in pairs]
+    r = rewards(model, tok, convs, **kw)
+    n = len(pairs)
+    return [r[i] - r[n + i] for i in range(n)]
+
+
+def _summary(pairs: list[dict], margins: list[float], group, key: str) -> dict:
+    def acc(idx):
+        return {"n": len(idx), "accuracy": sum(margins[i] > 0 for i in idx) / len(idx) if idx else None,
+                "length_baseline": sum(longer_wins(pairs[i]) for i in idx) / len(idx) if idx else None}
+
+    out = acc(list(range(len(pairs))))
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault(str(group(p)), []).append(i)
+    out[key] = {k: acc(v) for k, v in sorted(groups.items())}
+    return out
+
+
+def evaluate_rm(rm_dir: str | Path, heldout: list[dict], *, hhh_path: str | Path | None = None,
+                max_length: int = 1024) -> dict:
+    """Accuracy of the RM at ``rm_dir`` and of the length baseline on the ``heldout`` synthetic
+    comparisons (rows of ``comparisons.jsonl``; overall and ``per_leaf``) and, when
+    ``hhh_path`` is given, on Static HHH (overall and ``per_type``). Fractions 0..1 (None: no pairs).
+
+    Returns ``{"heldout": {...}, "static_hhh": {...} | None}``."""
+    model, tok = load_rm(rm_dir)
+    out = {"heldout": _summary(heldout, score_pairs(model, tok, heldout, max_length=max_length),
+                               lambda p: p["metadata"]["leaf"], "per_leaf")
+           if heldout else {"n": 0, "accuracy": None, "length_baseline": None, "per_leaf": {}},
+           "static_hhh": None}
+    if hhh_path is not None:
+        hhh = load_hhh(hhh_path)
+        out["static_hhh"] = _summary(hhh, score_pairs(model, tok, hhh, max_length=max_length),
+                                     lambda p: p["type"], "per_type")
+        out["static_hhh"]["file"] = str(hhh_path)
+    return out

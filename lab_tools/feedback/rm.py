@@ -1,0 +1,205 @@
+"""The reward model: ``lab train --phase rm`` (ALMoST, arXiv 2305.13735, section 3.1 "Reward
+Modeling"), trained with TRL's ``RewardTrainer`` (pairwise ``-log sigmoid(r_chosen - r_rejected)``
+loss; no trainer of our own) on ``comparisons.jsonl``.
+
+- Base: the student base (``train.student``) or ``feedback.rm_base``, as a one-label
+  sequence-classification model (TRL adds the score head).
+- Held-out comparisons are split **by leaf** (:func:`split_by_leaf`): the held-out accuracy
+  measures leaves the RM never saw.
+- Optional ALMoST post-validation ("as-is RM" filtering, paper section 3.1): train once, drop the
+  training pairs the first RM ranks the wrong way (``r_chosen - r_rejected < 0``), retrain from
+  the base on the rest; both held-out accuracies and the number dropped are reported.
+- Settings chosen explicitly, not TRL's defaults: float32 weights, ``bf16=False``,
+  gradient checkpointing off (``activation_checkpointing=False``, the name transformers 5 gives
+  ``gradient_checkpointing``), ``use_cpu`` without CUDA, cosine schedule with 3% warm-up and
+  weight decay 0.1 (ALMoST's RM recipe), ``center_rewards_coefficient=0.01``.
+
+Output: a Hugging Face sequence-classification directory (``AutoModelForSequenceClassification``,
+usable as TRL ``reward_funcs``), with ``rm_manifest.json`` (split, settings, losses, accuracies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+from lab_tools.errors import LabError
+from lab_tools.jsonl import read_jsonl
+
+
+def split_by_leaf(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict], list[str]]:
+    """``(train, heldout, heldout_leaves)``: the comparisons of ``round(fraction * leaves)`` leaves
+    (at least one when ``fraction > 0`` and there are two or more leaves; never all of them) are
+    held out, chosen by sha256 of ``seed:leaf`` so the split is stable when leaves are added."""
+    leaves = sorted({r["metadata"]["leaf"] for r in rows})
+    n = min(len(leaves) - 1, max(1, round(fraction * len(leaves)))) if fraction > 0 and len(leaves) > 1 else 0
+    ranked = sorted(leaves, key=lambda lf: hashlib.sha256(f"{seed}:{lf}".encode()).hexdigest())
+    held = set(ranked[:n])
+    return ([r for r in rows if r["metadata"]["leaf"] not in held],
+            [r for r in rows if r["metadata"]["leaf"] in held], sorted(held))
+
+
+def _dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+
+
+def reward_config(fb, output_dir: str | Path, *, progress: bool = False):
+    """TRL ``RewardConfig`` from the ``feedback`` settings ``fb`` (every precision, memory and
+    schedule choice set here, see the module doc; the weights are loaded in float32 by
+    :func:`lab_tools.feedback.evaluate.load_rm`)."""
+    import torch
+    from trl import RewardConfig
+
+    return RewardConfig(
+        output_dir=str(output_dir), num_train_epochs=fb.rm_epochs, learning_rate=fb.rm_learning_rate,
+        per_device_train_batch_size=fb.rm_batch_size, gradient_accumulation_steps=1, max_length=fb.rm_max_length,
+        lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.1, center_rewards_coefficient=0.01,
+        bf16=False, fp16=False, tf32=False, activation_checkpointing=False, use_cpu=not torch.cuda.is_available(),
+        seed=fb.rm_seed, data_seed=fb.rm_seed,
+        eval_strategy="no", save_strategy="no", logging_steps=1, report_to="none", disable_tqdm=not progress,
+        dataloader_num_workers=0)
+
+
+def _fit(base: Path, rows: list[dict], fb, work: Path, progress: bool):
+    """Train one RM from ``base`` on ``rows``; returns ``(trainer, losses)``."""
+    from trl import RewardTrainer
+
+    from lab_tools.feedback.evaluate import load_rm
+
+    from transformers import set_seed
+
+    set_seed(fb.rm_seed)  # the new score head's initial weights
+    model, tok = load_rm(base)  # seq-cls head (one label) on the base, float32
+    trainer = RewardTrainer(model=model, args=reward_config(fb, work, progress=progress), processing_class=tok,
+                            train_dataset=_dataset(rows))
+    if len(trainer.train_dataset) == 0:
+        raise LabError(f"no comparison fits in feedback.rm_max_length={fb.rm_max_length} tokens: nothing to train on")
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if not losses or not all(math.isfinite(x) for x in losses):
+        raise LabError(f"reward-model training diverged or logged no loss (losses: {losses[:5]})")
+    return trainer, losses
+
+
+def _accuracy(trainer, rows: list[dict], fb) -> tuple[float | None, list[float]]:
+    from lab_tools.feedback.evaluate import score_pairs
+
+    if not rows:
+        return None, []
+    trainer.model.eval()
+    margins = score_pairs(trainer.model, trainer.processing_class, rows, max_length=fb.rm_max_length)
+    return sum(m > 0 for m in margins) / len(margins), margins
+
+
+def train_reward_model(comparisons: str | Path, out_dir: str | Path, cfg, *, progress: bool = True) -> dict:
+    """Train the RM on ``comparisons`` (``comparisons.jsonl``) with ``cfg.feedback`` and save it
+    into ``out_dir`` (replaced atomically). Returns the manifest (also ``out_dir/rm_manifest.json``):
+    ``base``, ``train_pairs``, ``train_leaves``, ``heldout_leaves``, ``heldout_pairs``, ``settings``,
+    ``losses``, ``train_accuracy``, ``heldout_accuracy``, ``post_validation`` (or None), ``seconds``.
+
+    Raises:
+        LabError: no comparisons (the stage before made none), no training pair, a bad base model,
+        or training that diverged.
+    """
+    from lab_tools.atomic import atomic_dir, write_json_atomic
+    from lab_tools.models import resolve_model
+
+    t0 = time.monotonic()
+    fb = cfg.feedback
+    path = Path(comparisons)
+    if not path.is_file():
+        raise LabError("no comparisons: run `lab generate` with feedback.enabled first", file=str(path))
+    rows = read_jsonl(path)
+    if not rows:
+        raise LabError("comparisons file is empty: a reward model trained on nothing would be meaningless",
+                       file=str(path))
+    train, heldout, held_leaves = split_by_leaf(rows, fb.rm_heldout_leaves, fb.rm_seed)
+    if not train:
+        raise LabError("no training comparisons after the held-out split", file=str(path))
+    base_spec = fb.rm_base or cfg.train.student
+    base = resolve_model(base_spec, cfg.cache_path)
+    work = Path(out_dir).with_name(Path(out_dir).name + ".work")
+    trainer, losses = _fit(base, train, fb, work, progress)
+    post = None
+    if fb.rm_post_validation:
+        first_acc, _ = _accuracy(trainer, heldout, fb)
+        _, margins = _accuracy(trainer, train, fb)
+        kept = [r for r, m in zip(train, margins) if m >= 0]
+        post = {"pairs_before": len(train), "dropped": len(train) - len(kept), "first_heldout_accuracy": first_acc,
+                "first_train_accuracy": sum(m > 0 for m in margins) / len(margins), "first_losses": losses}
+        if not kept:
+            raise LabError("post-validation: the first reward model ranked every training pair the wrong way")
+        del trainer
+        trainer, losses = _fit(base, kept, fb, work, progress)
+        train = kept
+    train_acc, _ = _accuracy(trainer, train, fb)
+    held_acc, _ = _accuracy(trainer, heldout, fb)
+    manifest = {"base": base_spec, "base_path": str(base), "comparisons": str(path),
+                "train_pairs": len(train), "train_leaves": sorted({r["metadata"]["leaf"] for r in train}),
+                "heldout_leaves": held_leaves, "heldout_pairs": len(heldout),
+                "settings": {k: getattr(fb, k) for k in vars(fb) if k.startswith("rm_")},
+                "trl": _version("trl"), "losses": losses, "train_accuracy": train_acc, "heldout_accuracy": held_acc,
+                "post_validation": post, "seconds": round(time.monotonic() - t0, 2)}
+    with atomic_dir(out_dir) as tmp:
+        trainer.save_model(str(tmp))
+        trainer.processing_class.save_pretrained(str(tmp))
+        write_json_atomic(tmp / "rm_manifest.json", manifest, indent=1, newline=True)
+        write_json_atomic(tmp / "heldout_leaves.json", held_leaves, newline=True)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _version(pkg: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def evaluate_saved(rm_dir: str | Path, comparisons: str | Path, *, hhh_path: str | Path | None = None) -> dict:
+    """:func:`lab_tools.feedback.evaluate.evaluate_rm` of a saved RM on the comparisons of its
+    own held-out leaves (``heldout_leaves.json``), plus its training facts; written to
+    ``rm_dir/rm_eval.json``. Returns that dict."""
+    from lab_tools.atomic import write_json_atomic
+    from lab_tools.feedback.evaluate import evaluate_rm
+
+    rm_dir = Path(rm_dir)
+    try:
+        manifest = json.loads((rm_dir / "rm_manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LabError(f"not a reward model made by `lab train --phase rm`: {exc}", file=str(rm_dir)) from exc
+    held = set(manifest.get("heldout_leaves") or [])
+    rows = [r for r in read_jsonl(comparisons) if r["metadata"]["leaf"] in held]
+    result = evaluate_rm(rm_dir, rows, hhh_path=hhh_path, max_length=manifest["settings"]["rm_max_length"])
+    result["training"] = {k: manifest.get(k) for k in ("base", "train_pairs", "train_leaves", "heldout_leaves",
+                                                        "train_accuracy", "post_validation", "seconds")}
+    write_json_atomic(rm_dir / "rm_eval.json", result, indent=1, newline=True)
+    return result
+
+
+def train_cli(data_dir: str | Path, out_dir: str | Path, cfg, *, progress: bool = True) -> dict:
+    """``lab train --phase rm``: train on ``data_dir/comparisons.jsonl`` into ``out_dir``, then
+    evaluate on the held-out leaves' comparisons; prints both and returns the evaluation."""
+    import click
+
+    manifest = train_reward_model(Path(data_dir) / "comparisons.jsonl", out_dir, cfg, progress=progress)
+    result = evaluate_saved(out_dir, Path(data_dir) / "comparisons.jsonl")
+    held = result["heldout"]
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    click.echo(f"reward model: {out_dir} (from {manifest['base']}, {manifest['train_pairs']} training pairs)")
+    click.echo(f"held-out comparisons ({held['n']}, leaves {', '.join(manifest['heldout_leaves']) or '–'}): "
+               f"RM {pct(held['accuracy'])}, longer answer wins {pct(held['length_baseline'])}")
+    if manifest["post_validation"]:
+        pv = manifest["post_validation"]
+        click.echo(f"post-validation: dropped {pv['dropped']} of {pv['pairs_before']}; held-out accuracy "
+                   f"first RM {pct(pv['first_heldout_accuracy'])}, retrained {pct(held['accuracy'])}")
+    return result
