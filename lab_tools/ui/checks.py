@@ -47,12 +47,10 @@ def staged_root(root: str | Path, rel: str, leaf: LeafForm):
 
 
 def _work_lines(leaf: LeafForm) -> list[int]:
-    """1-based first line of each attribution work that is written (empty works are skipped)."""
-    starts, line = [], 1
-    for k, block in enumerate(leaf.attribution_text().split("\n\n")):
-        starts.append(line)
-        line += block.count("\n") + 1 + (1 if k else 0)
-    return starts
+    """1-based first line of each attribution work that is written (works are separated by one
+    blank line, see :meth:`LeafForm.attribution_text`; empty works are not written)."""
+    lines = leaf.attribution_text().splitlines()
+    return [1] + [n + 1 for n, line in enumerate(lines, 1) if not line.strip()]
 
 
 def check_leaf(root: str | Path, rel: str, leaf: LeafForm, allowlist: list[str]) -> list[dict]:

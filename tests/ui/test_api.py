@@ -134,6 +134,20 @@ def test_check_flags_a_non_permissive_license_on_its_field(ui):
     assert data["findings"] == []
 
 
+def test_check_puts_license_findings_on_the_right_work(ui):
+    form = _new_form(ui)
+    ok = dict(form["attribution"][0])
+    empty = {k: "" for k in ok}
+    form["attribution"] = [ok, empty, {**ok, "title": "Second", "license": "CC-BY-ND-4.0"}, {**ok, "license": ""}]
+    _, data = ui.call("POST", "/api/check", {"path": NEW, "form": form})
+    assert data["attribution"].count("Title of work:") == 3  # the empty work is not written
+    fields = {f["field"]: f for f in data["findings"] if f["file"] == "attribution.txt"}
+    assert set(fields) == {"attribution.2.license", "attribution.3.license"}
+    assert "forbids derivatives" in fields["attribution.2.license"]["message"]
+    line = data["attribution"].splitlines()[fields["attribution.2.license"]["line"] - 1]
+    assert line == "License of the work: CC-BY-ND-4.0"
+
+
 def test_check_refuses_forms_of_the_wrong_shape(ui):
     form = _new_form(ui)
     for bad in ({**form, "unknown": "x"}, {**form, "created_by": ["a"]},
