@@ -72,21 +72,27 @@ def find_repo(start: str | Path) -> GitTree:
     raise LabError("not inside a git repository (no .git folder above it)", file=str(start))
 
 
-def safe_env(tree: GitTree, base: dict | None = None) -> dict:
+def safe_env(tree: GitTree, base: dict | None = None, *, user_config: bool = False) -> dict:
     """Environment for a git process on ``tree``: ``base`` (default ``os.environ``) with every
     ``GIT_*`` variable removed, then the explicit git dir / work tree and :data:`SAFE_CONFIG`
-    (as ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/``GIT_CONFIG_VALUE_n``, git >= 2.31)."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("GIT_")}
+    (as ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/``GIT_CONFIG_VALUE_n``, git >= 2.31).
+
+    ``user_config``: also read the system and global config and keep the ``GIT_AUTHOR_*`` /
+    ``GIT_COMMITTER_*`` variables (the user's identity, for a commit on the user's own
+    checkout); :data:`SAFE_CONFIG` still outranks them."""
+    keep = ("GIT_AUTHOR_", "GIT_COMMITTER_") if user_config else ()
+    env = {k: v for k, v in (os.environ if base is None else base).items()
+           if not k.startswith("GIT_") or k.startswith(keep)}
     env.update({
         "GIT_DIR": str(tree.git_dir),
         "GIT_WORK_TREE": str(tree.work_tree),
         "GIT_CEILING_DIRECTORIES": str(tree.work_tree.parent),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_OPTIONAL_LOCKS": "0",
         "GIT_CONFIG_COUNT": str(len(SAFE_CONFIG)),
     })
+    if not user_config:
+        env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull})
     for i, (key, value) in enumerate(SAFE_CONFIG):
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
@@ -127,12 +133,13 @@ def git_process(tree: GitTree, *args: str, timeout: float = 120) -> subprocess.C
         raise LabError(f"git {args[0] if args else ''} failed: {exc}") from None
 
 
-def open_repo(tree: GitTree):
+def open_repo(tree: GitTree, *, user_config: bool = False):
     """A GitPython ``Repo`` on ``tree`` with no discovery: opened at the explicit git dir, and
     every git command it runs gets :func:`safe_env` (so repository config from the work tree is
     never read). GitPython starts each git process from a copy of ``os.environ``, so a caller's
     own ``GIT_*`` variables that :func:`safe_env` does not set (``GIT_INDEX_FILE`` in a hook) still
-    reach it: prefer :func:`run_git`, which removes them. Import of GitPython is lazy.
+    reach it: prefer :func:`run_git`, which removes them. ``user_config``: see :func:`safe_env`.
+    Import of GitPython is lazy.
 
     Raises:
         LabError: the git dir cannot be opened, or GitPython would run git in another work tree.
@@ -146,6 +153,6 @@ def open_repo(tree: GitTree):
     if repo.working_tree_dir is None or Path(repo.working_tree_dir).resolve() != tree.work_tree:
         raise LabError(f"git work tree is {repo.working_tree_dir}, expected {tree.work_tree}",
                        file=str(tree.git_dir))
-    env = safe_env(tree)
+    env = safe_env(tree, user_config=user_config)
     repo.git.update_environment(**{k: v for k, v in env.items() if k.startswith("GIT_")})
     return repo

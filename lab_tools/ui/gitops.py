@@ -33,9 +33,11 @@ def open_repo(root: Path, branch: str):
     """
     import git
 
-    try:
-        repo = git.Repo(Path(root).resolve(), search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+    from lab_tools import gitsafe
+
+    try:  # no discovery inside the taxonomy (a checked-out PR may hold planted git metadata)
+        repo = gitsafe.open_repo(gitsafe.find_repo(root), user_config=True)
+    except LabError:
         raise LabError("the taxonomy is not inside a git repository; save without committing",
                        field="branch") from None
     if repo.bare or repo.working_tree_dir is None:

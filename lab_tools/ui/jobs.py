@@ -2,7 +2,7 @@
 
 A job stages the leaf as the page would write it (:func:`lab_tools.ui.checks.staged_root`), runs
 :func:`lab_tools.sdg.pipeline.generate_dataset` on it with a few samples (``bot.samples``) and the
-configured teacher (embedded by default, ``--teacher`` overrides), and renders the result exactly
+configured teacher and judge (embedded by default; ``--teacher`` overrides both), and renders the result exactly
 as the bot's pull-request comment shows a leaf (:func:`lab_tools.bot.render.render_leaf`),
 converted to HTML by markdown-it. Jobs run one at a time on a worker thread; the teacher is built
 once and reused. Knowledge leaves whose ``document.repo`` is a path inside the taxonomy's own git
@@ -93,7 +93,7 @@ class PreviewJobs:
             self.cfg.generate.judge = None
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()  # one generation at a time (one teacher, small machines)
-        self._teacher = None
+        self._teacher = self._judge = None  # built on the first preview, then reused
 
     @property
     def teacher(self) -> str:
@@ -135,12 +135,12 @@ class PreviewJobs:
         repo = doc.get("repo", "") if isinstance(doc, dict) else ""
         if not repo or "://" in repo or os.path.isabs(repo) or "@" in repo.split("/", 1)[0]:
             return
-        import git
+        from lab_tools.gitsafe import find_repo
 
         target = (self.root / repo).resolve()
         try:
-            top = Path(git.Repo(self.root.resolve(), search_parent_directories=True).working_tree_dir).resolve()
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError, TypeError):
+            top = find_repo(self.root).work_tree  # never discovery inside the taxonomy
+        except LabError:
             return
         if target.is_relative_to(top):  # the rule documents.py applies to relative paths
             doc["repo"] = str(target)
@@ -165,14 +165,18 @@ class PreviewJobs:
             return render_leaf(view)
         self._localize_documents(leaf, cfg)
         cfg.generate.samples = int(cfg.bot.samples)
+        g = cfg.generate
         if self._teacher is None:
-            job.stage = f"loading the teacher {cfg.generate.teacher}"
-            g = cfg.generate
+            job.stage = f"loading the teacher {g.teacher}"
             self._teacher = make_teacher(g.teacher, cfg.cache_dir, workers=g.workers, batch_size=g.batch_size)
+        if self._judge is None:
+            self._judge = self._teacher if not g.judge or g.judge == g.teacher else make_teacher(
+                g.judge, cfg.cache_dir, workers=g.workers, batch_size=g.batch_size)
         teacher = _CountingTeacher(self._teacher, weakref.ref(job))
+        judge = teacher if self._judge is self._teacher else _CountingTeacher(self._judge, weakref.ref(job))
         job.stage = "generating"
         with staged_root(self.root, rel, leaf) as tmp, tempfile.TemporaryDirectory(prefix="lab-ui-out-") as out:
-            report = generate_dataset(tmp, [rel], Path(out), cfg, teacher=teacher, judge=teacher, progress=False)
+            report = generate_dataset(tmp, [rel], Path(out), cfg, teacher=teacher, judge=judge, progress=False)
             view.stats, view.seconds, view.error = bot._leaf_stats(report, rel)
             view.samples = bot._samples_for(bot._read_samples(Path(out)), rel)
             view.rejected = bot._read_rejected(Path(out)).get(rel, [])

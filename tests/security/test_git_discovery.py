@@ -190,6 +190,16 @@ def test_release_provenance_reads_the_real_repository(attacked):
     assert info == {"commit": _git(attacked.pr, "rev-parse", "HEAD"), "dirty": False, "branch": "pr"}
 
 
+def test_ui_commit_goes_to_the_real_repository(attacked):
+    from lab_tools.ui.gitops import commit_files, open_repo as ui_repo
+
+    leaf = attacked.taxonomy / NEW_LEAF / "qna.yaml"
+    leaf.write_text(skill_leaf("Write funny limericks.", LIMERICK))
+    out = commit_files(ui_repo(Path("pr/taxonomy"), "leaf/limericks"), [leaf], "leaf/limericks", "Tweak")
+    assert attacked.fired() == 0, attacked.layout
+    assert out["commit"] == _git(attacked.pr, "rev-parse", "leaf/limericks")
+
+
 # --- gitsafe itself ------------------------------------------------------------------------------
 
 def test_find_repo_skips_a_folder_that_looks_like_a_repository(attacked):
