@@ -178,11 +178,11 @@ class ServerThread:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def start(self) -> "ServerThread":
-        """Start serving; returns once the server accepts connections (at most 10 s)."""
+        """Start serving; returns once the server accepts connections (at most 30 s)."""
         import time
 
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self.server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         if not self.server.started:

@@ -100,7 +100,7 @@ def form_of(client: Client, leaf: str) -> dict:
     return data["form"]
 
 
-def wait_preview(client: Client, job_id: str, timeout: float = 60) -> dict:
+def wait_preview(client: Client, job_id: str, timeout: float = 180) -> dict:
     """Poll a preview job until it is done or failed; returns its last view."""
     import time
 

@@ -33,7 +33,7 @@ def browser():
 def page(ui, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    pg.set_default_timeout(20_000)
+    pg.set_default_timeout(60_000)  # the shared 2-core machine can be busy
     yield pg
     context.close()
 
