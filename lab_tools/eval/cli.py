@@ -20,7 +20,7 @@ def make_judge(spec: str | None, cache_dir):
 
 
 @click.command("evaluate")
-@click.option("--model", "model", required=True, help="Trained model directory (or 'embedded').")
+@click.option("--model", "model", default=None, help="Trained model directory (or 'embedded'); optional with --reward-model.")
 @click.option("--base-model", default=None, help="Base model to compare against, per leaf.")
 @click.option("--taxonomy", "taxonomy", type=click.Path(file_okay=False), default=None,
               help="Taxonomy root for held-out items (default: ./taxonomy or .).")
@@ -38,8 +38,13 @@ def make_judge(spec: str | None, cache_dir):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="eval", show_default=True)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--reward-model", type=click.Path(file_okay=False), default=None,
+              help="Evaluate this reward model (`lab train --phase rm`) too: accuracy on its held-out leaves' "
+                   "comparisons (--data DIR/comparisons.jsonl) and on Static HHH, next to 'longer answer wins'.")
+@click.option("--hhh", "hhh_file", type=click.Path(dir_okay=False), default=None,
+              help="Static HHH pairs for --reward-model [../shared/corpus/hhh-eval/hhh_eval.json when present].")
 def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, max_prompts, max_new_tokens,
-             judge_max_tokens, out_dir, config_file, quiet):
+             judge_max_tokens, out_dir, config_file, quiet, reward_model, hhh_file):
     """Score MODEL: multiple-choice accuracy on held-out knowledge questions and MMLU files, judge
     ratings (1-10, MT-Bench style) of answers to held-out skill prompts; with --base-model, a
     per-leaf branch report (improved / regressed / unchanged) as JSON and markdown."""
@@ -55,6 +60,16 @@ def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, ma
     root = Path(taxonomy) if taxonomy else default_root()
     cfg = load_config(root, config_file)
     quiet_libraries()
+    if model is None and reward_model is None:
+        from lab_tools.errors import UsageError
+
+        raise UsageError("give --model (and/or --reward-model)")
+    if reward_model is not None:
+        from lab_tools.feedback.rm import evaluate_cli
+
+        evaluate_cli(reward_model, data_dir, hhh_file, out_dir)
+        if model is None:
+            return
     judge = make_judge(judge_spec if judge_spec is not None else (cfg.generate.judge or cfg.generate.teacher),
                        cfg.cache_path)
     evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=list(mmlu),

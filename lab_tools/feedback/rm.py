@@ -203,3 +203,29 @@ def train_cli(data_dir: str | Path, out_dir: str | Path, cfg, *, progress: bool 
         click.echo(f"post-validation: dropped {pv['dropped']} of {pv['pairs_before']}; held-out accuracy "
                    f"first RM {pct(pv['first_heldout_accuracy'])}, retrained {pct(held['accuracy'])}")
     return result
+
+
+def evaluate_cli(rm_dir, data_dir, hhh_file, out_dir) -> dict:
+    """``lab evaluate --reward-model``: :func:`evaluate_saved` on ``data_dir/comparisons.jsonl``
+    (default: the comparisons the RM was trained from) and Static HHH (``hhh_file``, default the
+    shared corpus file when present); copies ``rm_eval.json`` into ``out_dir`` and prints the
+    reward-model section."""
+    import shutil
+
+    import click
+
+    from lab_tools.feedback.evaluate import hhh_default_path
+    from lab_tools.feedback.report import rm_markdown
+
+    manifest = json.loads((Path(rm_dir) / "rm_manifest.json").read_text(encoding="utf-8")) \
+        if (Path(rm_dir) / "rm_manifest.json").is_file() else {}
+    comparisons = Path(data_dir) / "comparisons.jsonl" if data_dir else Path(manifest.get("comparisons", ""))
+    if not comparisons.is_file():
+        raise LabError("no comparisons to evaluate the reward model on: pass --data DIR (with comparisons.jsonl)",
+                       file=str(comparisons))
+    hhh = Path(hhh_file) if hhh_file else (hhh_default_path() if hhh_default_path().is_file() else None)
+    result = evaluate_saved(rm_dir, comparisons, hhh_path=hhh)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(rm_dir) / "rm_eval.json", Path(out_dir) / "rm_eval.json")
+    click.echo(rm_markdown(result))
+    return result

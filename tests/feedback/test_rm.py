@@ -60,7 +60,7 @@ def test_split_by_leaf_is_by_leaf_and_stable():
     assert split_by_leaf(rows, 0.0)[1] == []
 
 
-def test_rm_learns_a_separable_task_on_unseen_leaves(tmp_path, tiny_model):
+def test_rm_learns_a_separable_task_on_unseen_leaves(tmp_path, tiny_model, run_lab):
     from transformers import AutoModelForSequenceClassification
 
     rows = _rows()
@@ -83,6 +83,19 @@ def test_rm_learns_a_separable_task_on_unseen_leaves(tmp_path, tiny_model):
     after = sum(m > 0 for m in score_pairs(model, tok, held)) / len(held)
     assert after == pytest.approx(manifest["heldout_accuracy"])  # the saved model is the trained one
     assert (out / "rm_manifest.json").is_file() and not (tmp_path / "rm.work").exists()
+
+    # `lab evaluate --reward-model`: the same held-out accuracy, the baseline on the same pairs, Static HHH
+    code, cap = run_lab(["evaluate", "--reward-model", str(out), "--data", str(tmp_path), "--out", str(tmp_path / "ev")])
+    assert code == 0, cap.err
+    res = json.loads((tmp_path / "ev" / "rm_eval.json").read_text())
+    assert res["heldout"]["accuracy"] == pytest.approx(manifest["heldout_accuracy"])
+    longer = sum(len(r["chosen"][0]["content"]) > len(r["rejected"][0]["content"]) for r in held) / len(held)
+    assert res["heldout"]["length_baseline"] == pytest.approx(longer)
+    assert set(res["heldout"]["per_leaf"]) == set(manifest["heldout_leaves"])
+    if res["static_hhh"] is not None:  # the shared corpus is present
+        assert res["static_hhh"]["n"] == 221 and set(res["static_hhh"]["per_type"]) == {
+            "honest", "helpful", "harmless", "other"}
+    assert "Reward model" in cap.out and "longer answer wins" in cap.out
 
 
 def test_post_validation_drops_the_pairs_the_first_rm_ranks_wrong(tmp_path, tiny_model):
