@@ -28,6 +28,7 @@ from lab_tools.train.config import PHASES, Preset, load_preset
 from lab_tools.train.loop import train_phase, write_json
 
 REPLAY_SOURCES = {"kt1": (), "kt2": ("kt1",), "st": ("kt1", "kt2")}
+SELF_PLAY_FILE = "selfplay.jsonl"  # RM-guided self-play demonstrations, trained in ST
 METRIC_FIELDS = ["phase", "epoch", "step", "loss", "lr", "tokens_per_s", "real_token_fraction", "samples"]
 
 
@@ -218,6 +219,11 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     for name in PHASES:
         data[name], dropped[name] = tokenize_dataset(
             tok, read_samples(data_dir / f"{name}.jsonl"), preset.max_seq_len, source=name)
+    # RM-guided self-play demonstrations (multi-turn) are ST data of their own source (ALMoST 3.2)
+    selfplay, dropped_selfplay = tokenize_dataset(tok, read_samples(data_dir / SELF_PLAY_FILE),
+                                                  preset.max_seq_len, source="selfplay")
+    data["st"] += selfplay
+    dropped["st"] += dropped_selfplay
     manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
                 "hyperparameters": preset.to_dict(), "phases": {}, "selected": None}
     if mpath.is_file():
@@ -256,7 +262,9 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         replay = draw_replay(len(own), cfg.replay_fraction,
                              {s: data[s] for s in REPLAY_SOURCES[phase]}, preset.seed + PHASES.index(phase))
         samples = own + [t for src in replay.values() for t in src]
-        used = {phase: len(own), **{f"replay_{s}": len(v) for s, v in replay.items()}}
+        extra = {"selfplay": len(selfplay)} if phase == "st" and selfplay else {}
+        used = {phase: len(own) - sum(extra.values()), **extra,
+                **{f"replay_{s}": len(v) for s, v in replay.items()}}
         console.print(f"[{phase}] samples {used}; dropped too long: {dropped[phase]}")
         phase_dir = out / phase
         t0 = time.perf_counter()

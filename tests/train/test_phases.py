@@ -183,3 +183,22 @@ def test_st_selection_falls_back_to_reference_loglik_when_no_rating_parses(full_
     assert all(isinstance(v, float) and v < 0 for v in scores.values())
     best = max(scores.values())
     assert selected == next(c for c in ckpts if scores[c] == best)  # earliest best
+
+
+def test_self_play_demonstrations_train_in_st_as_their_own_source(tiny_model, phase_data, fast_preset, tmp_path):
+    from tests.train.conftest import FakeJudge
+    from lab_tools.train.phases import train_phases
+
+    conv = [{"role": "user", "content": "Write a haiku about rain."},
+            {"role": "assistant", "content": "Rain taps the window."},
+            {"role": "user", "content": "Now one about snow."},
+            {"role": "assistant", "content": "Snow hushes the street."}]
+    rows = [{"messages": conv, "metadata": {"leaf": "compositional_skills/leaf", "source": "rmsp",
+                                            "phase": "st", "turn_rewards": [1.0, 2.0]}}] * 3
+    (phase_data / "selfplay.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = train_phases(phase_data, tiny_model, tmp_path / "out", preset=fast_preset, phases=("st",),
+                          judge=FakeJudge(), progress=False)
+    used = result.manifest["phases"]["st"]["samples"]
+    assert used["st"] == 12 and used["selfplay"] == 3
+    # 2 epochs x (15 own + round(0.5 * 15) replay) samples / batch 4
+    assert result.manifest["phases"]["st"]["steps"] == 2 * -(-(15 + 8) // 4)
