@@ -244,3 +244,56 @@ def test_preview_of_a_knowledge_leaf_reads_its_pinned_documents(ui):
     _, job = ui.call("POST", "/api/preview", {"path": BEES, "form": form})
     job = wait_preview(ui, job["id"])
     assert "documents" in job["markdown"] and "<summary>sample" not in job["html"]
+
+
+def test_live_findings_are_what_lab_taxonomy_validate_reports_for_the_saved_file(ui):
+    """The page's checks and the CLI's validator agree finding for finding on the written file."""
+    import os
+
+    from lab_tools.taxonomy.validate import validate_tree
+
+    form = _new_form(ui)
+    form["task_description"] = ""
+    form["seed_examples"][3]["question"] = form["seed_examples"][0]["question"]  # a duplicate
+    form["seed_examples"][4]["context"] = "word " * 501  # a grounded example over the context limit
+    form["seed_examples"].pop()
+    form["seed_examples"].append({"question": "", "answer": "only an answer"})
+    _, checked = ui.call("POST", "/api/check", {"path": NEW, "form": form})
+    ui.call("POST", "/api/save", {"path": NEW, "form": form})
+    on_disk = [(f.line, f.column, f.field, f.message, f.severity) for f in validate_tree(ui.root, [NEW])
+               if os.path.basename(f.file) == "qna.yaml"]
+    live = [(f["line"], f["column"], f["field"], f["message"], f["severity"]) for f in checked["findings"]
+            if f["file"] == "qna.yaml"]
+    assert live == on_disk
+    assert {"task_description", "seed_examples.3.question", "seed_examples.4.question"} <= {f[2] for f in live}
+
+
+def test_preview_progress_is_reported_while_it_runs(ui_repo, tmp_path):
+    import json
+    import time
+
+    from lab_tools.config import load_config
+    from lab_tools.ui.server import ServerThread, create_app
+    from tests.ui.conftest import Client
+
+    script = tmp_path / "slow.json"
+    script.write_text(json.dumps({"delay": 0.05}))
+    root = ui_repo / "taxonomy"
+    app = create_app(root, load_config(root), teacher=f"scripted:{script}")
+    with ServerThread(app) as srv:
+        client = Client(base=srv.base, url=srv.url, token=app.state.ui.token, root=root)
+        _, job = client.call("POST", "/api/preview", {"path": HAIKU, "form": form_of(client, HAIKU)})
+        seen = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            _, view = client.call("GET", f"/api/preview/{job['id']}")
+            seen.append((view["state"], view["stage"], view["requests"]))
+            if view["state"] in ("done", "failed"):
+                break
+            time.sleep(0.05)
+    assert view["state"] == "done", view
+    running = [s for s in seen if s[0] == "running" and s[2] > 0]
+    assert running, seen[:5]
+    assert any(":" in stage and "requests" in stage for _, stage, _ in running)
+    counts = [s[2] for s in seen]
+    assert counts == sorted(counts) and counts[-1] == view["requests"] > running[0][2]
