@@ -116,6 +116,7 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
     cfg, grounded = ctx.cfg, ctx.leaf.grounded
     key = _grounded_text if grounded else (lambda c: c["question"])
     seeds = [key({"question": s.question, "context": s.context}) for s in _seeds(ctx.leaf)]
+    seed_contexts = [s.context for s in _seeds(ctx.leaf) if s.context]
     bound = _bound(ctx)
     kept: list[dict] = []
     ids = itertools.count()  # candidate ids, unique within the leaf (they seed the response requests)
@@ -137,6 +138,9 @@ def _consume_questions(ctx: LeafContext, state: dict, comps: list[Completion]) -
             cand = {"id": next(ids), "scores": {}, **item}
             if quality.repetitive(cand["question"]):
                 reject(state, cand, "questions", "degenerate repetition")
+            elif grounded and quality.seed_copy(cand["context"], seed_contexts, cfg.filters.seed_threshold):
+                # a seed's context with another question still trains on the held-out example
+                reject(state, cand, "dedup", "near-duplicate of a seed example")
             elif novel(state, cand, seeds, kept, cfg.dedup_threshold, seed_threshold=cfg.filters.seed_threshold,
                        key=key):
                 kept.append(cand)

@@ -123,3 +123,34 @@ def test_seed_threshold_is_stricter_than_the_within_leaf_one():
     # a different request on the same topic is neither
     assert quality.seed_copy("Describe the first snow of winter to a child who has never seen it.",
                              [seed], seed_t) is None
+
+
+def test_grounded_seed_context_with_another_question_reaches_no_phase_file(tmp_path, cache_dir, run_lab):
+    """A grounded skill's held-out seed is its context and question together: a generated sample
+    that reuses a seed's context (one word changed) under a new question is dropped too."""
+    ctx = ("Join us for the Spring Plant Swap on Saturday, April 12, 2025! Bring cuttings, seedlings or "
+           "pots and take home something new. Doors open at 10:00 am in the community hall on Elm Street.")
+    others = [f"The {n} meeting takes place on {d} in room {r}; remote staff can join by video link."
+              for n, d, r in (("quarterly", "3 June 2025", "B"), ("annual", "9 May 2025", "C"), ("weekly", "2 July 2025", "D"))]
+    root = tmp_path / "taxonomy"
+    _leaf(root, "compositional_skills/extraction/structured/events", {
+        "version": 3, "created_by": "tester", "task_description": "Extract the event details as JSON.",
+        "seed_examples": [{"context": c, "question": "Extract the event details as JSON.", "answer": '{"event": "x"}'}
+                          for c in [ctx] + others]})
+    copied = ctx.replace("Saturday", "Sunday")
+    fresh = "The Harbor Jazz Night is on Friday, 18 July 2025, at 8 pm in the old boathouse by the pier."
+    script = tmp_path / "ctx.json"
+    script.write_text(json.dumps({"skill_question": [
+        # a long new question: context + question together stay under the seed threshold (0.61)
+        {"match": "Spring Plant", "reply": f"Context: {copied}\nQuestions:\n1. What should visitors bring to the "
+                                           "swap, and at what time do the doors of the community hall open to the public?"},
+        {"reply": f"Context: {fresh}\nQuestions:\n1. When does the jazz night start?"}]}), encoding="utf-8")
+    out = tmp_path / "out"
+    code, cap = run_lab(["generate", str(root), "--teacher", f"scripted:{script}", "--samples", "2",
+                         "--out", str(out), "--no-progress"])
+    assert code == 0, cap.out + cap.err
+    trained = [s["messages"][0]["content"] for s in read_jsonl(out / "st.jsonl")]
+    assert trained and all(fresh in t for t in trained)  # the fresh context went through
+    assert not any("Plant Swap" in t for t in trained)
+    assert any(r["reason"] == "near-duplicate of a seed example" and "Plant Swap" in r.get("context", "")
+               for r in read_jsonl(out / "rejected.jsonl"))
