@@ -74,7 +74,13 @@ def _table(report) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Extra config file applied over lab.yaml.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (CI logs).")
-def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, config_file, no_progress):
+@click.option("--self-play", "self_play", is_flag=True,
+              help="Also run RM-guided self-play (ALMoST RMSP) with --reward-model: multi-turn ST "
+                   "demonstrations in selfplay.jsonl [lab.yaml feedback.self_play].")
+@click.option("--reward-model", "reward_model", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Reward model dir (`lab train --phase rm`) that picks the best assistant turn in self-play.")
+def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, config_file, no_progress,
+             self_play, reward_model):
     """Generate synthetic training data from taxonomy leaves (skills-SDG and knowledge-SDG, LAB 3.2)
     into phase datasets kt1/kt2/st (LAB table 1), reusing cached leaves."""
     from lab_tools.config import default_root, load_config
@@ -101,3 +107,11 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
         from lab_tools.feedback.comparisons import generate_comparisons, print_table
 
         print_table(generate_comparisons(root, out_dir, cfg, leaf_paths=selected, progress=not no_progress))
+    if self_play:
+        from lab_tools.feedback.selfplay import generate_self_play
+
+        if reward_model is None:
+            raise LabError("--self-play needs --reward-model DIR (train one with `lab train --phase rm`)",
+                           field="--reward-model")
+        sp = generate_self_play(root, out_dir, cfg, reward_model, leaf_paths=selected, progress=not no_progress)
+        click.echo(f"self-play: {sp.kept} conversations kept ({sp.path}) in {sp.seconds:.1f} s")

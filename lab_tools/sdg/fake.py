@@ -56,7 +56,7 @@ def scripted_name(path: str | None) -> str:
 
 
 STAGE_TAGS = ("skill_question", "question_eval", "response", "pair_eval", "knowledge_qa",
-              "faithfulness", "self_contained", "feedback")
+              "faithfulness", "self_contained", "feedback", "rmsp", "rmsp-user")
 
 
 def check_script(script, file: str) -> dict[str, list[tuple[re.Pattern | None, str | list[str]]]]:

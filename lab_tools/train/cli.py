@@ -21,12 +21,18 @@ from lab_tools.errors import UsageError
 @click.option("--judge", default=None, help="Judge backend spec for ST selection [lab.yaml generate.judge, else teacher].")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False), help="Extra config file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--phase", type=click.Choice(["rm"]), default=None,
+@click.option("--phase", type=click.Choice(["rm", "pref"]), default=None,
               help="Train one other phase instead: 'rm' = the reward model on DATA/comparisons.jsonl "
-                   "(TRL RewardTrainer; lab.yaml feedback.rm_*; --model sets its base), saved in --out.")
+                   "(TRL RewardTrainer; lab.yaml feedback.rm_*; --model sets its base), saved in --out; "
+                   "'pref' = preference tuning after ST of the run in --out (preset section pref: "
+                   "DPO, or RLOO/GRPO with --reward-model).")
+@click.option("--reward-model", "reward_model", default=None, type=click.Path(file_okay=False),
+              help="Reward model dir (`lab train --phase rm`) for --phase pref: RLOO/GRPO's reward, and "
+                   "the reward model's win rate reported beside the judge's.")
 @click.option("--allow-untrained", is_flag=True,
               help="Accept a run in which no phase has samples of its own (the base model passes through).")
-def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, quiet, phase, allow_untrained):
+def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, quiet, phase, reward_model,
+          allow_untrained):
     """Train the student through KT/1 -> KT/2 -> ST with replay buffers and checkpoint selection."""
     from lab_tools.config import load_config
     from lab_tools.train.phases import train_phases
@@ -38,6 +44,11 @@ def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, 
         from lab_tools.feedback.rm import train_cli
 
         train_cli(data_dir, out_dir, cfg, progress=not quiet)
+        return
+    if phase == "pref":
+        from lab_tools.train.pref import pref_cli
+
+        pref_cli(out_dir, data_dir, cfg, reward_model=reward_model, judge=judge, progress=not quiet)
         return
     wanted = tuple(p.strip() for p in phases.split(",") if p.strip())
     if not wanted:

@@ -252,3 +252,51 @@ def train_pref(run_dir, data_dir, *, preset, judge_dir: str, rm_dir: str | None 
     console.print(f"[pref] selected {choice['selected']} ({choice['reason']})")
     shutil.rmtree(out / "runs", ignore_errors=True)
     return entry
+
+
+def pairwise_judge_dir(spec: str | None, cfg) -> str:
+    """The local causal LM that judges pairs by next-token probability: the judge spec's model
+    when it is in-process (``transformers:PATH|embedded``), else the student base (a server judge
+    gives no next-token probabilities through the chat API)."""
+    from lab_tools.models import resolve_model
+
+    spec = spec or cfg.generate.judge or cfg.generate.teacher
+    scheme, _, rest = str(spec).partition(":")
+    model = (rest or "embedded") if scheme == "transformers" else cfg.train.student
+    return str(resolve_model(model, cfg.cache_path))
+
+
+def rm_win_rate_fn(rm_dir: str | None, max_length: int = 1024):
+    """``f(prompts, answers_x, answers_y) -> win rate of x`` by the reward model at ``rm_dir``
+    (ties half), or None without one."""
+    if not rm_dir:
+        return None
+    from lab_tools.feedback.evaluate import load_rm, rewards
+
+    model, tok = load_rm(rm_dir)
+
+    def win_rate(prompts, xs, ys):
+        convs = [[m for m in p["messages"] if m["role"] != "system"] for p in prompts]
+        rx = rewards(model, tok, [c + [{"role": "assistant", "content": x}] for c, x in zip(convs, xs)],
+                     max_length=max_length)
+        ry = rewards(model, tok, [c + [{"role": "assistant", "content": y}] for c, y in zip(convs, ys)],
+                     max_length=max_length)
+        return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(rx, ry)) / len(rx) if rx else None
+    return win_rate
+
+
+def pref_cli(run_dir, data_dir, cfg, *, reward_model=None, judge=None, progress=True) -> dict:
+    """``lab train --phase pref``: :func:`train_pref` with the preset of ``lab.yaml``
+    (``train.preset``), the pairwise judge of :func:`pairwise_judge_dir` and the reward model's
+    win rate beside it; prints the outcome."""
+    import click
+
+    entry = train_pref(run_dir, data_dir, preset=cfg.train.preset, judge_dir=pairwise_judge_dir(judge, cfg),
+                       rm_dir=reward_model, progress=progress,
+                       rm_win_rate=rm_win_rate_fn(reward_model, cfg.feedback.rm_max_length))
+    best = entry["candidates"].get(entry["candidate"], {})
+    click.echo(f"preference phase ({entry['method']}, {entry['comparisons']} comparisons, {entry['steps']} steps): "
+               f"kept {entry['kept']}; win rate vs ST {best.get('win_rate', float('nan')):.3f} (judge)"
+               + (f", {best['rm_win_rate']:.3f} (reward model)" if best.get("rm_win_rate") is not None else ""))
+    click.echo(f"selected model: {entry['selected']}")
+    return entry
