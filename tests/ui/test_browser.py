@@ -145,3 +145,22 @@ def test_screenshot_per_kind(ui, tmp_path, browser):
     for f in files:
         data = f.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_switching_leaves_with_unsaved_edits_asks_first(ui, page):
+    open_leaf(page, ui.url, HAIKU)
+    page.fill('[name="created_by"]', "someone-else")
+    messages = []
+
+    def answer(dialog, accept):
+        messages.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    page.click(f'#tree button.leaf[data-path="{BEES}"]')
+    page.wait_for_timeout(300)
+    assert "unsaved edits" in messages[0] and page.locator("#leaf-title").inner_text() == HAIKU
+    assert page.input_value('[name="created_by"]') == "someone-else"
+    page.once("dialog", lambda d: answer(d, True))
+    page.click(f'#tree button.leaf[data-path="{BEES}"]')
+    page.locator("#leaf-title", has_text=BEES).wait_for()

@@ -5,7 +5,9 @@
 
 const TOKEN = document.querySelector('meta[name="lab-token"]').content;
 const $ = (id) => document.getElementById(id);
-const S = { meta: null, path: null, kind: null, form: null, findings: [], seq: 0, timer: null, poll: null };
+const S = { meta: null, path: null, kind: null, form: null, findings: [], seq: 0, timer: null, poll: null, dirty: false };
+// unsaved edits are never dropped silently: switching leaves or closing the tab asks first
+const keepEdits = () => !S.dirty || window.confirm(`${S.path} has unsaved edits; discard them?`);
 
 async function api(method, url, body) {
   const opts = { method, headers: { "X-Lab-Token": TOKEN } };
@@ -67,7 +69,7 @@ async function loadTree() {
 
 // ---- opening a leaf ---------------------------------------------------------------------------
 function show(data) {
-  S.path = data.path; S.kind = data.kind; S.form = data.form;
+  S.path = data.path; S.kind = data.kind; S.form = data.form; S.dirty = false;
   $("editor").hidden = false; $("yaml-pane").hidden = false;
   $("leaf-title").textContent = data.path;
   $("leaf-kind").textContent = { knowledge: "Knowledge leaf", foundational_skills: "Foundational skill",
@@ -86,6 +88,7 @@ function show(data) {
 }
 
 async function openLeaf(path) {
+  if (!keepEdits()) return;
   try { show(await api("GET", "/api/leaf?path=" + encodeURIComponent(path))); }
   catch (e) { alertBox($("new-error"), e.message); }
 }
@@ -93,6 +96,7 @@ async function openLeaf(path) {
 async function newLeaf() {
   const path = $("new-path").value.trim();
   $("new-error").replaceChildren();
+  if (!keepEdits()) return;
   try { const data = await api("GET", "/api/new?path=" + encodeURIComponent(path)); data.dropped = null; show(data); }
   catch (e) { alertBox($("new-error"), e.message); }
 }
@@ -230,7 +234,7 @@ function updateCounters() {
 }
 
 // ---- live checks ------------------------------------------------------------------------------
-function scheduleCheck() { clearTimeout(S.timer); S.timer = setTimeout(runCheck, 250); }
+function scheduleCheck() { S.dirty = true; clearTimeout(S.timer); S.timer = setTimeout(runCheck, 250); }
 
 async function runCheck() {
   const seq = ++S.seq;
@@ -291,6 +295,7 @@ async function save() {
   const box = $("save-result");
   try {
     const r = await api("POST", "/api/save", body);
+    S.dirty = false;
     const kids = [el("div", { class: "finding info" }, r.written.length ? "Saved " + r.written.join(", ") : "Nothing changed on disk")];
     if (r.git) kids.push(el("div", { class: "finding info" }, `Committed ${r.git.commit.slice(0, 12)} on ${r.git.branch}. Next:`),
       el("pre", {}, r.next.join("\n")));
@@ -330,6 +335,7 @@ async function start() {
   $("save-btn").addEventListener("click", save);
   $("preview-btn").addEventListener("click", preview);
   $("do-commit").addEventListener("change", () => { $("commit-fields").hidden = !$("do-commit").checked; });
+  window.addEventListener("beforeunload", (ev) => { if (S.dirty) ev.preventDefault(); });
   loadTree();
 }
 
