@@ -147,7 +147,8 @@ def stray_findings(root: str | Path, checked: set[str] | None = None) -> list[Fi
         out.append(Finding(os.path.join(shown, rel), 1, 1, "", message))
 
     def report(rel: str, files: int | None) -> None:
-        found(rel, (f"folder ({files} files) is " if files is not None else "file is ") + _STRAY)
+        count = "" if files is None else f"{files} file" + ("" if files == 1 else "s")
+        found(rel, (f"folder ({count}) is " if files is not None else "file is ") + _STRAY)
 
     def walk(abs_dir: str, rel_dir: str, top: str) -> tuple[bool, list[tuple[str, int | None]]]:
         """``(holds something checked, strays here: (rel, files in a folder | None for a file))``."""
@@ -170,6 +171,9 @@ def stray_findings(root: str | Path, checked: set[str] | None = None) -> list[Fi
             elif e.name == ".git":
                 kept = True
                 found(rel, "a nested git repository (.git) is " + _STRAY)
+            elif e.is_dir(follow_symlinks=False) and (e.name in _SKIP_DIRS or e.name.startswith(".")):
+                kept = True  # checks 1-7 never look inside (a leaf hidden there would pass unseen)
+                report(rel, sum(len(files) for _, _, files in os.walk(e.path)))
             elif e.is_dir(follow_symlinks=False):
                 sub_kept, sub_strays = walk(e.path, rel, top or e.name)
                 if sub_kept:

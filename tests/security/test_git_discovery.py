@@ -272,10 +272,14 @@ def test_stray_files_folders_and_nested_repositories_are_errors(tmp_path):
     (tmp_path / "knowledge" / "x.pdf").write_bytes(b"%PDF")
     (tmp_path / "compositional_skills" / "empty").mkdir()  # empty: git cannot hold it, left alone
     (tmp_path / "compositional_skills" / "writing" / "attribution.txt").write_text(ATTRIBUTION)  # no leaf
+    hidden = tmp_path / "compositional_skills" / ".hidden" / "leaf"  # a folder validate never enters
+    hidden.mkdir(parents=True)
+    (hidden / "qna.yaml").write_text("version: 3\n")
     found = _stray(tmp_path)
     rel = "compositional_skills/writing/limerick"
     assert set(found) == {f"{rel}/model.bin", f"{rel}/nested/.git", "compositional_skills/notes", "knowledge",
-                          "compositional_skills/writing/attribution.txt"}, found
+                          "compositional_skills/writing/attribution.txt", "compositional_skills/.hidden"}, found
+    assert found["compositional_skills/.hidden"].startswith("folder (1 file) is not part of a leaf")
     assert found["compositional_skills/notes"].startswith("folder (2 files) is not part of a leaf")
     assert "nested git repository" in found[f"{rel}/nested/.git"]
     assert all("not part of a leaf" in m for m in found.values())
