@@ -115,9 +115,8 @@ def attacked(request, tmp_path, monkeypatch) -> Workspace:
 
 # --- the attack is live on this machine's git: the old code paths run the planted command ----------
 
-@pytest.mark.parametrize("layout", ["abs-self", "abs-self-index", "rel-top-index", "rel-self"])
-def test_git_run_inside_the_taxonomy_runs_the_planted_command(layout, tmp_path):
-    """The canary: if this stops failing-open on some git, the tests below lose their teeth."""
+def _planted_workspace(tmp_path: Path, layout: str) -> Workspace:
+    """A one-commit ``pr/`` repository with the metadata of ``layout`` planted (uncommitted)."""
     ws = Workspace(tmp_path / "ws", tmp_path / "MARKER")
     ws.pr.mkdir(parents=True)
     _git(ws.pr, "init", "-q", "-b", "main")
@@ -125,6 +124,13 @@ def test_git_run_inside_the_taxonomy_runs_the_planted_command(layout, tmp_path):
     _git(ws.pr, "add", "-A")
     _git(ws.pr, "-c", "user.email=t@e", "-c", "user.name=T", "commit", "-q", "-m", "base")
     plant(ws, *LAYOUTS[layout])
+    return ws
+
+
+@pytest.mark.parametrize("layout", ["abs-self", "abs-self-index", "rel-top-index", "rel-self"])
+def test_git_run_inside_the_taxonomy_runs_the_planted_command(layout, tmp_path):
+    """The canary: if this stops failing-open on some git, the tests below lose their teeth."""
+    ws = _planted_workspace(tmp_path, layout)
     subprocess.run(["git", "-C", "pr/taxonomy", "status"], cwd=ws.path, capture_output=True)  # old bot
     assert ws.fired() >= 1
 
@@ -133,13 +139,7 @@ def test_gitpython_discovery_runs_the_planted_command(tmp_path, monkeypatch):
     """The old ``lab taxonomy diff`` (``git.Repo(root, search_parent_directories=True)``)."""
     import git
 
-    ws = Workspace(tmp_path / "ws", tmp_path / "MARKER")
-    ws.pr.mkdir(parents=True)
-    _git(ws.pr, "init", "-q", "-b", "main")
-    _write_leaf(ws.taxonomy, "compositional_skills/a/b", skill_leaf("t", HAIKU))
-    _git(ws.pr, "add", "-A")
-    _git(ws.pr, "-c", "user.email=t@e", "-c", "user.name=T", "commit", "-q", "-m", "base")
-    plant(ws, "abs-self", False, "false")
+    ws = _planted_workspace(tmp_path, "abs-self")
     monkeypatch.chdir(ws.path)
     repo = git.Repo("pr/taxonomy", search_parent_directories=True)
     assert Path(repo.git_dir) == ws.taxonomy  # the PR's folder was taken for the repository
