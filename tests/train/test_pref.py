@@ -23,13 +23,16 @@ PAIRS = [("What is the capital of France?", "Paris is the capital of France.", "
 
 
 def _preset(**pref):
-    return preset_from_dict({"max_seq_len": 128, "micro_batch_tokens": 256, "dtype": "float32",
-                             "mixed_precision": "no", "seed": 1,
-                             "selection": {"max_prompts": 2, "max_new_tokens": 8, "batch_size": 2,
-                                           "max_mc_items": 4, "max_checkpoints": 3},
-                             "pref": {"learning_rate": 5e-3, "effective_batch_size": 2,
-                                      "micro_batch_size": 2, "epochs": 2, "checkpoints": 2,
-                                      "max_length": 96, **pref}})
+    return preset_from_dict(_raw(**pref))
+
+
+def _raw(**pref):
+    return {"max_seq_len": 128, "micro_batch_tokens": 256, "dtype": "float32", "mixed_precision": "no",
+            "seed": 1,
+            "selection": {"max_prompts": 2, "max_new_tokens": 8, "batch_size": 2, "max_mc_items": 4,
+                          "max_checkpoints": 3},
+            "pref": {"learning_rate": 5e-3, "effective_batch_size": 2, "micro_batch_size": 2, "epochs": 2,
+                     "checkpoints": 2, "max_length": 96, **pref}}
 
 
 def _run(tmp_path: Path, model: Path) -> tuple[Path, Path]:
@@ -59,12 +62,20 @@ def _margin(model_dir) -> float:
     return sum(s["scores"][0] - s["scores"][1] for s in per) / len(per)
 
 
-def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model):
+def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model, run_lab):
+    import yaml
+
     from lab_tools.train.pref import train_pref
 
     run, data = _run(tmp_path, tiny_model)
     before = _margin(tiny_model)
-    entry = train_pref(run, data, preset=_preset(), judge_dir=str(tiny_model), progress=False)
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump(_raw()))
+    code, io = run_lab(["train", "--phase", "pref", "--data", str(data), "--out", str(run), "--preset",
+                        str(preset), "--judge", f"transformers:{tiny_model}", "--quiet"])
+    assert code == 0, io.err
+    assert "preference phase (dpo, 6 comparisons, 6 steps)" in io.out and "win rate vs ST" in io.out
+    entry = json.loads((run / "manifest.json").read_text())["phases"]["pref"]
     assert entry["method"] == "dpo" and entry["steps"] == 6 and len(entry["checkpoints"]) == 2
     after = _margin(entry["candidate"])
     assert after > before + 0.05, (before, after)
