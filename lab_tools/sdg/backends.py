@@ -1,6 +1,7 @@
 """Teacher (and judge) backends behind one small interface.
 
-The interface below is fixed; other stages (eval, bot, build) rely on it: ``make_teacher(spec, cache_dir) -> Teacher`` and ``Teacher.generate(requests)``.
+The interface below is fixed; other stages (eval, bot, build) rely on it:
+``make_teacher(spec, cache_dir) -> Teacher`` and ``Teacher.generate(requests)``.
 
 Specs (DESIGN.md, Backends):
 

@@ -191,7 +191,9 @@ def test_same_basename_teachers_get_different_cache_keys(tmp_path, tiny_model):
     assert teacher_identity(f"transformers:{a}") != teacher_identity(f"transformers:{c}")
     # the same model name on two servers
     assert teacher_identity("openai:http://10.0.0.1:8000/v1#m") != teacher_identity("openai:http://10.0.0.2:8000/v1#m")
-    assert OpenAITeacher("http://10.0.0.1:8000/v1/", "m").identity == teacher_identity("openai:http://10.0.0.1:8000/v1#m")
+    served = OpenAITeacher("http://10.0.0.1:8000/v1/", "m", timeout=7, max_retries=1)
+    assert served.identity == teacher_identity("openai:http://10.0.0.1:8000/v1#m")
+    assert served.client.max_retries == 1 and served.client.timeout.read == 7  # the client's own retries
 
     root = tmp_path / "taxonomy"
     write_leaf(root, "compositional_skills/writing/poetry/haiku", HAIKU)
