@@ -88,12 +88,20 @@ def process_group():
         LabError: the launcher started several processes but this one would run alone
         (``WORLD_SIZE`` > 1, world size 1), or ``accelerate launch`` was asked for several
         processes and started only this one (its ``--cpu`` / no-GPU launcher starts one process
-        unless given an MPI hostfile).
+        unless given an MPI hostfile), or FSDP was asked for (``ACCELERATE_USE_FSDP``) on the
+        CPU: Accelerate's ``FullyShardedDataParallelPlugin`` requires a GPU or other
+        accelerator device, and its ``MULTI_CPU`` type never becomes ``FSDP``.
     """
     from accelerate import PartialState
 
     from lab_tools.errors import LabError
 
+    from accelerate.utils import parse_flag_from_env
+
+    if parse_flag_from_env("ACCELERATE_USE_FSDP") and _on_cpu():
+        raise LabError("FSDP was asked for, but this process runs on the CPU, where Accelerate "
+                       "has no FSDP (it needs a GPU or other accelerator); on CPU use DDP: "
+                       "`accelerate launch --multi_gpu` or `torchrun`", field="distributed")
     state = PartialState(cpu=_on_cpu())
     launched = _launched_world()
     if launched > 1 and state.num_processes != launched:
@@ -285,7 +293,6 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
 
     process_group()
     accelerator = Accelerator(mixed_precision=_mixed_precision(preset), cpu=_on_cpu())
-    _check_fsdp(accelerator)
     _check_same_start(accelerator, model_path)
     set_seed(preset.seed)
     model, tok = load_trainable(model_path, preset)
@@ -334,7 +341,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                        "loss": float(stats[0]) / max(n_loss, 1), "lr": lr,
                        "tokens_per_s": float(stats[1]) / dt if dt > 0 else 0.0,
                        "real_token_fraction": float(stats[1]) / max(float(stats[2]), 1.0),
-                       "samples": len(batch), "tokens": int(stats[1]), "seconds": dt}
+                       "samples": len(batch), "tokens": int(stats[1]), "seconds": dt,
+                       "world_size": world}
                 prog["rows"].append(row)
                 bar.advance(phase, 1, note=f"e{epoch + 1} loss {row['loss']:.3f} "
                                            f"real {row['real_token_fraction']:.0%} {row['tokens_per_s']:.0f} tok/s")
@@ -378,20 +386,3 @@ def _check_same_start(accelerator, model_path) -> None:
         if len(starts) > 1:
             raise LabError(f"processes would start this phase from different checkpoints: {starts}",
                            field="model")
-
-
-def _check_fsdp(accelerator) -> None:
-    """Refuse a launch that asked for FSDP (``ACCELERATE_USE_FSDP``) when Accelerate set up
-    something else: Accelerate 1.x enables FSDP only over accelerator process groups
-    (``MULTI_GPU`` and its kin), never ``MULTI_CPU``, so on CPU it would silently run DDP or a
-    single process."""
-    from accelerate.utils import DistributedType, parse_flag_from_env
-
-    from lab_tools.errors import LabError
-
-    if parse_flag_from_env("ACCELERATE_USE_FSDP") and \
-            accelerator.distributed_type != DistributedType.FSDP:
-        raise LabError(f"FSDP was asked for, but Accelerate runs {accelerator.distributed_type} "
-                       "here (it supports FSDP only on GPUs and other accelerators; on CPU use "
-                       "DDP: `accelerate launch --multi_gpu` or `torchrun`)", field="distributed")
-
