@@ -43,8 +43,12 @@ def make_judge(spec: str | None, cache_dir):
                    "comparisons (--data DIR/comparisons.jsonl) and on Static HHH, next to 'longer answer wins'.")
 @click.option("--hhh", "hhh_file", type=click.Path(dir_okay=False), default=None,
               help="Static HHH pairs for --reward-model [../shared/corpus/hhh-eval/hhh_eval.json when present].")
+@click.option("--training-run", "training_run", type=click.Path(file_okay=False), default=None,
+              help="Alignment evaluation of this `lab train` run: Static HHH accuracy of base / ST / pref, "
+                   "pref-vs-ST win rates (pairwise judge, --reward-model, a capable --judge) and the "
+                   "alignment tax, into OUT/alignment.json.")
 def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, max_prompts, max_new_tokens,
-             judge_max_tokens, out_dir, config_file, quiet, reward_model, hhh_file):
+             judge_max_tokens, out_dir, config_file, quiet, reward_model, hhh_file, training_run):
     """Score MODEL: multiple-choice accuracy on held-out knowledge questions and MMLU files, judge
     ratings (1-10, MT-Bench style) of answers to held-out skill prompts; with --base-model, a
     per-leaf branch report (improved / regressed / unchanged) as JSON and markdown."""
@@ -60,16 +64,22 @@ def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, ma
     root = Path(taxonomy) if taxonomy else default_root()
     cfg = load_config(root, config_file)
     quiet_libraries()
-    if model is None and reward_model is None:
+    if model is None and reward_model is None and training_run is None:
         from lab_tools.errors import UsageError
 
-        raise UsageError("give --model (and/or --reward-model)")
+        raise UsageError("give --model (and/or --reward-model, --training-run)")
     if reward_model is not None:
         from lab_tools.feedback.rm import evaluate_cli
 
         evaluate_cli(reward_model, data_dir, hhh_file, out_dir)
-        if model is None:
-            return
+    if training_run is not None:
+        from lab_tools.eval.alignment import alignment_cli
+
+        alignment_cli(training_run, root, data_dir, cfg, out_dir, judge_spec=judge_spec, rm_dir=reward_model,
+                      hhh_file=hhh_file, max_mc=max_mc, max_prompts=max_prompts,
+                      max_new_tokens=max_new_tokens, progress=not quiet)
+    if model is None:
+        return
     judge = make_judge(judge_spec if judge_spec is not None else (cfg.generate.judge or cfg.generate.teacher),
                        cfg.cache_path)
     evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=list(mmlu),

@@ -158,3 +158,41 @@ def pairwise_win_rate(model, tokenizer, prompts: list[dict], answers_x: list[str
     return {"win_rate": out["accuracy"], "n": out["n"], "wins": sum(v == 1.0 for v in verdicts),
             "ties": sum(v == 0.5 for v in verdicts), "losses": sum(v == 0.0 for v in verdicts),
             "per_type": out["per_type"]}
+
+
+def _letter(text: str) -> str | None:
+    m = __import__("re").search(r"\b(?:Response\s+)?([AB])\b", text or "")
+    return m.group(1) if m else None
+
+
+def capable_judge_win_rate(judge, prompts: list[dict], answers_x: list[str], answers_y: list[str],
+                           max_tokens: int = 8) -> dict:
+    """Win rate of ``x`` over ``y`` by a capable judge (a Teacher that answers in words, e.g. an
+    ``openai:`` server), both orders: ``x`` wins when it is named in both orders, loses when ``y``
+    is, and anything else (a split verdict, an unparseable or failed reply) is a tie.
+
+    Returns ``{"win_rate", "wins", "ties", "losses", "n", "unparsed"}``.
+    """
+    from lab_tools.sdg.backends import ChatRequest
+
+    reqs = []
+    for p, x, y in zip(prompts, answers_x, answers_y):
+        ctx = _render_context([m for m in p["messages"] if m["role"] in ("user", "assistant")])
+        for a, b in ((x, y), (y, x)):
+            reqs.append(ChatRequest([{"role": "user", "content": AB_QUESTION.format(context=ctx, a=a, b=b)
+                                      + "\n\nReply with the single letter A or B."}],
+                                    max_tokens=max_tokens, temperature=0.0, seed=0, tag="pairwise_judge"))
+    comps = judge.generate(reqs) if reqs else []
+    wins = ties = losses = unparsed = 0
+    for i in range(0, len(comps), 2):
+        first, second = (None if c.error else _letter(c.text) for c in comps[i:i + 2])
+        unparsed += (first is None) + (second is None)
+        if (first, second) == ("A", "B"):
+            wins += 1
+        elif (first, second) == ("B", "A"):
+            losses += 1
+        else:
+            ties += 1
+    n = wins + ties + losses
+    return {"win_rate": (wins + ties / 2) / n if n else float("nan"), "wins": wins, "ties": ties,
+            "losses": losses, "n": n, "unparsed": unparsed}
