@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -76,11 +77,12 @@ def _trainer(method: str, st_dir: str, rows: list[dict], rm_dir: str | None, pc,
     tok = load_tokenizer(st_dir)
     rl = method in ("rloo", "grpo")
     micro = pc.num_generations if rl else pc.micro_batch_size
-    accum = max(1, pc.effective_batch_size // micro)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # under accelerate launch / torchrun
+    accum = max(1, pc.effective_batch_size // (micro * world))
     if rl:
         steps = pc.max_steps
     else:
-        steps = math.ceil(len(rows) / (micro * accum)) * pc.epochs
+        steps = math.ceil(len(rows) / (micro * accum * world)) * pc.epochs
     common = dict(output_dir=str(out), per_device_train_batch_size=micro,
                   gradient_accumulation_steps=accum, learning_rate=pc.learning_rate,
                   lr_scheduler_type="constant_with_warmup", warmup_steps=pc.warmup_steps,
