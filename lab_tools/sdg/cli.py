@@ -74,13 +74,18 @@ def _table(report) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Extra config file applied over lab.yaml.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (CI logs).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process; ray: one Ray task per leaf, each worker with its own teacher "
+                   "(needs the 'ray' extra and a cache dir every node sees).")
+@click.option("--address", default=None,
+              help="Ray cluster to join with --engine ray (e.g. ray://HEAD:10001, HEAD:6379, auto); default: a local one.")
 @click.option("--self-play", "self_play", is_flag=True,
               help="Also run RM-guided self-play (ALMoST RMSP) with --reward-model: multi-turn ST "
                    "demonstrations in selfplay.jsonl [lab.yaml feedback.self_play].")
 @click.option("--reward-model", "reward_model", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Reward model dir (`lab train --phase rm`) that picks the best assistant turn in self-play.")
 def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, config_file, no_progress,
-             self_play, reward_model):
+             engine, address, self_play, reward_model):
     """Generate synthetic training data from taxonomy leaves (skills-SDG and knowledge-SDG, LAB 3.2)
     into phase datasets kt1/kt2/st (LAB table 1), reusing cached leaves."""
     from lab_tools.config import default_root, load_config
@@ -97,7 +102,10 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     if cfg.generate.samples < 1:
         raise LabError("generate.samples must be at least 1", field="generate.samples")
     selected = _select(root, tuple(leaves), base)
-    report = generate_dataset(root, selected, out_dir, cfg, progress=not no_progress)
+    if address and engine != "ray":
+        raise LabError("--address is for --engine ray", field="--address")
+    report = generate_dataset(root, selected, out_dir, cfg, progress=not no_progress,
+                              engine=engine, address=address)
     _table(report)
     problem = report.failure()
     if problem:

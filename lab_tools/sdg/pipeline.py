@@ -194,7 +194,8 @@ def _resolve_docs(leaf: Leaf, cfg: Config):
 
 
 def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, judge=None,
-                     progress: bool = True, scorer=None) -> GenerateReport:
+                     progress: bool = True, scorer=None, engine: str = "local",
+                     address: str | None = None) -> GenerateReport:
     """Run SDG for ``leaf_paths`` (relative leaf dirs under ``root``; None = every leaf) and write
     ``kt1.jsonl``, ``kt2.jsonl``, ``st.jsonl``, ``rejected.jsonl``, ``dataset_card.{json,md}`` and the
     held-out files into ``out_dir``. Leaves not requested are included from the cache when present.
@@ -204,7 +205,8 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
     stage fails unexpectedly, is recorded with ``error`` and the run goes on. ``scorer``: the
     reward-model hook ``scorer(prompts, answers) -> [float]`` that ranks kept samples when no
     model judge grades them (:func:`lab_tools.sdg.filters.select_top`; its ``name`` goes into
-    the shard key).
+    the shard key). ``engine``: ``local`` (this process) or ``ray`` (one Ray task per leaf on the
+    cluster at ``address``, same cache and shards: :mod:`lab_tools.sdg.ray_engine`).
 
     Raises:
         LabError: a requested leaf does not exist or cannot be loaded; a bad teacher spec.
@@ -257,7 +259,14 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
         else:
             jobs.append(job)
 
-    if jobs:
+    if engine not in ("local", "ray"):
+        raise LabError(f"unknown engine {engine!r} (expected local or ray)", field="engine")
+    if jobs and engine == "ray":
+        from lab_tools.sdg.ray_engine import run_on_ray
+
+        run_on_ray(jobs, cfg, teacher, judge, _Progress(progress), tname, jname, stats, shards,
+                   address=address)
+    elif jobs:
         opts = dict(workers=g.workers, batch_size=g.batch_size, timeout=g.request_timeout,
                     max_retries=g.max_retries)
         if teacher is None:
