@@ -8,6 +8,8 @@ skipped when the fingerprint and its outputs are unchanged since the last succes
 | validate | every file under the taxonomy root (names + bytes)                           |
 | licenses | knowledge leaves' content hashes + license allowlist                          |
 | generate | all leaves' content hashes + generate settings (teacher, judge, counts, ...)  |
+| comparisons | (feedback.enabled) leaves + phase datasets + feedback settings, see feedback/stages.py |
+| reward_model | (feedback.enabled) comparisons.jsonl + rm_* settings + RM base + Static HHH file |
 | train    | phase datasets + held-out files + preset (name and file) + student + judge    |
 | evaluate | selected model files + held-out files + judge + evaluation caps + student     |
 | release  | training manifest + eval.json + dataset card + provenance (commit, leaves)    |
@@ -21,7 +23,7 @@ Resumable: a train stage interrupted with unchanged inputs continues from its la
 outputs produced so far are kept, and the traceback of an unexpected error goes to
 ``OUT/build.log``.
 
-Layout of OUT: ``run.json`` (provenance), ``data/`` (generate), ``train/``, ``eval/``,
+Layout of OUT: ``run.json`` (provenance), ``data/`` (generate; ``comparisons.jsonl`` when feedback is on), ``rm/`` (the reward model), ``train/``, ``eval/``,
 ``release/``, ``build_state.json``, ``build.log``.
 """
 
@@ -42,7 +44,9 @@ import click
 from lab_tools.atomic import write_json_atomic
 from lab_tools.errors import LabError
 
-STAGES = ("validate", "licenses", "generate", "train", "evaluate", "release")
+STAGES = ("validate", "licenses", "generate", "comparisons", "reward_model", "train", "evaluate", "release")
+# run only when lab.yaml enables feedback (synthetic comparisons and the reward model, ALMoST)
+FEEDBACK_STAGES = ("comparisons", "reward_model")
 STATE_FILE = "build_state.json"
 # Evaluation caps of the build: a CPU run must stay within minutes (`lab evaluate` can go further).
 # The judge's prompt (MT-Bench template + question, context, reference and answer) is long, so
@@ -195,10 +199,15 @@ class _Build:
             selected = self._selected()
             return _sha(name, h.model(selected) if selected else None, heldout, self.judge_spec,
                         self._student_id(), EVAL_CAPS)
+        if name in FEEDBACK_STAGES:
+            from lab_tools.feedback.stages import fingerprint_parts
+
+            return _sha(name, fingerprint_parts(self, name))
         if name == "release":
             prov = {k: v for k, v in self._provenance().items() if k != "created"}
             files = h.files([self.train_dir / "manifest.json", self.eval_dir / "eval.json",
-                             self.data_dir / "dataset_card.json", self.train_dir / "loss.png"])
+                             self.data_dir / "dataset_card.json", self.train_dir / "loss.png",
+                             self.out / "rm" / "rm_eval.json"])
             return _sha(name, files, prov)
         raise ValueError(name)
 
@@ -209,6 +218,10 @@ class _Build:
             return all((self.data_dir / f"{p}.jsonl").is_file() for p in ("kt1", "kt2", "st"))
         if name == "train":
             return self._selected() is not None
+        if name == "comparisons":
+            return (self.data_dir / "comparisons.jsonl").is_file()
+        if name == "reward_model":
+            return (self.out / "rm" / "config.json").is_file() and (self.out / "rm" / "rm_eval.json").is_file()
         if name == "evaluate":
             return (self.eval_dir / "eval.json").is_file()
         return (self.release_dir / "SHA256SUMS").is_file() and (self.release_dir / "release.json").is_file()
@@ -314,6 +327,16 @@ class _Build:
         parts.append(f"leaves +{c['improved']} -{c['regressed']} ={c['unchanged']}")
         return "; ".join(parts), {"totals": totals, "counts": c}
 
+    def comparisons(self):
+        from lab_tools.feedback.stages import comparisons_stage
+
+        return comparisons_stage(self)
+
+    def reward_model(self):
+        from lab_tools.feedback.stages import reward_model_stage
+
+        return reward_model_stage(self)
+
     def release(self):
         from lab_tools.release.release import make_release, write_json
 
@@ -357,8 +380,9 @@ def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, p
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     b = _Build(root, out, cfg, resume=resume, progress=progress, console=console)
-    results = [StageResult(n) for n in STAGES]
-    for i, (name, res) in enumerate(zip(STAGES, results), 1):
+    stages = [n for n in STAGES if cfg.feedback.enabled or n not in FEEDBACK_STAGES]
+    results = [StageResult(n) for n in stages]
+    for i, (name, res) in enumerate(zip(stages, results), 1):
         previous = b.state["stages"].get(name, {})
         t0 = time.monotonic()
         try:
@@ -366,12 +390,12 @@ def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, p
             if previous.get("fingerprint") == fp and previous.get("status") == "done" and b.outputs_present(name):
                 res.status, res.summary, res.data = "skipped", "unchanged: " + previous.get("summary", ""), \
                     previous.get("data", {})
-                console.print(f"[dim][{i}/{len(STAGES)}] {name}: unchanged, skipped[/]")
+                console.print(f"[dim][{i}/{len(stages)}] {name}: unchanged, skipped[/]")
                 continue
-            console.rule(f"[bold][{i}/{len(STAGES)}] {name}")
+            console.rule(f"[bold][{i}/{len(stages)}] {name}")
             b.state["stages"][name] = {"fingerprint": fp, "status": "running", "started": time.time()}
             b.save()
-            if name in ("generate", "train", "evaluate"):
+            if name in ("generate", "train", "evaluate", *FEEDBACK_STAGES):
                 quiet_libraries()
             summary, data = b.train(previous) if name == "train" else getattr(b, name)()
             res.status, res.summary, res.data = "ran", summary, data

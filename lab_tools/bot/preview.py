@@ -251,6 +251,12 @@ def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[s
             leaves[p].rejected = rejected.get(p, [])
             leaves[p].stats, leaves[p].seconds, leaves[p].error = _leaf_stats(report, p)
             leaves[p].samples = _samples_for(by_leaf, p)
+        if cfg.feedback.enabled:  # one synthetic comparison (ALMoST) per changed leaf
+            from lab_tools.feedback.comparisons import first_comparison, generate_comparisons
+
+            generate_comparisons(root, out, cfg, leaf_paths=paths, progress=False, require_pairs=False)
+            for p in paths:
+                leaves[p].comparison = first_comparison(out, p)
     return report
 
 

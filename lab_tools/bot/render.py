@@ -103,7 +103,9 @@ class LeafView:
     ``samples``: generated samples ``{"messages": [...], "metadata": {"score": ...}}``;
     ``seconds``: generation time for this leaf; ``skipped``: why generation did not run;
     ``error``: why generation failed for this leaf (the run went on with the others);
-    ``rejected``: filtered-out candidates ``{"stage", "reason", "question"?, "answer"?, "raw"?}``."""
+    ``rejected``: filtered-out candidates ``{"stage", "reason", "question"?, "answer"?, "raw"?}``;
+    ``comparison``: one synthetic comparison (a ``comparisons.jsonl`` row: ``prompt``/``chosen``/
+    ``rejected`` messages and ``metadata`` with the two configurations) when feedback is enabled."""
     path: str
     kind: str = ""
     findings: list[FindingView] = field(default_factory=list)
@@ -113,6 +115,7 @@ class LeafView:
     skipped: str | None = None
     error: str | None = None
     rejected: list[dict] = field(default_factory=list)
+    comparison: dict | None = None
 
     @property
     def errors(self) -> int:
@@ -206,6 +209,24 @@ def _rejected_md(rejected: list[dict], limit: int, text_limit: int) -> str:
     return details(summary, "\n\n---\n\n".join(items) + more)
 
 
+def _comparison_md(row: dict, text_limit: int) -> str:
+    """One synthetic comparison: the prompt, the chosen and the rejected response, each with the
+    configuration (and rubric rank) that produced it; everything escaped."""
+    md = row.get("metadata") or {}
+    ranks = md.get("ranks") or {}
+
+    def content(key):
+        return next((m.get("content", "") for m in row.get(key) or []), "")
+
+    def label(which):
+        return f"{inline(md.get(which + '_config', '?'), 60)} (rank {inline(ranks.get(which, '?'), 5)})"
+
+    body = (f"**Prompt**\n\n{code_block(content('prompt'), limit=text_limit)}\n\n"
+            f"**Chosen**: {label('chosen')}\n\n{code_block(content('chosen'), limit=text_limit)}\n\n"
+            f"**Rejected**: {label('rejected')}\n\n{code_block(content('rejected'), limit=text_limit)}")
+    return details(f"synthetic comparison · {label('chosen')} &gt; {label('rejected')}", body)
+
+
 def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: int = 2000,
                 max_findings: int = 50, max_rejected: int = 3) -> str:
     """Markdown for one leaf: heading, findings with file:line, stats, samples (collapsed).
@@ -237,6 +258,8 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
     samples = leaf.samples if max_samples is None else leaf.samples[:max_samples]
     if samples:
         out.append("\n\n".join(_sample_md(i + 1, s, text_limit) for i, s in enumerate(samples)))
+    if leaf.comparison and max_samples != 0:
+        out.append(_comparison_md(leaf.comparison, min(text_limit, 1500)))
     if leaf.rejected and max_samples != 0:
         out.append(_rejected_md(leaf.rejected, max_rejected, min(text_limit, 800)))
     if len(samples) < len(leaf.samples):

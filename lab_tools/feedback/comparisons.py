@@ -95,11 +95,12 @@ class _Job:
 
 
 class Backends:
-    """Teacher backends by spec, built once (``known``: already loaded ones, e.g. the build's);
-    a raw-format configuration gets a raw view of the same loaded model."""
+    """Teacher backends by spec, built once (``known``: a dict of already loaded ones, e.g. the
+    build's, which new ones are added to); a raw-format configuration gets a raw view of the same
+    loaded model."""
 
     def __init__(self, cfg, known: dict | None = None):
-        self.cfg, self.known = cfg, dict(known or {})
+        self.cfg, self.known = cfg, known if known is not None else {}
 
     def name(self, conf) -> str:
         """The configuration's model as recorded in metadata (e.g. ``transformers:SmolLM2-135M-Instruct+raw``)."""
@@ -251,11 +252,12 @@ def _shard(job: _Job, confs, names, fb) -> dict:
 
 
 def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = None, backends: dict | None = None,
-                         progress: bool = True) -> ComparisonReport:
+                         progress: bool = True, require_pairs: bool = True) -> ComparisonReport:
     """Make the synthetic comparisons of ``leaf_paths`` (None: every leaf with samples in
     ``data_dir``) and write ``comparisons.jsonl``, ``comparisons_rejected.jsonl`` and the
     ``feedback`` block of ``dataset_card.json`` into ``data_dir``. Leaves not requested are taken
-    from the cache when present. ``backends``: already loaded teachers by spec.
+    from the cache when present. ``backends``: already loaded teachers by spec. ``require_pairs``:
+    fail when no pair survived (off for the bot's small preview, which shows what it got).
 
     Raises:
         LabError: bad ``feedback`` settings; a teacher error (after writing what finished); no
@@ -303,7 +305,7 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
         shown = "\n".join(f"  {j.leaf.path}: {j.error}" for j in failed)
         raise LabError(f"synthetic comparisons: the teacher failed for {len(failed)} leaf/leaves (not cached; "
                        f"a rerun retries them):\n{shown}")
-    if report.pairs == 0:
+    if report.pairs == 0 and require_pairs:
         raise LabError("synthetic comparisons: no pair survived the filters (see comparisons_rejected.jsonl "
                        f"in {data_dir}); a reward model trained on nothing would be meaningless: raise "
                        "feedback.prompts_per_leaf or feedback.max_new_tokens, or lower feedback.min_chars")
@@ -363,3 +365,11 @@ def print_table(report: ComparisonReport) -> None:
     console.print(t)
     console.print(f"{report.pairs} comparisons in {report.paths['comparisons']} ({report.seconds:.1f} s, "
                   f"{report.generation_seconds:.1f} s generating)")
+
+
+def first_comparison(data_dir: str | Path, leaf: str) -> dict | None:
+    """The first row of ``data_dir/comparisons.jsonl`` for ``leaf`` (the bot shows it), or None."""
+    path = Path(data_dir) / "comparisons.jsonl"
+    if not path.is_file():
+        return None
+    return next((r for r in read_jsonl(path) if (r.get("metadata") or {}).get("leaf") == leaf), None)

@@ -72,3 +72,40 @@ def rm_markdown(rm: dict) -> str:
                   f"pairs the wrong way; they were dropped and the RM retrained. Held-out accuracy: first RM "
                   f"{_pct(pv['first_heldout_accuracy'])}, retrained {_pct(held.get('accuracy'))}."]
     return "\n".join(lines) + "\n"
+
+
+def release_facts(run_dir) -> dict | None:
+    """The ``feedback`` entry of a release's ``release.json``: the comparisons block of the
+    dataset card and the RM's evaluation (``rm/rm_eval.json``) of the run at ``run_dir``, or None
+    when the run made no comparisons."""
+    import json
+    from pathlib import Path
+
+    run = Path(run_dir)
+    try:
+        block = json.loads((run / "data" / "dataset_card.json").read_text(encoding="utf-8")).get("feedback")
+    except (OSError, ValueError):
+        block = None
+    if not block:
+        return None
+    try:
+        rm = json.loads((run / "rm" / "rm_eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rm = None
+    comparisons = {k: v for k, v in block.items() if k != "leaves"}
+    comparisons["leaves"] = [{k: leaf.get(k) for k in ("leaf", "prompts", "pairs", "invalid", "length_dropped",
+                                                       "few_valid", "cached")} for leaf in block.get("leaves", [])]
+    return {"comparisons": comparisons, "reward_model": rm}
+
+
+def card_lines(info: dict) -> list[str]:
+    """Model-card lines for the release ``info`` (``release.json``): the synthetic comparisons
+    (counts per leaf and per configuration pair, drops, teacher licenses) and the RM's accuracies."""
+    fb = info.get("feedback")
+    if not fb:
+        return []
+    lines = [comparisons_markdown(fb["comparisons"]).replace("## Synthetic comparisons",
+                                                             "## Synthetic comparisons (ALMoST)", 1)]
+    if fb.get("reward_model"):
+        lines.append(rm_markdown(fb["reward_model"]))
+    return lines

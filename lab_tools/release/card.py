@@ -14,6 +14,7 @@ import json
 import yaml
 
 from lab_tools.eval.report import format_total
+from lab_tools.feedback.report import card_lines
 
 _BASE_MODELS = {"embedded": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
@@ -155,6 +156,7 @@ def render_card(info: dict, branch_md: str | None = None) -> str:
         lines += ["No knowledge leaves.", ""]
     lines += _training_section(info)
     lines += _eval_section(info, branch_md)
+    lines += card_lines(info)  # synthetic comparisons and the reward model, when feedback ran
     if "loss.png" in info.get("files", []):
         lines += ["## Loss", "", "![training loss per phase](loss.png)", ""]
     lines += ["## Use", "", "```python",

@@ -246,6 +246,7 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
         LabError: the run lacks a training manifest or a selected model, no phase trained it
         (without ``allow_untrained``), or the taxonomy root is unknown.
     """
+    from lab_tools.feedback.report import release_facts
     from lab_tools.release.card import render_card
 
     run = Path(run_dir)
@@ -289,6 +290,7 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
         "training": {k: v for k, v in manifest.items() if k not in ("selected",)},
         "selected_checkpoint": _relative(model_dir, run),
         "evaluation": _eval_summary(evaluation),
+        "feedback": release_facts(run),  # synthetic comparisons + reward model (ALMoST), None if off
         "files": [],
     }
     unattributed = [c for c in counts if c not in {leaf["path"] for leaf in prov.get("leaves", [])}]
@@ -303,7 +305,7 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
                           (train_dir / "manifest.json", "training_manifest.json"),
                           (data_dir / "dataset_card.json", "dataset_card.json"),
                           (eval_dir / "branch_report.md", "branch_report.md"),
-                          (eval_dir / "eval.json", "eval.json")):
+                          (eval_dir / "eval.json", "eval.json"), (run / "rm" / "rm_eval.json", "rm_eval.json")):
             if not src.is_file():
                 continue
             if src.suffix == ".json":
