@@ -295,7 +295,8 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
     kinds = {leaf.path: leaf.kind for leaf in requested + others}
     card = {"teacher": tname, "judge": jname, "teacher_identity": tident, "judge_identity": jident,
             "prompt_version": prompt_version(),
-            "settings": {k: getattr(g, k) for k in KEY_SETTINGS + ("kt_split_tokens", "max_request_error_fraction")},
+            "settings": {**{k: getattr(g, k) for k in KEY_SETTINGS + ("kt_split_tokens", "max_request_error_fraction")},
+                         "filters": dataclasses.asdict(g.filters)},
             "phases": phases,
             "request_errors": sum(sum(s.errors.values()) for s in leaf_stats),
             "leaves": [{"leaf": s.leaf, "kind": kinds[s.leaf], "generated": s.generated, "kept": s.kept,
