@@ -155,13 +155,16 @@ def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global:
         sync = gi == n_groups - 1
         ctx = contextlib.nullcontext() if sync else accelerator.no_sync(model)
         with ctx:
+            # the LM head and the softmax run only where the next token carries loss (the
+            # assistant turns): transformers' logits_to_keep takes those positions
+            keep = (batch["labels"][0, 1:] != IGNORE).nonzero().squeeze(1)
             with accelerator.autocast():
                 # use_cache=False: with a KV cache transformers ignores the packed position_ids
                 # and would let packed samples attend to each other
                 logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                               use_cache=False).logits
-            tok_loss = F.cross_entropy(logits[0, :-1].float(), batch["labels"][0, 1:],
-                                       ignore_index=IGNORE, reduction="sum")
+                               use_cache=False, logits_to_keep=keep).logits
+            tok_loss = F.cross_entropy(logits[0].float(), batch["labels"][0, keep + 1],
+                                       reduction="sum")
             scale = 0.0 if is_dummy else world / max(n_loss_global, 1)
             accelerator.backward(tok_loss * scale)
         elems += int(batch["input_ids"].numel())  # what the model was fed, dummy passes too
