@@ -4,6 +4,7 @@ Path-escape and cross-origin refusals live in tests/security/test_ui.py."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from lab_tools.bot.render import inline
@@ -297,3 +298,26 @@ def test_preview_progress_is_reported_while_it_runs(ui_repo, tmp_path):
     assert any(":" in stage and "requests" in stage for _, stage, _ in running)
     counts = [s[2] for s in seen]
     assert counts == sorted(counts) and counts[-1] == view["requests"] > running[0][2]
+
+
+@pytest.mark.embedded
+@pytest.mark.timeout(1800)
+def test_preview_with_the_default_embedded_teacher(ui_repo):
+    """No --teacher: the page previews with lab.yaml's teacher, the embedded SmolLM2-135M
+    (one sample, short replies: a busy 2-core machine took over 10 minutes for two)."""
+    from lab_tools.config import load_config
+    from lab_tools.ui.server import ServerThread, create_app
+    from tests.ui.conftest import Client
+
+    root = ui_repo / "taxonomy"
+    cfg = load_config(root)
+    cfg.bot.samples, cfg.generate.question_factor, cfg.generate.max_new_tokens = 1, 1, 64
+    app = create_app(root, cfg)
+    with ServerThread(app) as srv:
+        client = Client(base=srv.base, url=srv.url, token=app.state.ui.token, root=root)
+        assert client.call("GET", "/api/meta")[1]["teacher"] == "transformers:embedded"
+        _, job = client.call("POST", "/api/preview", {"path": HAIKU, "form": form_of(client, HAIKU)})
+        job = wait_preview(client, job["id"], timeout=900)
+    assert job["state"] == "done", job
+    assert job["requests"] > 0 and "Generation failed" not in job["markdown"]
+    assert "transformers" not in job["error"]
