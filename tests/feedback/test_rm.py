@@ -98,15 +98,25 @@ def test_rm_learns_a_separable_task_on_unseen_leaves(tmp_path, tiny_model, run_l
     assert "Reward model" in cap.out and "longer answer wins" in cap.out
 
 
-def test_post_validation_drops_the_pairs_the_first_rm_ranks_wrong(tmp_path, tiny_model):
+def test_post_validation_drops_the_pairs_the_first_rm_ranks_wrong(tmp_path, tiny_model, run_lab):
+    """Through `lab train --phase rm` (settings from a config file)."""
+    import yaml
+
     rows = _rows(flip=0.2, seed=1)
-    path = tmp_path / "comparisons.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = _cfg(tmp_path, tiny_model, rm_post_validation=True)
-    manifest = train_reward_model(path, tmp_path / "rm", cfg, progress=False)
+    (tmp_path / "comparisons.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fb = {k: getattr(_cfg(tmp_path, tiny_model).feedback, k) for k in
+          ("rm_learning_rate", "rm_epochs", "rm_batch_size", "rm_max_length", "rm_heldout_leaves")}
+    conf = tmp_path / "lab-rm.yaml"
+    conf.write_text(yaml.safe_dump({"cache_dir": str(tmp_path / "cache"),
+                                    "feedback": dict(fb, rm_post_validation=True)}))
+    code, cap = run_lab(["train", "--phase", "rm", "--data", str(tmp_path), "--model", str(tiny_model),
+                         "--out", str(tmp_path / "rm"), "--config", str(conf), "--quiet"])
+    assert code == 0, cap.err
+    manifest = json.loads((tmp_path / "rm" / "rm_manifest.json").read_text())
     pv = manifest["post_validation"]
     n_flipped = sum(r["metadata"]["flipped"] for r in rows)
     assert n_flipped >= 4
     assert pv["pairs_before"] == 48 and 1 <= pv["dropped"] <= n_flipped + 5
     assert manifest["train_pairs"] == 48 - pv["dropped"]
     assert pv["first_heldout_accuracy"] is not None and manifest["heldout_accuracy"] >= 0.8
+    assert "post-validation: dropped" in cap.out and "longer answer wins" in cap.out
