@@ -19,9 +19,10 @@ accepted instructions, their mean pairwise ROUGE-L similarity, and accepted inst
 
 Leaves: the non-grounded skill leaves of this repository's taxonomy plus ``--corpus-leaves``
 non-grounded compositional leaves of the InstructLab corpus (../shared/corpus). Budgets
-(requests per way): ``tiny`` (4 leaves, 4 requests: a smoke run, ~1 min on 2 cores with the
-embedded teacher), ``small`` (the default: every leaf, 2 requests per leaf), ``full`` (6 per
-leaf), or a number.
+(requests per way): ``tiny`` (4 leaves, 4 requests: a smoke run; 8 min on 2 cores shared with
+other jobs, load ~10, embedded teacher), ``small`` (the default: every leaf, one request of 5
+instructions each), ``full`` (4 per leaf), or a number. With an in-process teacher, run it with
+``OMP_NUM_THREADS=1`` on a busy machine (two spinning OpenMP threads waste CPU under contention).
 
     .venv/bin/python bench/sampling_diversity.py                       # embedded teacher, small budget
     .venv/bin/python bench/sampling_diversity.py --budget tiny         # smoke run
@@ -51,7 +52,7 @@ from lab_tools.taxonomy.leaf import iter_leaf_paths, load_leaf  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus" / "instructlab-taxonomy" / "cases"
 GENERIC_TASK = "any task a user might ask an assistant to do"
-BUDGETS = {"tiny": None, "small": 2, "full": 6}  # requests per leaf (tiny: 4 leaves, 4 requests)
+BUDGETS = {"tiny": None, "small": 1, "full": 4}  # requests per leaf (tiny: 4 leaves, 4 requests)
 
 
 def pick_leaves(corpus_leaves: int, seed: int) -> list:
