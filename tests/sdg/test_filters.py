@@ -19,15 +19,25 @@ from lab_tools.sdg.pipeline import generate_dataset
 
 CFG = FiltersConfig()
 
-# The three degenerate outputs a `make build` with the embedded teacher kept (quoted in the issue
-# that asked for these filters), as the teacher wrote them.
+# Two degenerate outputs that a `make build` with the embedded teacher kept, rebuilt from the
+# issue that asked for these filters (it quotes their openings): a haiku looping "a life, " to the
+# token limit, and an extraction answer that apologises and leaks a role label. (Its third example,
+# a museum guide inventing "a colossal shark named Hades", is a made-up fact in a freeform answer:
+# no rule without a judge can see that; test_grounded_and_extraction_rules shows the same text
+# rejected where a context exists.)
 HAIKU_LOOP = ("Autumn leaves descend,\nwhispers of a fleeting life,\n" + "a life, " * 40).strip()
 SORRY_LEAK = ("I'm sorry for the confusion. A: You're currently working on a project that involves "
               "organizing an event, and you need the details in a structured format.")
-# Real outputs of the embedded teacher (SmolLM2-135M-Instruct, `lab generate --teacher
-# transformers:embedded`, 2 leaves of this repository's taxonomy), copied from rejected.jsonl.
+# Real outputs of the embedded teacher (SmolLM2-135M-Instruct) for this repository's haiku leaf
+# (`lab generate taxonomy --teacher transformers:embedded --leaves .../poetry/haiku`, before these
+# filters existed): the first two were KEPT in st.jsonl then, the third was rejected by the old
+# trigram rule (its raw text, cut at 500 characters, from rejected.jsonl).
 REAL = {
+    'celestial_loop': "In the dawn's early light, the moon\nFalls, a gentle beauty,\nA fleeting sight to me, a fleeting sight,\nTo me, in twilight's haste,\nA sunset of endless light,\nA celestial sight,\nA fleeting sight,\nA celestial sight,\nA celestial sight,\nA celestial sight,\nA celestial sight,\nA celestial sight,\nA celestial sight,\nA celestial sight,\nA celestial sight,",
+    'repeated_sentence': "In the stillness of the dawn, a forest's silent flame is a beacon of promise.\n\nIn the stillness of the dawn, a forest's silent flame is a beacon of promise.\n\nThe sunrise over a forest brings a new dawn, a promise of life and light.",
+    'quiet_bed_loop': "A soft moonlight stirs the cat's dreams, a quiet bed, a bed filled with silence, a cat's peaceful sleep, and a quiet bed, a cat's quiet bed, a quiet bed, a quiet bed, a cat's quiet bed, a quiet bed, a cat's quiet bed, a quiet bed, a quiet bed, a cat's quiet bed, a quiet bed, a cat's quiet bed, a quiet bed, a cat's quiet bed,",
 }
+REAL_GOOD = "In the forest, a tree stands tall, its branches reaching towards the sky, a testament to the resilience of the natural world."  # kept then and now
 
 
 def verdict(answer, question="Write a haiku about autumn.", **kw):
@@ -52,6 +62,15 @@ def verdict(answer, question="Write a haiku about autumn.", **kw):
 ])
 def test_degenerate_outputs_are_rejected_with_their_reason(answer, hit_limit, reason):
     assert verdict(answer, hit_limit=hit_limit).reason == reason
+
+
+@pytest.mark.parametrize("name", sorted(REAL))
+def test_real_embedded_teacher_loops_are_rejected(name):
+    assert verdict(REAL[name], question="Write a haiku about the sunset and the moon.").reason == "degenerate repetition"
+
+
+def test_real_embedded_teacher_answer_is_kept():
+    assert verdict(REAL_GOOD, question="Write a haiku about a tree in the forest.").reason is None
 
 
 def test_each_rule_sees_its_own_fault():
