@@ -1,4 +1,6 @@
-"""`lab build`: the main job, validate → licenses → generate → train → evaluate → release.
+"""`lab build`: the main job, validate → licenses → generate → train → evaluate → release; with
+``feedback.enabled`` also comparisons → reward_model → self_play (before train) and pref (after
+train), alignment (after evaluate): ALMoST's synthetic feedback.
 
 Incremental: each stage records a fingerprint of its inputs in ``OUT/build_state.json`` and is
 skipped when the fingerprint and its outputs are unchanged since the last successful run:
@@ -10,8 +12,11 @@ skipped when the fingerprint and its outputs are unchanged since the last succes
 | generate | all leaves' content hashes + generate settings (teacher, judge, counts, ...)  |
 | comparisons | (feedback.enabled) leaves + phase datasets + feedback settings, see feedback/stages.py |
 | reward_model | (feedback.enabled) comparisons.jsonl + rm_* settings + RM base + Static HHH file |
-| train    | phase datasets + held-out files + preset (name and file) + student + judge    |
+| self_play | (feedback.self_play) st.jsonl + reward model + teacher + sp_* settings          |
+| train    | phase datasets (+ selfplay.jsonl) + held-out files + preset (name and file) + student + judge |
+| pref     | (feedback.enabled) ST-selected model + comparisons + preset + reward model + judge |
 | evaluate | selected model files + held-out files + judge + evaluation caps + student     |
+| alignment | (feedback.enabled) base/ST/pref models + held-out files + reward model + Static HHH + judge |
 | release  | training manifest + eval.json + dataset card + provenance (commit, leaves)    |
 
 A skipped stage loads no model, so a build with nothing changed takes seconds. ``lab generate``
@@ -23,7 +28,8 @@ Resumable: a train stage interrupted with unchanged inputs continues from its la
 outputs produced so far are kept, and the traceback of an unexpected error goes to
 ``OUT/build.log``.
 
-Layout of OUT: ``run.json`` (provenance), ``data/`` (generate; ``comparisons.jsonl`` when feedback is on), ``rm/`` (the reward model), ``train/``, ``eval/``,
+Layout of OUT: ``run.json`` (provenance), ``data/`` (generate; ``comparisons.jsonl`` and
+``selfplay.jsonl`` when feedback is on), ``rm/`` (the reward model), ``train/`` (``pref/`` inside), ``eval/``,
 ``release/``, ``build_state.json``, ``build.log``.
 """
 
@@ -44,9 +50,11 @@ import click
 from lab_tools.atomic import write_json_atomic
 from lab_tools.errors import LabError
 
-STAGES = ("validate", "licenses", "generate", "comparisons", "reward_model", "train", "evaluate", "release")
-# run only when lab.yaml enables feedback (synthetic comparisons and the reward model, ALMoST)
-FEEDBACK_STAGES = ("comparisons", "reward_model")
+STAGES = ("validate", "licenses", "generate", "comparisons", "reward_model", "self_play", "train", "pref",
+          "evaluate", "alignment", "release")
+# run only when lab.yaml enables feedback (ALMoST: synthetic comparisons, the reward model,
+# RM-guided self-play when feedback.self_play, the preference phase and its evaluation)
+FEEDBACK_STAGES = ("comparisons", "reward_model", "self_play", "pref", "alignment")
 STATE_FILE = "build_state.json"
 # Evaluation caps of the build: a CPU run must stay within minutes (`lab evaluate` can go further).
 # The judge's prompt (MT-Bench template + question, context, reference and answer) is long, so
@@ -192,7 +200,7 @@ class _Build:
 
             preset_file = Path(cfg.train.preset) if cfg.train.preset.endswith((".yaml", ".yml")) \
                 else PRESETS_DIR / f"{cfg.train.preset}.yaml"
-            data = h.files(self.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st"))
+            data = h.files(self.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st", "selfplay"))
             return _sha(name, data, heldout, cfg.train.preset, h.file(preset_file), self._student_id(),
                         self.judge_spec)
         if name == "evaluate":
@@ -207,7 +215,7 @@ class _Build:
             prov = {k: v for k, v in self._provenance().items() if k != "created"}
             files = h.files([self.train_dir / "manifest.json", self.eval_dir / "eval.json",
                              self.data_dir / "dataset_card.json", self.train_dir / "loss.png",
-                             self.out / "rm" / "rm_eval.json"])
+                             self.out / "rm" / "rm_eval.json", self.eval_dir / "alignment.json"])
             return _sha(name, files, prov)
         raise ValueError(name)
 
@@ -222,6 +230,10 @@ class _Build:
             return (self.data_dir / "comparisons.jsonl").is_file()
         if name == "reward_model":
             return (self.out / "rm" / "config.json").is_file() and (self.out / "rm" / "rm_eval.json").is_file()
+        if name in ("self_play", "pref", "alignment"):
+            from lab_tools.feedback.stages import outputs_present
+
+            return outputs_present(self, name)
         if name == "evaluate":
             return (self.eval_dir / "eval.json").is_file()
         return (self.release_dir / "SHA256SUMS").is_file() and (self.release_dir / "release.json").is_file()
@@ -337,6 +349,21 @@ class _Build:
 
         return reward_model_stage(self)
 
+    def self_play(self):
+        from lab_tools.feedback.stages import self_play_stage
+
+        return self_play_stage(self)
+
+    def pref(self):
+        from lab_tools.feedback.stages import pref_stage
+
+        return pref_stage(self)
+
+    def alignment(self):
+        from lab_tools.feedback.stages import alignment_stage
+
+        return alignment_stage(self)
+
     def release(self):
         from lab_tools.release.release import make_release, write_json
 
@@ -380,7 +407,8 @@ def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, p
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     b = _Build(root, out, cfg, resume=resume, progress=progress, console=console)
-    stages = [n for n in STAGES if cfg.feedback.enabled or n not in FEEDBACK_STAGES]
+    stages = [n for n in STAGES if (cfg.feedback.enabled or n not in FEEDBACK_STAGES)
+              and (n != "self_play" or cfg.feedback.self_play)]
     results = [StageResult(n) for n in stages]
     for i, (name, res) in enumerate(zip(stages, results), 1):
         previous = b.state["stages"].get(name, {})

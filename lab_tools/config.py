@@ -232,7 +232,8 @@ class FeedbackConfig:
     ``self_play``: ``lab build`` also runs RM-guided self-play (:mod:`lab_tools.feedback.selfplay`):
     ``sp_prompts_per_leaf`` conversations per compositional-skill leaf, ``sp_candidates``
     responses per assistant turn (the reward model keeps the best), up to ``sp_turns`` assistant
-    turns, kept when the worst turn's reward is at least ``sp_threshold``."""
+    turns, kept when the worst turn's reward (relative to the RM's mean reward of a rejected
+    response in the comparisons) is at least ``sp_threshold``."""
     enabled: bool = False
     preset: str = "cpu"
     configurations: list[dict] = field(default_factory=list)

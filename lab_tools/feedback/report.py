@@ -95,7 +95,32 @@ def release_facts(run_dir) -> dict | None:
     comparisons = {k: v for k, v in block.items() if k != "leaves"}
     comparisons["leaves"] = [{k: leaf.get(k) for k in ("leaf", "prompts", "pairs", "invalid", "length_dropped",
                                                        "few_valid", "cached")} for leaf in block.get("leaves", [])]
-    return {"comparisons": comparisons, "reward_model": rm}
+    return {"comparisons": comparisons, "reward_model": rm, **_later_stages(run)}
+
+
+def _later_stages(run) -> dict:
+    """Self-play (dataset card), the preference phase (training manifest) and the alignment
+    evaluation (``eval/alignment.json``) of a run, each None when it did not run."""
+    import json
+    from pathlib import Path
+
+    def read(path):
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    card = read(run / "data" / "dataset_card.json") or {}
+    sp = card.get("self_play")
+    pref = (((read(run / "train" / "manifest.json") or {}).get("phases") or {}).get("pref"))
+    if pref:
+        pref = {k: pref.get(k) for k in ("method", "comparisons", "steps", "kept", "reason", "knowledge",
+                                         "st_mean_length")} | {
+            "candidates": {Path(c).name: v for c, v in (pref.get("candidates") or {}).items()},
+            "selected_candidate": Path(pref["candidate"]).name if pref.get("candidate") else None}
+    return {"self_play": {k: v for k, v in sp.items() if k != "leaves"} | {
+                "per_leaf": {r["leaf"]: r["kept"] for r in sp.get("leaves", [])}} if sp else None,
+            "preference": pref, "alignment": read(run / "eval" / "alignment.json")}
 
 
 def card_lines(info: dict) -> list[str]:
@@ -108,4 +133,24 @@ def card_lines(info: dict) -> list[str]:
                                                              "## Synthetic comparisons (ALMoST)", 1)]
     if fb.get("reward_model"):
         lines.append(rm_markdown(fb["reward_model"]))
+    sp, pref = fb.get("self_play"), fb.get("preference")
+    if sp:
+        lines.append(f"## RM-guided self-play\n\n{sp['kept']} multi-turn conversations trained in ST (best of "
+                     f"{sp['candidates']} assistant candidates per turn by the reward model, up to {sp['max_turns']} "
+                     f"turns, mean {_cell(sp.get('mean_turns'))}; assistant `{sp.get('assistant')}`). Per leaf: "
+                     + (", ".join(f"`{k}` {v}" for k, v in sorted(sp["per_leaf"].items())) or "–") + ".\n")
+    if pref:
+        k = pref.get("knowledge") or {}
+        lines.append(f"## Preference phase\n\nMethod `{pref['method']}` on {pref['comparisons']} synthetic "
+                     f"comparisons, {pref['steps']} steps, from the ST-selected checkpoint. Selection: {pref['reason']}. "
+                     f"The release holds the **{'preference-tuned' if pref['kept'] == 'pref' else 'ST'}** model "
+                     f"(knowledge score ST {_pct(k.get('st'))}, pref {_pct(k.get('pref'))}).\n\n"
+                     "| candidate | win rate vs ST (judge) | wins-ties-losses | win rate (reward model) |\n"
+                     "|---|---:|---|---:|\n" + "\n".join(
+                         f"| {name} | {_pct(c.get('win_rate'))} | {c.get('wins')}-{c.get('ties')}-{c.get('losses')} | "
+                         f"{_pct(c.get('rm_win_rate'))} |" for name, c in pref["candidates"].items()) + "\n")
+    if fb.get("alignment"):
+        from lab_tools.eval.alignment import alignment_markdown
+
+        lines.append(alignment_markdown(fb["alignment"]))
     return lines

@@ -8,7 +8,9 @@ plus the candidate and the best one is kept (rejection sampling; ties keep the f
 that ALMoST's filter calls invalid (:func:`lab_tools.feedback.pairing.bad_reason`, after cutting
 a length-stopped reply to its last sentence) are never kept. A conversation ends after
 ``feedback.sp_turns`` assistant turns or when the simulator gives no usable user turn; it is kept
-when its worst kept turn's reward is at least ``feedback.sp_threshold``.
+when its worst kept turn's reward is at least ``feedback.sp_threshold``, rewards being measured
+from the reward model's mean reward of a *rejected* response in the synthetic comparisons (so the
+default threshold 0 keeps conversations whose every turn beats an average rejected answer).
 
 Output: ``selfplay.jsonl`` in the data dir, samples in the ``messages`` format with metadata
 (``source: rmsp``, ``turn_rewards``), which ST trains on as its own source
@@ -226,11 +228,20 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
     fb, data_dir, rm_dir = cfg.feedback, Path(data_dir), Path(rm_dir)
     if not (rm_dir / "config.json").is_file():
         raise LabError("self-play needs the reward model: run `lab train --phase rm` first", file=str(rm_dir))
+    baseline = 0.0
     if reward is None:
         from lab_tools.feedback.evaluate import load_rm, rewards
+        from lab_tools.jsonl import read_jsonl
 
         rm, rm_tok = load_rm(rm_dir)
-        reward = (lambda convs: rewards(rm, rm_tok, convs, max_length=fb.rm_max_length))
+        # rewards are relative to the RM's mean reward of a rejected response in the synthetic
+        # comparisons, so sp_threshold 0 means "better than an average rejected answer"
+        rejected = [r["prompt"] + r["rejected"] for r in read_jsonl(data_dir / "comparisons.jsonl")[:64]
+                    if isinstance(r, dict) and r.get("prompt") and r.get("rejected")]
+        if rejected:
+            scores = rewards(rm, rm_tok, rejected, max_length=fb.rm_max_length)
+            baseline = sum(scores) / len(scores)
+        reward = (lambda convs: [r - baseline for r in rewards(rm, rm_tok, convs, max_length=fb.rm_max_length)])
     conf = rubric.resolve_configurations(fb, cfg.generate.teacher, cfg.train.student)[0]
     pool = Backends(cfg, backends)
     assistant = pool.get(conf)
@@ -271,7 +282,7 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
     all_turns = [t for r in leaves for t in r["turns"]]
     _write_card(data_dir, {
         "kept": len(samples), "candidates": fb.sp_candidates, "max_turns": fb.sp_turns,
-        "threshold": fb.sp_threshold, "mean_turns": sum(all_turns) / len(all_turns) if all_turns else None,
+        "threshold": fb.sp_threshold, "reward_baseline": baseline, "mean_turns": sum(all_turns) / len(all_turns) if all_turns else None,
         "assistant": pool.name(conf), "leaves": leaves})
     if leaves and not samples:
         raise LabError("self-play kept no conversation (every worst turn was below feedback.sp_threshold "

@@ -1,5 +1,7 @@
-"""The two feedback stages of ``lab build`` (when ``feedback.enabled``): ``comparisons`` (after
-generate) and ``reward_model`` (train + evaluate the RM). Each takes the build's state object
+"""The feedback stages of ``lab build`` (when ``feedback.enabled``): ``comparisons`` (after
+generate), ``reward_model`` (train + evaluate the RM), ``self_play`` (RM-guided self-play, when
+``feedback.self_play``; before train, whose ST phase trains on it), ``pref`` (the preference phase
+after train) and ``alignment`` (after evaluate: Static HHH base/ST/pref, win rates, alignment tax). Each takes the build's state object
 (:class:`lab_tools.build._Build`: ``root``, ``out``, ``cfg``, ``data_dir``, ``hasher``,
 ``leaf_hashes``, ``progress``, loaded ``_backends``) and returns ``(summary, data)``.
 
@@ -9,6 +11,9 @@ Fingerprints (the stage is skipped when unchanged):
 |--------------|-------------------------------------------------------------------------------|
 | comparisons  | leaves' content hashes + phase datasets + feedback settings (not ``rm_*``) + teacher + student + HHH dialogues |
 | reward_model | ``comparisons.jsonl`` + ``rm_*`` settings + RM base + Static HHH file            |
+| self_play    | ``st.jsonl`` + the reward model + teacher + student + feedback settings          |
+| pref         | ST-selected model + ``comparisons.jsonl`` + preset file + reward model + judge   |
+| alignment    | base/ST/pref models + held-out files + reward model + Static HHH file + judge    |
 """
 
 from __future__ import annotations
@@ -23,6 +28,23 @@ def fingerprint_parts(b, name: str) -> list:
     from lab_tools.feedback.rubric import demos_version
 
     fb = dataclasses.asdict(b.cfg.feedback)
+    rm = b.out / "rm"
+    rm_id = b.hasher.model(rm) if (rm / "config.json").is_file() else None
+    if name == "self_play":
+        return [b.leaf_hashes, b.hasher.file(b.data_dir / "st.jsonl"), rm_id, fb, b.cfg.generate.teacher,
+                b.cfg.train.student]
+    if name in ("pref", "alignment"):
+        from lab_tools.train.config import PRESETS_DIR
+
+        models = _run_models(b)
+        ids = {k: (b.hasher.model(Path(v)) if Path(v).is_dir() else v) for k, v in models.items()}
+        preset = b.cfg.train.preset
+        preset_file = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
+        parts = [rm_id, b.judge_spec, b.hasher.file(b.data_dir / "comparisons.jsonl"), preset, b.hasher.file(preset_file)]
+        if name == "pref":
+            return parts + [ids.get("st")]
+        heldout = b.hasher.files([b.data_dir / "heldout_mc.jsonl", b.data_dir / "heldout_prompts.jsonl"])
+        return parts + [ids, heldout, b.hasher.file(hhh_default_path())]
     if name == "comparisons":
         data = b.hasher.files(b.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st"))
         return [b.leaf_hashes, data, {k: v for k, v in fb.items() if not k.startswith("rm_")},
@@ -72,3 +94,88 @@ def reward_model_stage(b):
                                                                                                "length_baseline")},
                      "static_hhh": {k: static.get(k) for k in ("n", "accuracy", "length_baseline")} if static else None,
                      "post_validation_dropped": pv["dropped"] if pv else None}
+
+
+def _run_models(b) -> dict:
+    """``{"base", "st", "pref"?}`` of the build's training run, or {} before there is one."""
+    from lab_tools.errors import LabError
+    from lab_tools.eval.alignment import run_models
+
+    try:
+        return run_models(b.train_dir)
+    except LabError:
+        return {}
+
+
+def outputs_present(b, name: str) -> bool:
+    """Whether stage ``name``'s outputs are on disk (a skipped stage must have them)."""
+    import json
+
+    if name == "self_play":
+        return (b.data_dir / "selfplay.jsonl").is_file()
+    if name == "alignment":
+        return (b.eval_dir / "alignment.json").is_file()
+    try:
+        manifest = json.loads((b.train_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(((manifest.get("phases") or {}).get("pref") or {}).get("selected"))
+
+
+def self_play_stage(b):
+    """RM-guided self-play for every compositional-skill leaf (cached per leaf) into
+    ``data/selfplay.jsonl``; fails on a teacher error or when no conversation is kept."""
+    from lab_tools.feedback.selfplay import generate_self_play
+
+    rep = generate_self_play(b.root, b.data_dir, b.cfg, b.out / "rm", backends=b._backends, progress=b.progress)
+    turns = [t for r in rep.leaves for t in r["turns"]]
+    fresh = sum(not r["cached"] for r in rep.leaves)
+    mean = sum(turns) / len(turns) if turns else 0
+    return (f"{rep.kept} conversations kept ({mean:.1f} assistant turns each); {fresh} leaves generated, "
+            f"{len(rep.leaves) - fresh} cached"), {"kept": rep.kept, "mean_turns": round(mean, 2)}
+
+
+def pref_stage(b):
+    """The preference phase after ST of the build's training run (``train/pref``); selection by
+    win rate against ST, ST kept when the knowledge score regresses."""
+    from lab_tools.train.pref import pairwise_judge_dir, rm_win_rate_fn, train_pref
+
+    rm = b.out / "rm"
+    rm_dir = str(rm) if (rm / "config.json").is_file() else None
+    entry = train_pref(b.train_dir, b.data_dir, preset=b.cfg.train.preset,
+                       judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg), rm_dir=rm_dir, progress=b.progress,
+                       rm_win_rate=rm_win_rate_fn(rm_dir, b.cfg.feedback.rm_max_length))
+    best = entry["candidates"].get(entry["candidate"], {})
+    wr = best.get("win_rate")
+    return (f"{entry['method']} on {entry['comparisons']} comparisons, {entry['steps']} steps; win rate vs ST "
+            f"{'–' if wr is None else f'{wr:.2f}'}; release keeps {entry['kept']}"), \
+        {"method": entry["method"], "kept": entry["kept"], "win_rate": wr, "reason": entry["reason"]}
+
+
+def alignment_stage(b):
+    """``eval/alignment.json``: Static HHH accuracy of base/ST/pref, pref-vs-ST win rates (pairwise
+    judge, reward model), the alignment tax (:mod:`lab_tools.eval.alignment`), at the build's caps."""
+    from lab_tools.atomic import write_json_atomic, write_text_atomic
+    from lab_tools.build import EVAL_CAPS
+    from lab_tools.eval.alignment import alignment_markdown, evaluate_alignment, run_models
+    from lab_tools.eval.evaluate import load_eval_set
+    from lab_tools.eval.preference import load_static_hhh
+    from lab_tools.feedback.evaluate import hhh_default_path
+    from lab_tools.train.pref import pairwise_judge_dir
+
+    rm = b.out / "rm"
+    evalset = load_eval_set(data_dir=b.data_dir, taxonomy=b.root, max_mc=EVAL_CAPS["max_mc"],
+                            max_prompts=EVAL_CAPS["max_prompts"])
+    hhh = load_static_hhh(hhh_default_path()) if hhh_default_path().is_file() else None
+    block = evaluate_alignment(run_models(b.train_dir), evalset.prompts, evalset.mc, hhh_items=hhh,
+                               judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg),
+                               rm_dir=str(rm) if (rm / "config.json").is_file() else None,
+                               max_new_tokens=EVAL_CAPS["max_new_tokens"],
+                               progress=b.console.print if b.progress else None)
+    write_json_atomic(b.eval_dir / "alignment.json", block, indent=1)
+    write_text_atomic(b.eval_dir / "alignment.md", alignment_markdown(block) + "\n")
+    hhh_acc = {k: v["accuracy"] for k, v in block["static_hhh"].items()}
+    wr = (block.get("win_rate") or {}).get("judge") or {}
+    return ("Static HHH " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in hhh_acc.items())
+            + (f"; pref vs ST win rate {wr['win_rate']:.2f}" if wr else "")), \
+        {"static_hhh": hhh_acc, "win_rate": wr.get("win_rate")}

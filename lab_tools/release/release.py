@@ -305,7 +305,8 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
                           (train_dir / "manifest.json", "training_manifest.json"),
                           (data_dir / "dataset_card.json", "dataset_card.json"),
                           (eval_dir / "branch_report.md", "branch_report.md"),
-                          (eval_dir / "eval.json", "eval.json"), (run / "rm" / "rm_eval.json", "rm_eval.json")):
+                          (eval_dir / "eval.json", "eval.json"), (run / "rm" / "rm_eval.json", "rm_eval.json"),
+                          (eval_dir / "alignment.json", "alignment.json")):
             if not src.is_file():
                 continue
             if src.suffix == ".json":

@@ -1,5 +1,6 @@
-"""`lab build` with feedback enabled (scripted teacher, tiny student): the comparison and
-reward-model stages run, the release and its model card record them, a rebuild skips them."""
+"""`lab build` with feedback enabled (scripted teacher, tiny student): the comparison,
+reward-model, self-play, preference and alignment stages run, the release and its model card
+record them, a rebuild skips them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ FEEDBACK = """feedback:
   rm_max_length: 512
   rm_epochs: 1.0
   rm_heldout_leaves: 0.34
+  self_play: true
+  sp_prompts_per_leaf: 2
+  sp_candidates: 2
+  sp_threshold: -1000000000.0
 """
 
 
@@ -35,8 +40,8 @@ def test_build_runs_comparisons_and_reward_model(tmp_path, repo_root, tiny_model
     out = tmp_path / "run"
     res, st = _build(root, out)
     assert res.exit_code == 0, res.output
-    assert list(st) == ["validate", "licenses", "generate", "comparisons", "reward_model", "train", "evaluate",
-                        "release"]
+    assert list(st) == ["validate", "licenses", "generate", "comparisons", "reward_model", "self_play", "train",
+                        "pref", "evaluate", "alignment", "release"]
     assert set(st.values()) == {"ran"}, st
 
     rows = read_jsonl(out / "data" / "comparisons.jsonl")
@@ -55,6 +60,15 @@ def test_build_runs_comparisons_and_reward_model(tmp_path, repo_root, tiny_model
     for pair, n in fb["comparisons"]["per_config_pair"].items():
         assert f"| {pair} | {n} |" in card
     assert (out / "rm" / "config.json").is_file() and "rm_eval.json" in info["files"]
+    # RM-guided self-play trained in ST; the preference phase ran after ST; alignment evaluated
+    selfplay = read_jsonl(out / "data" / "selfplay.jsonl")
+    manifest = json.loads((out / "train" / "manifest.json").read_text())
+    assert selfplay and manifest["phases"]["st"]["samples"]["selfplay"] == len(selfplay)
+    pref = manifest["phases"]["pref"]
+    assert pref["method"] == "dpo" and pref["steps"] > 0 and manifest["selected"] == pref["selected"]
+    assert fb["self_play"]["kept"] == len(selfplay) and fb["preference"]["kept"] == pref["kept"]
+    assert set(fb["alignment"]["static_hhh"]) == {"base", "st", "pref"} and "alignment.json" in info["files"]
+    assert "## RM-guided self-play" in card and "## Preference phase" in card and "## Alignment" in card
 
     res, st = _build(root, out)  # nothing changed: every stage skipped, the new ones too
     assert res.exit_code == 0, res.output
