@@ -9,7 +9,7 @@ skipped when the fingerprint and its outputs are unchanged since the last succes
 |----------|------------------------------------------------------------------------------|
 | validate | every file under the taxonomy root (names + bytes)                           |
 | licenses | knowledge leaves' content hashes + license allowlist                          |
-| generate | all leaves' content hashes + generate settings (teacher, judge, counts, ...)  |
+| generate | all leaves' content hashes + generate settings (teacher, judge, counts, ...) (+ the previous build's reward model, comparisons and threshold with feedback.rm_scores_sdg) |
 | comparisons | (feedback.enabled) leaves + phase datasets + feedback settings, see feedback/stages.py |
 | reward_model | (feedback.enabled) comparisons.jsonl + rm_* settings + RM base + Static HHH file |
 | self_play | (feedback.self_play) st.jsonl + reward model + teacher + sp_* settings          |
@@ -194,7 +194,11 @@ class _Build:
         if name == "licenses":
             return _sha(name, self.leaf_hashes, sorted(cfg.licenses.allowlist))
         if name == "generate":
-            return _sha(name, self.leaf_hashes, dataclasses.asdict(cfg.generate), dataclasses.asdict(cfg.documents))
+            rm = self._sdg_rm()  # pair evaluation by reward: the previous build's RM and its baseline
+            scoring = None if rm is None else [h.model(rm), h.file(self.data_dir / "comparisons.jsonl"),
+                                               cfg.feedback.rm_score_threshold, cfg.feedback.rm_max_length]
+            return _sha(name, self.leaf_hashes, dataclasses.asdict(cfg.generate), dataclasses.asdict(cfg.documents),
+                        *([scoring] if scoring else []))
         if name == "train":
             from lab_tools.train.config import PRESETS_DIR
 
@@ -237,6 +241,12 @@ class _Build:
         if name == "evaluate":
             return (self.eval_dir / "eval.json").is_file()
         return (self.release_dir / "SHA256SUMS").is_file() and (self.release_dir / "release.json").is_file()
+
+    def _sdg_rm(self) -> Path | None:
+        """The reward model that scores SDG samples: ``OUT/rm`` from a previous build when
+        ``feedback.rm_scores_sdg`` is on (None on the first build: the rule score ranks)."""
+        rm = self.out / "rm"
+        return rm if self.cfg.feedback.rm_scores_sdg and (rm / "config.json").is_file() else None
 
     def _student_id(self) -> str:
         spec = self.cfg.train.student
@@ -287,8 +297,16 @@ class _Build:
     def generate(self):
         from lab_tools.sdg.pipeline import generate_dataset
 
+        scorer, rm = None, self._sdg_rm()
+        if rm is not None:
+            from lab_tools.feedback.scorer import rm_scorer
+
+            fb = self.cfg.feedback
+            scorer = rm_scorer(rm, threshold=fb.rm_score_threshold, max_length=fb.rm_max_length,
+                               comparisons=self.data_dir / "comparisons.jsonl")
         # teacher/judge None: generate_dataset builds them only if some leaf is not cached
-        rep = generate_dataset(self.root, self.leaf_paths, self.data_dir, self.cfg, progress=self.progress)
+        rep = generate_dataset(self.root, self.leaf_paths, self.data_dir, self.cfg, progress=self.progress,
+                               scorer=scorer)
         failed = {s.leaf: s.error for s in rep.leaves if s.error}
         if failed:
             shown = "\n".join(f"  {leaf}: {err}" for leaf, err in sorted(failed.items()))
@@ -300,7 +318,8 @@ class _Build:
         counts = {p: _count_lines(self.data_dir / f"{p}.jsonl") for p in ("kt1", "kt2", "st")}
         return (f"samples kt1 {counts['kt1']}, kt2 {counts['kt2']}, st {counts['st']}; "
                 f"{len(fresh)} leaves generated, {len(rep.leaves) - len(fresh)} cached"), \
-            {"samples": counts, "generated": fresh, "teacher": rep.teacher, "judge": rep.judge}
+            {"samples": counts, "generated": fresh, "teacher": rep.teacher, "judge": rep.judge,
+             "scorer": scorer.name if scorer else None}
 
     def train(self, previous: dict):
         from lab_tools.train.phases import train_phases

@@ -233,7 +233,11 @@ class FeedbackConfig:
     ``sp_prompts_per_leaf`` conversations per compositional-skill leaf, ``sp_candidates``
     responses per assistant turn (the reward model keeps the best), up to ``sp_turns`` assistant
     turns, kept when the worst turn's reward (relative to the RM's mean reward of a rejected
-    response in the comparisons) is at least ``sp_threshold``."""
+    response in the comparisons) is at least ``sp_threshold``. ``rm_scores_sdg``: where no model
+    judge grades SDG samples, the reward model (``lab generate --reward-model DIR``; in ``lab build``
+    the previous build's ``OUT/rm``) scores them and the best ``generate.samples`` per leaf are kept
+    (:mod:`lab_tools.feedback.scorer`); samples whose relative reward is below
+    ``rm_score_threshold`` (None: no threshold) are rejected."""
     enabled: bool = False
     preset: str = "cpu"
     configurations: list[dict] = field(default_factory=list)
@@ -257,7 +261,10 @@ class FeedbackConfig:
     sp_candidates: int = 4
     sp_turns: int = 2
     sp_threshold: float = 0.0
-    RANGES = {"sp_prompts_per_leaf": POSITIVE, "sp_candidates": POSITIVE, "sp_turns": POSITIVE,
+    rm_scores_sdg: bool = False
+    rm_score_threshold: float | None = None
+    RANGES = {"rm_score_threshold": Range(),  # a reward relative to the baseline: any real number
+              "sp_prompts_per_leaf": POSITIVE, "sp_candidates": POSITIVE, "sp_turns": POSITIVE,
               "prompts_per_leaf": POSITIVE, "max_new_tokens": POSITIVE, "temperature": Range(ge=0, le=2),
               "min_chars": NON_NEGATIVE, "seed": NON_NEGATIVE, "batch_size": POSITIVE,
               "rm_epochs": Range(gt=0), "rm_learning_rate": Range(gt=0), "rm_batch_size": POSITIVE,

@@ -230,18 +230,11 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
         raise LabError("self-play needs the reward model: run `lab train --phase rm` first", file=str(rm_dir))
     baseline = 0.0
     if reward is None:
-        from lab_tools.feedback.evaluate import load_rm, rewards
-        from lab_tools.jsonl import read_jsonl
+        from lab_tools.feedback.scorer import relative_reward
 
-        rm, rm_tok = load_rm(rm_dir)
         # rewards are relative to the RM's mean reward of a rejected response in the synthetic
         # comparisons, so sp_threshold 0 means "better than an average rejected answer"
-        rejected = [r["prompt"] + r["rejected"] for r in read_jsonl(data_dir / "comparisons.jsonl")[:64]
-                    if isinstance(r, dict) and r.get("prompt") and r.get("rejected")]
-        if rejected:
-            scores = rewards(rm, rm_tok, rejected, max_length=fb.rm_max_length)
-            baseline = sum(scores) / len(scores)
-        reward = (lambda convs: [r - baseline for r in rewards(rm, rm_tok, convs, max_length=fb.rm_max_length)])
+        reward, baseline = relative_reward(rm_dir, data_dir / "comparisons.jsonl", max_length=fb.rm_max_length)
     conf = rubric.resolve_configurations(fb, cfg.generate.teacher, cfg.train.student)[0]
     pool = Backends(cfg, backends)
     assistant = pool.get(conf)

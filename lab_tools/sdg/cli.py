@@ -83,7 +83,8 @@ def _table(report) -> None:
               help="Also run RM-guided self-play (ALMoST RMSP) with --reward-model: multi-turn ST "
                    "demonstrations in selfplay.jsonl [lab.yaml feedback.self_play].")
 @click.option("--reward-model", "reward_model", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Reward model dir (`lab train --phase rm`) that picks the best assistant turn in self-play.")
+              help="Reward model dir (`lab train --phase rm`) that picks the best assistant turn in self-play "
+                   "and, with feedback.rm_scores_sdg, scores the SDG samples (pair evaluation by reward).")
 def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, config_file, no_progress,
              engine, address, self_play, reward_model):
     """Generate synthetic training data from taxonomy leaves (skills-SDG and knowledge-SDG, LAB 3.2)
@@ -104,8 +105,14 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     selected = _select(root, tuple(leaves), base)
     if address and engine != "ray":
         raise LabError("--address is for --engine ray", field="--address")
+    scorer = None
+    if reward_model is not None and cfg.feedback.rm_scores_sdg:  # pair evaluation by reward
+        from lab_tools.feedback.scorer import rm_scorer
+
+        scorer = rm_scorer(reward_model, threshold=cfg.feedback.rm_score_threshold,
+                           max_length=cfg.feedback.rm_max_length, comparisons=out_dir / "comparisons.jsonl")
     report = generate_dataset(root, selected, out_dir, cfg, progress=not no_progress,
-                              engine=engine, address=address)
+                              engine=engine, address=address, scorer=scorer)
     _table(report)
     problem = report.failure()
     if problem:

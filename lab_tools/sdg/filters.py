@@ -57,6 +57,10 @@ also very just only more most some any all each other such same own too out up d
 further once both few off per via""".split())
 
 
+#: the ``reason`` of a sample whose reward is below the reward scorer's threshold (:func:`select_top`)
+REWARD_REJECTION = "pair evaluation by reward"
+
+
 @dataclass
 class Verdict:
     """One sample's outcome: ``reason`` (None = kept) with ``detail`` (the measured value against
@@ -247,7 +251,8 @@ def prompt_of(cand: dict) -> str:
     return f"{cand['question']}\n\n{cand['context']}" if cand.get("context") else cand["question"]
 
 
-def select_top(cands: list[dict], n: int, *, judge_key: str | None = None, scorer=None) -> tuple[list[dict], str]:
+def select_top(cands: list[dict], n: int, *, judge_key: str | None = None, scorer=None,
+               on_reject=None) -> tuple[list[dict], str]:
     """Score every candidate and keep the best ``n``: ``(kept, scorer_name)``.
 
     Each candidate gets ``score`` (higher is better) and ``scorer`` (which one ran), from the
@@ -257,7 +262,10 @@ def select_top(cands: list[dict], n: int, *, judge_key: str | None = None, score
     the pair evaluation by reward of ALMoST, arXiv 2305.13735; ``scorer.name`` is recorded when
     set); else the rule-based score ``cand["scores"]["rules"]`` (:func:`rule_score`, ``rules``).
     Ties (common on a 3-point scale) are broken by the rule score, then by candidate id (earlier
-    first), so the choice is deterministic. ``kept`` is in descending score order.
+    first), so the choice is deterministic. ``kept`` is in descending score order. When the
+    reward scorer ran and has a ``threshold`` (not None), candidates scoring below it are not
+    ranked (dropped) and ``on_reject(cand, detail)`` receives each: pair evaluation by reward
+    with a threshold, as RM-guided self-play keeps only turns above its reward threshold.
 
     Raises:
         ValueError: ``scorer`` returned a number of scores other than one per candidate.
@@ -274,6 +282,13 @@ def select_top(cands: list[dict], n: int, *, judge_key: str | None = None, score
         if len(values) != len(cands):
             raise ValueError(f"scorer returned {len(values)} scores for {len(cands)} samples")
         name = f"reward:{scorer.name}" if getattr(scorer, "name", None) else "reward"
+        threshold = getattr(scorer, "threshold", None)
+        if threshold is not None:
+            for c, v in zip(cands, values):
+                if v < threshold and on_reject is not None:
+                    c["scores"]["reward"] = round(v, 4)
+                    on_reject(c, f"reward {v:.3f} < threshold {threshold:g}")
+            cands, values = [c for c, v in zip(cands, values) if v >= threshold], [v for v in values if v >= threshold]
     else:
         name, values = "rules", [c["scores"].get("rules", 1.0) for c in cands]
     for c, v in zip(cands, values):

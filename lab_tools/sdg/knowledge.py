@@ -19,7 +19,7 @@ import math
 from lab_tools.sdg import filters, quality
 from lab_tools.sdg.backends import ChatRequest, Completion
 from lab_tools.sdg.chunking import chunk_text
-from lab_tools.sdg.stages import LeafContext, Stage, failed, novel, reject, request_seed, trim_truncated
+from lab_tools.sdg.stages import LeafContext, Stage, failed, keep_top, novel, reject, request_seed, trim_truncated
 from lab_tools.sdg.templates import fewshot, judge_messages, load_prompts
 
 # in-context seed examples per request: each carries its own context, so keep prompts short
@@ -111,8 +111,7 @@ def _keep_best(ctx: LeafContext, state: dict, kept: list[dict]) -> None:
     """Keep the best ``samples`` of ``kept`` by score (the knowledge judges answer yes/no, so they
     filter and do not rank: the reward-model hook or the rule score ranks; see
     :func:`lab_tools.sdg.filters.select_top`); the rest count as unused."""
-    state["candidates"], _ = filters.select_top(kept, ctx.cfg.samples, scorer=ctx.scorer)
-    state["unused"] += len(kept) - len(state["candidates"])
+    keep_top(ctx, state, kept, "checks")
 
 
 def _consume_checks(ctx: LeafContext, state: dict, comps: list[Completion]) -> None:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from lab_tools.sdg.filters import REWARD_REJECTION
 
 PHASES = ("kt1", "kt2", "st")
 
@@ -58,6 +59,7 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
     jpath, mpath = out_dir / "dataset_card.json", out_dir / "dataset_card.md"
     card["quality"] = _quality_of(out_dir, [leaf["leaf"] for leaf in card["leaves"]])
     card["scorers"] = sorted({q["scorer"] for q in card["quality"].values() if q["scorer"] != "none"})
+    card["reward_rejected"] = sum(q["rejected"].get(REWARD_REJECTION, 0) for q in card["quality"].values())
     write_json_atomic(jpath, card, indent=2, newline=True)
     lines = ["# Dataset card", "",
              f"Teacher: `{card['teacher']}` · judge: `{card['judge']}` · prompts: `{card['prompt_version']}`", "",
@@ -66,6 +68,8 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
                 "faithfulness or self-contained evaluation by a model; only rule-based filters ran.", ""]),
              f"Scorer (ranks the kept samples; the best `generate.samples` per leaf are kept): "
              f"{', '.join(f'`{x}`' for x in card['scorers']) or 'none'} ({SCORERS})", "",
+             *([f"Pair evaluation by reward rejected {card['reward_rejected']} samples below "
+                "`feedback.rm_score_threshold` (see rejected.jsonl).", ""] if card["reward_rejected"] else []),
              "| phase | samples |", "|---|---|"]
     lines += [f"| {p} | {card['phases'][p]} |" for p in PHASES]
     lines += ["", "| leaf | kind | generated | kept | rejected (by stage) | malformed "

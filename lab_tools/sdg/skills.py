@@ -18,7 +18,7 @@ import re
 
 from lab_tools.sdg import filters, quality
 from lab_tools.sdg.backends import ChatRequest, Completion
-from lab_tools.sdg.stages import (LeafContext, Stage, failed, judge_filter, novel, reject, request_seed,
+from lab_tools.sdg.stages import (LeafContext, Stage, failed, judge_filter, keep_top, novel, reject, request_seed,
                                    trim_truncated)
 from lab_tools.sdg.templates import chat, fewshot, judge_messages, load_prompts
 from lab_tools.taxonomy.leaf import Leaf
@@ -228,8 +228,7 @@ def _consume_pair_eval(ctx: LeafContext, state: dict, comps: list[Completion]) -
     kept = judge_filter(
         state, "pair_eval", comps, "pair", quality.parse_score, accept=lambda v: v >= threshold,
         reason=lambda v: f"pair score {v} < threshold {threshold}", model_judges=ctx.cfg.model_judges)
-    state["candidates"], _ = filters.select_top(kept, ctx.cfg.samples, judge_key="pair", scorer=ctx.scorer)
-    state["unused"] += len(kept) - len(state["candidates"])
+    keep_top(ctx, state, kept, "pair_eval", judge_key="pair")
 
 
 STAGES = [

@@ -80,6 +80,24 @@ def reject(state: dict, cand: dict, stage: str, reason: str, *, malformed: bool 
         state["malformed"][stage] = state["malformed"].get(stage, 0) + 1
 
 
+def keep_top(ctx: LeafContext, state: dict, kept: list[dict], stage: str, judge_key: str | None = None) -> None:
+    """Make the best ``ctx.cfg.samples`` of ``kept`` by score the state's candidates
+    (:func:`lab_tools.sdg.filters.select_top` with ``ctx.scorer``); candidates below the reward
+    scorer's threshold are rejected at ``stage`` (reason ``pair evaluation by reward``), the
+    others not kept count as unused."""
+    from lab_tools.sdg.filters import REWARD_REJECTION, select_top
+
+    dropped = []
+
+    def on_reject(cand: dict, detail: str) -> None:
+        dropped.append(cand)
+        reject(state, cand, stage, REWARD_REJECTION, detail=detail)
+
+    state["candidates"], _ = select_top(kept, ctx.cfg.samples, judge_key=judge_key, scorer=ctx.scorer,
+                                        on_reject=on_reject)
+    state["unused"] += len(kept) - len(state["candidates"]) - len(dropped)
+
+
 def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold: float, *,
           seed_threshold: float, key: Callable[[dict], str] = lambda c: c["question"]) -> bool:
     """Near-duplicate filter (quality control, LAB 3.2): reject ``cand`` (stage ``dedup``) and
