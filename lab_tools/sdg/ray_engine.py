@@ -71,17 +71,6 @@ def _worker_model(spec: str, index: int, cache_dir, opts: dict):
     return _WORKER_MODELS[key]
 
 
-class _NoProgress:
-    def add(self, stage, n):
-        pass
-
-    def advance(self, stage, n):
-        pass
-
-    def stop(self):
-        pass
-
-
 def run_leaf(job, models: Models, g, tname: str, jname: str, index: int):
     """Run one leaf (a pipeline ``_Job``) to its shard in this process; returns
     ``(LeafStats, shard or None)``. Resumes from the cache, not from the state ``job`` was sent
@@ -100,7 +89,8 @@ def run_leaf(job, models: Models, g, tname: str, jname: str, index: int):
     if job.next_stage >= len(job.stages):
         pipeline._finish(job, tname, jname, stats, shards)
     else:
-        pipeline._run_rounds([job], teacher, judge, g, _NoProgress(), tname, jname, stats, shards)
+        pipeline._run_rounds([job], teacher, judge, g, pipeline._Progress(False), tname, jname,
+                             stats, shards)
     return stats[job.leaf.path], shards.get(job.leaf.path)
 
 
@@ -138,7 +128,8 @@ def run_on_ray(jobs, cfg, teacher, judge, bar, tname: str, jname: str, stats: di
                                   timeout=g.request_timeout, max_retries=g.max_retries))
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        extra = {} if address else {"include_dashboard": False}  # a new local cluster only
+        ray.init(address=address, log_to_driver=False, **extra)
     try:
         try:
             models_ref = ray.put(models)
