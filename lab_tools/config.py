@@ -237,7 +237,8 @@ class FeedbackConfig:
     judge grades SDG samples, the reward model (``lab generate --reward-model DIR``; in ``lab build``
     the previous build's ``OUT/rm``) scores them and the best ``generate.samples`` per leaf are kept
     (:mod:`lab_tools.feedback.scorer`); samples whose relative reward is below
-    ``rm_score_threshold`` (None: no threshold) are rejected."""
+    ``rm_score_threshold`` (None: no threshold) are rejected. ``hhh_pairs``: Static HHH pairs
+    the build's alignment stage scores per policy (0 = all 221; an evenly spaced subset otherwise)."""
     enabled: bool = False
     preset: str = "cpu"
     configurations: list[dict] = field(default_factory=list)
@@ -263,8 +264,9 @@ class FeedbackConfig:
     sp_threshold: float = 0.0
     rm_scores_sdg: bool = False
     rm_score_threshold: float | None = None
-    RANGES = {"rm_score_threshold": Range(),  # a reward relative to the baseline: any real number
-              "sp_prompts_per_leaf": POSITIVE, "sp_candidates": POSITIVE, "sp_turns": POSITIVE,
+    hhh_pairs: int = 0
+    RANGES = {"hhh_pairs": NON_NEGATIVE, "rm_score_threshold": Range(),  # a reward relative to the baseline: any real number
+              "sp_prompts_per_leaf": POSITIVE, "sp_candidates": POSITIVE, "sp_turns": POSITIVE, "sp_threshold": Range(),
               "prompts_per_leaf": POSITIVE, "max_new_tokens": POSITIVE, "temperature": Range(ge=0, le=2),
               "min_chars": NON_NEGATIVE, "seed": NON_NEGATIVE, "batch_size": POSITIVE,
               "rm_epochs": Range(gt=0), "rm_learning_rate": Range(gt=0), "rm_batch_size": POSITIVE,

@@ -44,7 +44,7 @@ def fingerprint_parts(b, name: str) -> list:
         if name == "pref":
             return parts + [ids.get("st")]
         heldout = b.hasher.files([b.data_dir / "heldout_mc.jsonl", b.data_dir / "heldout_prompts.jsonl"])
-        return parts + [ids, heldout, b.hasher.file(hhh_default_path())]
+        return parts + [ids, heldout, b.hasher.file(hhh_default_path()), fb["hhh_pairs"]]
     if name == "comparisons":
         data = b.hasher.files(b.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st"))
         return [b.leaf_hashes, data, {k: v for k, v in fb.items() if not k.startswith("rm_")},
@@ -167,6 +167,9 @@ def alignment_stage(b):
     evalset = load_eval_set(data_dir=b.data_dir, taxonomy=b.root, max_mc=EVAL_CAPS["max_mc"],
                             max_prompts=EVAL_CAPS["max_prompts"])
     hhh = load_static_hhh(hhh_default_path()) if hhh_default_path().is_file() else None
+    n = b.cfg.feedback.hhh_pairs
+    if hhh and n and n < len(hhh):  # evenly spaced, so every type keeps its share
+        hhh = [hhh[i * len(hhh) // n] for i in range(n)]
     block = evaluate_alignment(run_models(b.train_dir), evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg),
                                rm_dir=str(rm) if (rm / "config.json").is_file() else None,

@@ -24,6 +24,7 @@ FEEDBACK = """feedback:
   sp_prompts_per_leaf: 2
   sp_candidates: 2
   sp_threshold: -1000000000.0
+  hhh_pairs: 8
 """
 
 
@@ -68,6 +69,7 @@ def test_build_runs_comparisons_and_reward_model(tmp_path, repo_root, tiny_model
     assert pref["method"] == "dpo" and pref["steps"] > 0 and manifest["selected"] == pref["selected"]
     assert fb["self_play"]["kept"] == len(selfplay) and fb["preference"]["kept"] == pref["kept"]
     assert set(fb["alignment"]["static_hhh"]) == {"base", "st", "pref"} and "alignment.json" in info["files"]
+    assert all(v["n"] == 8 for v in fb["alignment"]["static_hhh"].values())
     assert "## RM-guided self-play" in card and "## Preference phase" in card and "## Alignment" in card
 
     res, st = _build(root, out)  # nothing changed: every stage skipped, the new ones too
