@@ -73,3 +73,18 @@ def make_tiny_model(out_dir: str | Path, *, size: str = "tiny", seed: int = 0) -
                                                pad_token_id=tok.pad_token_id)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def make_tiny_reward_model(base_dir: str | Path, out_dir: str | Path, *, seed: int = 0) -> Path:
+    """A random-weight sequence-classification model (one score: a reward model's shape, as TRL's
+    ``reward_funcs`` and ``AutoModelForSequenceClassification`` load it) with the config and
+    tokenizer of the tiny model at ``base_dir``, written to ``out_dir``; returns the path."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = AutoConfig.from_pretrained(base_dir)
+    cfg.num_labels = 1
+    LlamaForSequenceClassification(cfg).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(out_dir)
+    return Path(out_dir)

@@ -16,15 +16,9 @@ from lab_tools.sdg.stages import keep_top, new_state
 
 
 def _tiny_rm(tiny_model, out, seed=0):
-    import torch
-    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
+    from lab_tools.tiny import make_tiny_reward_model
 
-    torch.manual_seed(seed)
-    cfg = AutoConfig.from_pretrained(tiny_model)
-    cfg.num_labels = 1
-    LlamaForSequenceClassification(cfg).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
+    return make_tiny_reward_model(tiny_model, out, seed=seed)
 
 
 def _comparisons(path, rejected_texts):

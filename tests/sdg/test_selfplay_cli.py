@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import json
 
+from lab_tools.tiny import make_tiny_reward_model
 
-
-def _tiny_rm(tiny_model, out):
-    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
-
-    cfg = AutoConfig.from_pretrained(tiny_model)
-    cfg.num_labels = 1
-    LlamaForSequenceClassification(cfg).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
 
 
 def test_generate_self_play_writes_multi_turn_st_demonstrations(taxonomy, fake_documents, tmp_path,
@@ -27,7 +19,7 @@ def test_generate_self_play_writes_multi_turn_st_demonstrations(taxonomy, fake_d
             "--no-progress"]
     code, io = run_lab(base + ["--self-play"])
     assert code == 1 and "--reward-model" in io.err and "Traceback" not in io.err
-    rm = _tiny_rm(tiny_model, tmp_path / "rm")
+    rm = make_tiny_reward_model(tiny_model, tmp_path / "rm")
     code, io = run_lab(base + ["--self-play", "--reward-model", str(rm)])
     assert code == 0, io.err
     rows = [json.loads(line) for line in (out / "selfplay.jsonl").read_text().splitlines()]

@@ -16,6 +16,7 @@ import pytest
 
 from lab_tools.errors import LabError
 from lab_tools.train.config import preset_from_dict
+from lab_tools.tiny import make_tiny_reward_model
 
 PAIRS = [("What is the capital of France?", "Paris is the capital of France.", "no no no no"),
          ("Write a haiku about the sea.", "Waves fold into foam.", "yes yes yes yes"),
@@ -139,21 +140,11 @@ def test_refuses_without_comparisons_or_st(tmp_path, tiny_model):
     assert exc.value.line == 1
 
 
-def _tiny_rm(tiny_model: Path, out: Path) -> Path:
-    from transformers import AutoConfig, AutoTokenizer, LlamaForSequenceClassification
-
-    cfg = AutoConfig.from_pretrained(tiny_model)
-    cfg.num_labels = 1
-    LlamaForSequenceClassification(cfg).save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
-
-
 def test_rloo_with_a_tiny_reward_model_logs_reward_and_kl(tmp_path, tiny_model):
     from lab_tools.train.pref import train_pref
 
     run, data = _run(tmp_path, tiny_model)
-    rm = _tiny_rm(tiny_model, tmp_path / "rm")
+    rm = make_tiny_reward_model(tiny_model, tmp_path / "rm")
     entry = train_pref(run, data, preset=_preset(method="rloo", max_steps=2, num_generations=2,
                                                  max_completion_length=8, checkpoints=1),
                        judge_dir=str(tiny_model), rm_dir=str(rm), progress=False)
