@@ -68,8 +68,12 @@ def test_build_runs_comparisons_and_reward_model(tmp_path, repo_root, tiny_model
     pref = manifest["phases"]["pref"]
     assert pref["method"] == "dpo" and pref["steps"] > 0 and manifest["selected"] == pref["selected"]
     assert fb["self_play"]["kept"] == len(selfplay) and fb["preference"]["kept"] == pref["kept"]
-    assert set(fb["alignment"]["static_hhh"]) == {"base", "st", "pref"} and "alignment.json" in info["files"]
-    assert all(v["n"] == 8 for v in fb["alignment"]["static_hhh"].values())
+    assert "alignment.json" in info["files"] and fb["alignment"]["win_rate"]["judge"]["n"] > 0
+    from lab_tools.feedback.evaluate import hhh_default_path
+
+    if hhh_default_path().is_file():  # the shared corpus is outside the repository
+        assert set(fb["alignment"]["static_hhh"]) == {"base", "st", "pref"}
+        assert all(v["n"] == 8 for v in fb["alignment"]["static_hhh"].values())
     assert "## RM-guided self-play" in card and "## Preference phase" in card and "## Alignment" in card
 
     res, st = _build(root, out)  # nothing changed: every stage skipped, the new ones too
