@@ -30,6 +30,7 @@ from pathlib import Path
 from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
 from lab_tools.errors import LabError
 from lab_tools.feedback import pairing, rubric
+from lab_tools.feedback.scorer import rm_digest
 from lab_tools.sdg.backends import ChatRequest
 from lab_tools.sdg.cache import LeafCache, cache_key
 
@@ -179,15 +180,6 @@ def kept_samples(leaf, convs: list[dict], fb, teacher_name: str) -> tuple[list[d
     return samples, dropped
 
 
-def _rm_digest(rm_dir: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(rm_dir.glob("*.safetensors")) + [rm_dir / "config.json"]:
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
 def _write_card(data_dir: Path, block: dict) -> None:
     """Set the ``self_play`` block of ``dataset_card.json`` and its section of ``dataset_card.md``."""
     import json
@@ -240,7 +232,7 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
     assistant = pool.get(conf)
     user_sim = pool.get(rubric.Configuration("user-simulator", cfg.generate.teacher))
     identity = {"assistant": pool.identity(conf), "user": pool.identity(rubric.Configuration("u", cfg.generate.teacher)),
-                "rm": _rm_digest(rm_dir), "conf": conf.as_dict()}
+                "rm": rm_digest(rm_dir, data_dir / "comparisons.jsonl"), "conf": conf.as_dict()}
     prompts = leaf_prompts(data_dir, files=("st.jsonl",))
     wanted = None if leaf_paths is None else {p.removesuffix("/qna.yaml").strip("/") for p in leaf_paths}
     samples, leaves = [], []
