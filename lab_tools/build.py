@@ -206,11 +206,11 @@ class _Build:
                 else PRESETS_DIR / f"{cfg.train.preset}.yaml"
             data = h.files(self.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st", "selfplay"))
             return _sha(name, data, heldout, cfg.train.preset, h.file(preset_file), self._student_id(),
-                        self.judge_spec)
+                        self.judge_spec, cfg.generate.model_judges)
         if name == "evaluate":
             selected = self._selected()
             return _sha(name, h.model(selected) if selected else None, heldout, self.judge_spec,
-                        self._student_id(), EVAL_CAPS)
+                        self._student_id(), EVAL_CAPS, cfg.generate.model_judges)
         if name in FEEDBACK_STAGES:
             from lab_tools.feedback.stages import fingerprint_parts
 
@@ -332,7 +332,8 @@ class _Build:
             shutil.rmtree(self.train_dir)
         judge = self._backends.get(self.judge_spec, self.judge_spec)
         result = train_phases(self.data_dir, self.cfg.train.student, self.train_dir, preset=self.cfg.train.preset,
-                              resume=resume, judge=judge, progress=self.progress, cache_dir=self.cfg.cache_path)
+                              resume=resume, judge=judge, progress=self.progress, cache_dir=self.cfg.cache_path,
+                              judge_rates=self.cfg.generate.model_judges)
         phases = result.manifest.get("phases") or {}
         steps = {p: (e or {}).get("steps") for p, e in phases.items()}
         return (f"{'resumed, ' if resume else ''}selected {Path(result.selected).name} "
@@ -346,7 +347,9 @@ class _Build:
         selected = self._selected()
         evalset = load_eval_set(data_dir=self.data_dir, taxonomy=self.root, max_mc=EVAL_CAPS["max_mc"],
                                 max_prompts=EVAL_CAPS["max_prompts"])
-        judge = self.backend(self.judge_spec) if evalset.prompts else None
+        # A judge that cannot rate (generate.model_judges false) is not asked: its scores would all
+        # be unparsed; skill leaves are then compared by held-out reference log-likelihood.
+        judge = self.backend(self.judge_spec) if evalset.prompts and self.cfg.generate.model_judges else None
         res = evaluate(selected, evalset, self.eval_dir, base_model=self.cfg.train.student, judge=judge,
                        max_new_tokens=EVAL_CAPS["max_new_tokens"], judge_max_tokens=EVAL_CAPS["judge_max_tokens"],
                        progress=self.progress, cache_dir=self.cfg.cache_path)

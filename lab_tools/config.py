@@ -238,7 +238,7 @@ class FeedbackConfig:
     the previous build's ``OUT/rm``) scores them and the best ``generate.samples`` per leaf are kept
     (:mod:`lab_tools.feedback.scorer`); samples whose relative reward is below
     ``rm_score_threshold`` (None: no threshold) are rejected. ``hhh_pairs``: Static HHH pairs
-    the build's alignment stage scores per policy (0 = all 221; an evenly spaced subset otherwise)."""
+    the build's reward_model and alignment stages score (0 = all 221; an evenly spaced subset otherwise)."""
     enabled: bool = False
     preset: str = "cpu"
     configurations: list[dict] = field(default_factory=list)

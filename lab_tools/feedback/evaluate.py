@@ -133,11 +133,20 @@ def _summary(pairs: list[dict], margins: list[float], group, key: str) -> dict:
     return out
 
 
+def evenly_spaced(items: list, n: int) -> list:
+    """``n`` of ``items`` at evenly spaced positions (all of them when ``n`` is 0 or not smaller),
+    so that every type of an ordered file such as Static HHH keeps its share."""
+    if not n or n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def evaluate_rm(rm_dir: str | Path, heldout: list[dict], *, hhh_path: str | Path | None = None,
-                max_length: int = 1024) -> dict:
+                max_length: int = 1024, hhh_pairs: int = 0) -> dict:
     """Accuracy of the RM at ``rm_dir`` and of the length baseline on the ``heldout`` synthetic
     comparisons (rows of ``comparisons.jsonl``; overall and ``per_leaf``) and, when
-    ``hhh_path`` is given, on Static HHH (overall and ``per_type``). Fractions 0..1 (None: no pairs).
+    ``hhh_path`` is given, on Static HHH (overall and ``per_type``; ``hhh_pairs`` > 0 scores an
+    evenly spaced subset of that many pairs). Fractions 0..1 (None: no pairs).
 
     Returns ``{"heldout": {...}, "static_hhh": {...} | None}``."""
     model, tok = load_rm(rm_dir)
@@ -146,7 +155,7 @@ def evaluate_rm(rm_dir: str | Path, heldout: list[dict], *, hhh_path: str | Path
            if heldout else {"n": 0, "accuracy": None, "length_baseline": None, "per_leaf": {}},
            "static_hhh": None}
     if hhh_path is not None:
-        hhh = load_hhh(hhh_path)
+        hhh = evenly_spaced(load_hhh(hhh_path), hhh_pairs)
         out["static_hhh"] = _summary(hhh, score_pairs(model, tok, hhh, max_length=max_length),
                                      lambda p: p["type"], "per_type")
         out["static_hhh"]["file"] = str(hhh_path)

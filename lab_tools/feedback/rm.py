@@ -165,9 +165,11 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def evaluate_saved(rm_dir: str | Path, comparisons: str | Path, *, hhh_path: str | Path | None = None) -> dict:
+def evaluate_saved(rm_dir: str | Path, comparisons: str | Path, *, hhh_path: str | Path | None = None,
+                   hhh_pairs: int = 0) -> dict:
     """:func:`lab_tools.feedback.evaluate.evaluate_rm` of a saved RM on the comparisons of its
-    own held-out leaves (``heldout_leaves.json``), plus its training facts; written to
+    own held-out leaves (``heldout_leaves.json``; Static HHH: ``hhh_pairs`` evenly spaced pairs,
+    0 = all), plus its training facts; written to
     ``rm_dir/rm_eval.json``. Returns that dict."""
     from lab_tools.atomic import write_json_atomic
     from lab_tools.feedback.evaluate import evaluate_rm
@@ -179,7 +181,8 @@ def evaluate_saved(rm_dir: str | Path, comparisons: str | Path, *, hhh_path: str
         raise LabError(f"not a reward model made by `lab train --phase rm`: {exc}", file=str(rm_dir)) from exc
     held = set(manifest.get("heldout_leaves") or [])
     rows = [r for r in read_jsonl(comparisons) if r["metadata"]["leaf"] in held]
-    result = evaluate_rm(rm_dir, rows, hhh_path=hhh_path, max_length=manifest["settings"]["rm_max_length"])
+    result = evaluate_rm(rm_dir, rows, hhh_path=hhh_path, max_length=manifest["settings"]["rm_max_length"],
+                         hhh_pairs=hhh_pairs)
     result["training"] = {k: manifest.get(k) for k in ("base", "train_pairs", "train_leaves", "heldout_leaves",
                                                         "train_accuracy", "post_validation", "seconds")}
     write_json_atomic(rm_dir / "rm_eval.json", result, indent=1, newline=True)

@@ -16,7 +16,8 @@ Output: ``selfplay.jsonl`` in the data dir, samples in the ``messages`` format w
 (``source: rmsp``, ``turn_rewards``), which ST trains on as its own source
 (:mod:`lab_tools.train.phases`), and a ``self_play`` block in ``dataset_card.json``. Cached per
 leaf like SDG shards (key: leaf content, prompts, teacher identity, reward-model digest,
-settings), checkpointed after every turn, so a killed run resumes from the last turn.
+settings), checkpointed after every turn, so a killed run resumes from the last turn. All leaves
+to play advance turn by turn in one batch (:func:`play_leaves`).
 ALMoST's repository left RMSP "TBA"; N, T and the simulator prompt are ours.
 """
 
@@ -86,39 +87,60 @@ def _seed(fb, leaf, i: int, turn: int, k: int) -> int:
     return int(hashlib.sha256(src.encode()).hexdigest()[:8], 16)
 
 
-def _fail_if_errors(comps, what: str, leaf, max_fraction: float) -> None:
-    errors = [c.error for c in comps if c.error]
-    if comps and errors and len(errors) / len(comps) > max_fraction:
-        raise LabError(f"self-play: {what} requests failed for {leaf.path} ({len(errors)}/{len(comps)}): "
-                       f"{errors[0]}")
+def _fail_if_errors(comps, what: str, leaves, max_fraction: float) -> None:
+    """Raise when more than ``max_fraction`` of one leaf's requests in ``comps`` failed;
+    ``leaves[j]`` is the leaf of ``comps[j]``."""
+    by_leaf: dict[str, list] = {}
+    for c, leaf in zip(comps, leaves):
+        by_leaf.setdefault(leaf.path, []).append(c)
+    for path, cs in by_leaf.items():
+        errors = [c.error for c in cs if c.error]
+        if errors and len(errors) / len(cs) > max_fraction:
+            raise LabError(f"self-play: {what} requests failed for {path} ({len(errors)}/{len(cs)}): {errors[0]}")
 
 
-def play_leaf(leaf, prompts: list[str], assistant, user_sim, reward, fb, conf, state: dict,
-              checkpoint, max_error_fraction: float = 0.2) -> dict:
-    """Run self-play for one leaf from ``state`` (``{"turn", "convs"}``; a fresh one has turn 0
-    and one conversation per prompt) and return the finished state.
+@dataclass
+class PlayJob:
+    """One leaf's self-play: its ``prompts``, the ``state`` to resume from (``{"turn", "convs"}``,
+    ``{}`` for a fresh start) and ``checkpoint(state)``, called after each of its turns."""
+    leaf: object
+    prompts: list[str]
+    state: dict
+    checkpoint: object
 
-    ``assistant``/``user_sim``: teachers (``generate(list[ChatRequest])``); ``reward``:
-    ``f(list of message lists) -> list[float]`` (the reward model); ``conf``: the assistant's
-    configuration (its demonstrations precede the conversation); ``checkpoint(state)`` is called
-    after every turn. Each conversation ``{"messages", "rewards", "done", "why"}``.
+
+def play_leaves(jobs: list[PlayJob], assistant, user_sim, reward, fb, conf,
+                max_error_fraction: float = 0.2) -> list[dict]:
+    """Run self-play for several leaves at once and return each job's finished state.
+
+    Every turn sends the assistant candidates of all live conversations of all leaves as one
+    batch, and then all simulated user turns as one (on a CPU a batched step costs little more
+    than one sequence's, so leaf by leaf would pay the decode steps once per leaf). A job resumed
+    at turn ``t`` joins from turn ``t``. ``assistant``/``user_sim``: teachers
+    (``generate(list[ChatRequest])``); ``reward``: ``f(list of message lists) -> list[float]``
+    (the reward model); ``conf``: the assistant's configuration (its demonstrations precede the
+    conversation). Each conversation ``{"messages", "rewards", "done", "why"}``.
 
     Raises:
-        LabError: more than ``max_error_fraction`` of a turn's requests failed.
+        LabError: more than ``max_error_fraction`` of one leaf's requests in a turn failed.
     """
-    convs = state.get("convs") or [{"messages": [{"role": "user", "content": p}], "rewards": [],
-                                    "done": False, "why": None} for p in prompts]
     n = fb.sp_candidates
-    for turn in range(state.get("turn", 0), fb.sp_turns):
-        live = [i for i, c in enumerate(convs) if not c["done"]]
+    convs, start = [], []
+    for job in jobs:
+        convs.append(job.state.get("convs") or [{"messages": [{"role": "user", "content": p}], "rewards": [],
+                                                  "done": False, "why": None} for p in job.prompts])
+        start.append(job.state.get("turn", 0))
+    demos = [rubric.messages(conf, job.leaf, "")[:-1] for job in jobs]
+    for turn in range(min(start, default=fb.sp_turns), fb.sp_turns):
+        live = [(a, i) for a, job in enumerate(jobs) if start[a] <= turn
+                for i, c in enumerate(convs[a]) if not c["done"]]
         if not live:
             break
-        demo = rubric.messages(conf, leaf, "")[:-1]
-        reqs = [ChatRequest(demo + convs[i]["messages"], max_tokens=fb.max_new_tokens,
-                            temperature=fb.temperature, seed=_seed(fb, leaf, i, turn, k), tag="rmsp")
-                for i in live for k in range(n)]
+        reqs = [ChatRequest(demos[a] + convs[a][i]["messages"], max_tokens=fb.max_new_tokens,
+                            temperature=fb.temperature, seed=_seed(fb, jobs[a].leaf, i, turn, k), tag="rmsp")
+                for a, i in live for k in range(n)]
         comps = assistant.generate(reqs)
-        _fail_if_errors(comps, "assistant", leaf, max_error_fraction)
+        _fail_if_errors(comps, "assistant", [jobs[a].leaf for a, _ in live for _ in range(n)], max_error_fraction)
         texts, to_score = [], []
         for j, c in enumerate(comps):
             r = pairing.prepare(pairing.Response(config=conf.name, rank=0, text=c.text or "",
@@ -127,34 +149,49 @@ def play_leaf(leaf, prompts: list[str], assistant, user_sim, reward, fb, conf, s
             ok = not c.error and r.bad is None
             texts.append(r.text if ok else None)
             if ok:
-                conv = convs[live[j // n]]["messages"]
-                to_score.append((j, conv + [{"role": "assistant", "content": r.text}]))
+                a, i = live[j // n]
+                to_score.append((j, convs[a][i]["messages"] + [{"role": "assistant", "content": r.text}]))
         scores = dict(zip([j for j, _ in to_score], reward([m for _, m in to_score]))) if to_score else {}
-        for a, i in enumerate(live):
-            rewards = [scores.get(a * n + k) for k in range(n)]
+        for x, (a, i) in enumerate(live):
+            rewards = [scores.get(x * n + k) for k in range(n)]
             k = best_candidate(rewards)
-            c = convs[i]
+            c = convs[a][i]
             if k is None:
                 c["done"], c["why"] = True, "no valid candidate"
                 continue
-            c["messages"].append({"role": "assistant", "content": texts[a * n + k]})
+            c["messages"].append({"role": "assistant", "content": texts[x * n + k]})
             c["rewards"].append(rewards[k])
         if turn + 1 < fb.sp_turns:
-            live = [i for i in live if not convs[i]["done"]]
+            live = [(a, i) for a, i in live if not convs[a][i]["done"]]
             sims = user_sim.generate([ChatRequest(
-                [{"role": "user", "content": USER_SIMULATOR.format(transcript=_transcript(convs[i]["messages"]))}],
-                max_tokens=fb.max_new_tokens, temperature=fb.temperature, seed=_seed(fb, leaf, i, turn, n),
-                tag="rmsp-user") for i in live])
-            _fail_if_errors(sims, "user-simulator", leaf, max_error_fraction)
-            for i, s in zip(live, sims):
-                msg = None if s.error else user_turn(s.text)
+                [{"role": "user", "content": USER_SIMULATOR.format(transcript=_transcript(convs[a][i]["messages"]))}],
+                max_tokens=fb.max_new_tokens, temperature=fb.temperature, seed=_seed(fb, jobs[a].leaf, i, turn, n),
+                tag="rmsp-user") for a, i in live])
+            _fail_if_errors(sims, "user-simulator", [jobs[a].leaf for a, _ in live], max_error_fraction)
+            for (a, i), sim in zip(live, sims):
+                msg = None if sim.error else user_turn(sim.text)
+                c = convs[a][i]
                 if msg is None:
-                    convs[i]["done"], convs[i]["why"] = True, convs[i]["why"] or "simulator gave no user turn"
+                    c["done"], c["why"] = True, c["why"] or "simulator gave no user turn"
                 else:
-                    convs[i]["messages"].append({"role": "user", "content": msg})
-        state = {"turn": turn + 1, "convs": convs}
-        checkpoint(state)
-    return {"turn": fb.sp_turns, "convs": convs}
+                    c["messages"].append({"role": "user", "content": msg})
+        for a, job in enumerate(jobs):
+            if start[a] <= turn:
+                job.checkpoint({"turn": turn + 1, "convs": convs[a]})
+    return [{"turn": fb.sp_turns, "convs": c} for c in convs]
+
+
+def play_leaf(leaf, prompts: list[str], assistant, user_sim, reward, fb, conf, state: dict,
+              checkpoint, max_error_fraction: float = 0.2) -> dict:
+    """:func:`play_leaves` for one leaf: run its self-play from ``state`` (``{"turn", "convs"}``;
+    a fresh one has turn 0 and one conversation per prompt), ``checkpoint(state)`` after every
+    turn; returns the finished state.
+
+    Raises:
+        LabError: more than ``max_error_fraction`` of a turn's requests failed.
+    """
+    return play_leaves([PlayJob(leaf, prompts, state, checkpoint)], assistant, user_sim, reward, fb, conf,
+                       max_error_fraction)[0]
 
 
 def kept_samples(leaf, convs: list[dict], fb, teacher_name: str) -> tuple[list[dict], dict]:
@@ -235,7 +272,7 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
                 "rm": rm_digest(rm_dir, data_dir / "comparisons.jsonl"), "conf": conf.as_dict()}
     prompts = leaf_prompts(data_dir, files=("st.jsonl",))
     wanted = None if leaf_paths is None else {p.removesuffix("/qna.yaml").strip("/") for p in leaf_paths}
-    samples, leaves = [], []
+    entries = []  # (path, chosen, cache, shard, cached): the leaves to play go in one batch
     for path in sorted(prompts):
         leaf = load_leaf(root, path)
         chosen = _select_prompts(leaf, prompts[path], fb.sp_prompts_per_leaf)
@@ -244,16 +281,24 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
         cache = LeafCache(cfg.cache_path / "selfplay", cache_key({
             "format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash, "prompts": chosen,
             "identity": identity, "settings": {k: getattr(fb, k) for k in SETTINGS}}))
-        shard, cached = cache.shard(), True
-        if shard is None and (wanted is None or path in wanted):
-            cached = False
+        entries.append([path, leaf, chosen, cache, cache.shard(), True])
+    todo = [e for e in entries if e[4] is None and (wanted is None or e[0] in wanted)]
+    if todo:
+        if progress:
+            print(f"[self-play] {len(todo)} leaves, {sum(len(e[2]) for e in todo)} conversations, up to "
+                  f"{fb.sp_turns} assistant turns of {fb.sp_candidates} candidates", flush=True)
+        jobs = []
+        for _, leaf, chosen, cache, _, _ in todo:
             ck = cache.checkpoint()
-            state = play_leaf(leaf, chosen, assistant, user_sim, reward, fb, conf, ck[1] if ck else {},
-                              lambda s, c=cache: c.write_checkpoint(s["turn"], s),
-                              cfg.generate.max_request_error_fraction)
-            kept, dropped = kept_samples(leaf, state["convs"], fb, pool.name(conf))
-            shard = {"key": cache.key, "leaf": path, "samples": kept, "dropped": dropped}
-            cache.write_shard(shard)
+            jobs.append(PlayJob(leaf, chosen, ck[1] if ck else {},
+                                lambda s, c=cache: c.write_checkpoint(s["turn"], s)))
+        states = play_leaves(jobs, assistant, user_sim, reward, fb, conf, cfg.generate.max_request_error_fraction)
+        for e, state in zip(todo, states):
+            kept, dropped = kept_samples(e[1], state["convs"], fb, pool.name(conf))
+            e[4], e[5] = {"key": e[3].key, "leaf": e[0], "samples": kept, "dropped": dropped}, False
+            e[3].write_shard(e[4])
+    samples, leaves = [], []
+    for path, _, chosen, _, shard, cached in entries:
         if shard is None:
             continue
         samples += shard["samples"]

@@ -10,16 +10,23 @@ Fingerprints (the stage is skipped when unchanged):
 | stage        | sha256 over                                                                   |
 |--------------|-------------------------------------------------------------------------------|
 | comparisons  | leaves' content hashes + phase datasets + feedback settings (not ``rm_*``) + teacher + student + HHH dialogues |
-| reward_model | ``comparisons.jsonl`` + ``rm_*`` settings + RM base + Static HHH file            |
+| reward_model | ``comparisons.jsonl`` + ``rm_*`` settings + RM base + Static HHH file + ``hhh_pairs`` |
 | self_play    | ``st.jsonl`` + the reward model + teacher + student + feedback settings          |
 | pref         | ST-selected model + ``comparisons.jsonl`` + preset file + reward model + judge   |
-| alignment    | base/ST/pref models + held-out files + reward model + Static HHH file + judge    |
+| alignment    | base/ST/pref models + held-out files + reward model + Static HHH file + judge + caps |
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
+
+# Held-out items the build's alignment stage scores per policy (ST, pref; Static HHH for base too):
+# the knowledge score on the selection's 16 MC items, the win rate on 8 prompts; ``batch_size``
+# 8 answers the 8 prompts in one batch (on a CPU a decode step costs little more for 8 sequences
+# than for 4). ``lab evaluate --training-run`` has its own, larger defaults.
+ALIGNMENT_CAPS = {"max_mc": 16, "max_prompts": 8, "batch_size": 8}
 
 
 def fingerprint_parts(b, name: str) -> list:
@@ -44,7 +51,7 @@ def fingerprint_parts(b, name: str) -> list:
         if name == "pref":
             return parts + [ids.get("st")]
         heldout = b.hasher.files([b.data_dir / "heldout_mc.jsonl", b.data_dir / "heldout_prompts.jsonl"])
-        return parts + [ids, heldout, b.hasher.file(hhh_default_path()), fb["hhh_pairs"]]
+        return parts + [ids, heldout, b.hasher.file(hhh_default_path()), fb["hhh_pairs"], ALIGNMENT_CAPS]
     if name == "comparisons":
         data = b.hasher.files(b.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st"))
         return [b.leaf_hashes, data, {k: v for k, v in fb.items() if not k.startswith("rm_")},
@@ -52,7 +59,7 @@ def fingerprint_parts(b, name: str) -> list:
     base = b.cfg.feedback.rm_base or b.cfg.train.student
     base_id = b.hasher.model(Path(base)) if Path(base).is_dir() else base
     return [b.hasher.file(b.data_dir / "comparisons.jsonl"), {k: v for k, v in fb.items() if k.startswith("rm_")},
-            base_id, b.hasher.file(hhh_default_path())]
+            base_id, b.hasher.file(hhh_default_path()), fb["hhh_pairs"]]
 
 
 def comparisons_stage(b):
@@ -77,7 +84,7 @@ def reward_model_stage(b):
     comparisons, rm_dir = b.data_dir / "comparisons.jsonl", b.out / "rm"
     manifest = train_reward_model(comparisons, rm_dir, b.cfg, progress=b.progress)
     hhh = hhh_default_path() if hhh_default_path().is_file() else None
-    res = evaluate_saved(rm_dir, comparisons, hhh_path=hhh)
+    res = evaluate_saved(rm_dir, comparisons, hhh_path=hhh, hhh_pairs=b.cfg.feedback.hhh_pairs)
 
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}%"
@@ -160,21 +167,20 @@ def alignment_stage(b):
     from lab_tools.eval.alignment import alignment_markdown, evaluate_alignment, run_models
     from lab_tools.eval.evaluate import load_eval_set
     from lab_tools.eval.preference import load_static_hhh
-    from lab_tools.feedback.evaluate import hhh_default_path
+    from lab_tools.feedback.evaluate import evenly_spaced, hhh_default_path
     from lab_tools.train.pref import pairwise_judge_dir
 
     rm = b.out / "rm"
-    evalset = load_eval_set(data_dir=b.data_dir, taxonomy=b.root, max_mc=EVAL_CAPS["max_mc"],
-                            max_prompts=EVAL_CAPS["max_prompts"])
+    evalset = load_eval_set(data_dir=b.data_dir, taxonomy=b.root, max_mc=ALIGNMENT_CAPS["max_mc"],
+                            max_prompts=ALIGNMENT_CAPS["max_prompts"])
     hhh = load_static_hhh(hhh_default_path()) if hhh_default_path().is_file() else None
-    n = b.cfg.feedback.hhh_pairs
-    if hhh and n and n < len(hhh):  # evenly spaced, so every type keeps its share
-        hhh = [hhh[i * len(hhh) // n] for i in range(n)]
+    if hhh:
+        hhh = evenly_spaced(hhh, b.cfg.feedback.hhh_pairs)
     block = evaluate_alignment(run_models(b.train_dir), evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg),
                                rm_dir=str(rm) if (rm / "config.json").is_file() else None,
-                               max_new_tokens=EVAL_CAPS["max_new_tokens"],
-                               progress=b.console.print if b.progress else None)
+                               max_new_tokens=EVAL_CAPS["max_new_tokens"], batch_size=ALIGNMENT_CAPS["batch_size"],
+                               progress=(lambda m: b.console.print(m, markup=False, highlight=False)) if b.progress else None)
     write_json_atomic(b.eval_dir / "alignment.json", block, indent=1)
     write_text_atomic(b.eval_dir / "alignment.md", alignment_markdown(block) + "\n")
     hhh_acc = {k: v["accuracy"] for k, v in block["static_hhh"].items()}

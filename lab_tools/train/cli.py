@@ -56,6 +56,7 @@ def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, 
     result = train_phases(data_dir, cfg.train.student, out_dir, preset=cfg.train.preset,
                           phases=wanted, resume=resume,
                           judge=judge or cfg.generate.judge or cfg.generate.teacher,
-                          progress=not quiet, cache_dir=cfg.cache_path, allow_untrained=allow_untrained)
+                          progress=not quiet, cache_dir=cfg.cache_path, allow_untrained=allow_untrained,
+                          judge_rates=bool(judge) or cfg.generate.model_judges)
     click.echo(f"selected model: {result.selected}")
     click.echo(f"manifest: {result.out_dir / 'manifest.json'}")

@@ -76,7 +76,9 @@ def _console(progress: bool):
 def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, phase_dir: Path,
             judge_factory, console) -> tuple[str, dict, str]:
     """Score candidate checkpoints; returns ``(selected, {checkpoint: score}, method)``.
-    Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them."""
+    Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them.
+    ``judge_factory`` None: the judge cannot rate (``generate.model_judges`` false), so ST is
+    selected by held-out reference log-likelihood alone, without generating answers."""
     from lab_tools.eval.heldout import read_mc_items, read_prompts
     from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy, reference_logprob
     from lab_tools.models import load_model
@@ -93,7 +95,9 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         items = read_prompts(data_dir / "heldout_prompts.jsonl")[: sel.max_prompts]
         if not items:
             return checkpoints[-1], {}, "last epoch (no held-out skill prompts)"
-        method = f"judge score (1-10) on {len(items)} held-out prompts"
+        method = (f"judge score (1-10) on {len(items)} held-out prompts" if judge_factory is not None else
+                  f"held-out reference log-likelihood (nats/token) on {len(items)} prompts "
+                  "(the judge cannot rate: generate.model_judges is false)")
     candidates = checkpoints[-sel.max_checkpoints:]
     if len(candidates) == 1 and not sel.score_single:
         return candidates[0], {}, "only candidate (not scored: selection.score_single is false)"
@@ -109,11 +113,15 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         else:
             refs = [v for v in reference_logprob(model, tok, items, batch_size=sel.batch_size)
                     if v is not None]
-            answers = answer_prompts(model, tok, items, sel.max_new_tokens, batch_size=sel.batch_size)
-            del model  # the judge may be an in-process model too
-            judge = judge or judge_factory()
-            score, detail = judge_scores(judge, items, answers, max_tokens=sel.judge_max_tokens)
-            cache[ckpt] = {"reference": sum(refs) / len(refs) if refs else None}
+            ref = sum(refs) / len(refs) if refs else None
+            if judge_factory is None:  # no judge can rate: the reference log-likelihood is the score
+                score, detail = (math.nan if ref is None else ref), []
+            else:
+                answers = answer_prompts(model, tok, items, sel.max_new_tokens, batch_size=sel.batch_size)
+                del model  # the judge may be an in-process model too
+                judge = judge or judge_factory()
+                score, detail = judge_scores(judge, items, answers, max_tokens=sel.judge_max_tokens)
+            cache[ckpt] = {"reference": ref}
         console.print(f"[{phase}] {Path(ckpt).name}: score {score:.4g}")
         cache[ckpt] = {**cache.get(ckpt, {}), "score": None if math.isnan(score) else score,
                        "items": detail}
@@ -170,13 +178,15 @@ def trained_phases(manifest: dict) -> list[str]:
 
 def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tiny-cpu",
                  phases=PHASES, resume: bool = False, judge=None, progress: bool = True,
-                 cache_dir=None, allow_untrained: bool = False) -> TrainResult:
+                 cache_dir=None, allow_untrained: bool = False, judge_rates: bool = True) -> TrainResult:
     """Run the phases in order (LAB 3.3) and return a :class:`TrainResult`.
 
     ``data_dir``: a dir written by ``lab generate`` (kt1/kt2/st.jsonl, heldout_mc.jsonl,
     heldout_prompts.jsonl). ``model``: ``embedded`` or a local HF dir. ``preset``: a name under
     ``training/presets``, a YAML path or a :class:`Preset`. ``judge``: a Teacher, a backend spec,
-    or None (the ``lab.yaml`` judge, else the teacher), built only if ST selection needs it.
+    or None (the ``lab.yaml`` judge, else the teacher), built only if ST selection needs it;
+    ``judge_rates`` False (``generate.model_judges`` off): no judge, ST is selected by held-out
+    reference log-likelihood.
     A phase with no samples of its own is skipped (recorded) and the model passes through; when
     no phase would train (a run that learned nothing, DESIGN.md Trust boundary) it is refused
     unless ``allow_untrained``.
@@ -242,7 +252,7 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         write_json(mpath, manifest)
     console = _console(progress and state.is_main_process)
     console.print(f"world size {state.num_processes} ({state.distributed_type})")
-    judge_factory = _default_judge_factory(judge, cache_dir)
+    judge_factory = _default_judge_factory(judge, cache_dir) if judge_rates else None
 
     current, all_rows = base, []
     for phase in phases:

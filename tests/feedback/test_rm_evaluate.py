@@ -59,3 +59,25 @@ def test_rewards_do_not_depend_on_batching(tiny_model):
     one = ev.rewards(model, tok, convs, batch_size=1)
     many = ev.rewards(model, tok, convs, batch_size=5)  # right padding: read at the last real token
     assert one == pytest.approx(many, abs=1e-4)
+
+
+def test_evenly_spaced_subset_keeps_every_type_and_order():
+    items = [("honest", i) for i in range(6)] + [("helpful", i) for i in range(6)] + [("other", i) for i in range(4)]
+    sub = ev.evenly_spaced(items, 8)
+    assert len(sub) == 8 and sub == sorted(sub, key=items.index)  # file order kept
+    assert {t for t, _ in sub} == {"honest", "helpful", "other"}
+    assert ev.evenly_spaced(items, 0) == items and ev.evenly_spaced(items, 99) == items
+
+
+def test_rm_evaluation_scores_only_hhh_pairs_of_the_subset(tiny_model, tmp_path, monkeypatch):
+    """``hhh_pairs`` bounds the Static HHH pairs the reward model scores (the build's cap)."""
+    pairs = [_pair("x", f"chosen answer {i}", f"bad {i}") for i in range(10)]
+    for i, p in enumerate(pairs):
+        p["type"] = ("honest", "helpful")[i % 2]
+    monkeypatch.setattr(ev, "load_hhh", lambda path: pairs)
+    scored = []
+    real = ev.score_pairs
+    monkeypatch.setattr(ev, "score_pairs", lambda m, t, ps, **k: scored.append(len(ps)) or real(m, t, ps, **k))
+    out = ev.evaluate_rm(tiny_model, [], hhh_path=tmp_path / "hhh.json", hhh_pairs=4)
+    assert out["static_hhh"]["n"] == 4 and scored == [4]
+    assert set(out["static_hhh"]["per_type"]) == {"honest", "helpful"}

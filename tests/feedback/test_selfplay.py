@@ -13,7 +13,7 @@ import pytest
 from lab_tools.config import FeedbackConfig
 from lab_tools.errors import LabError
 from lab_tools.feedback.rubric import Configuration
-from lab_tools.feedback.selfplay import best_candidate, kept_samples, play_leaf, user_turn
+from lab_tools.feedback.selfplay import PlayJob, best_candidate, kept_samples, play_leaf, play_leaves, user_turn
 from lab_tools.sdg.backends import Completion
 
 LEAF = SimpleNamespace(path="compositional_skills/writing/haiku", content_hash="h" * 64,
@@ -132,3 +132,28 @@ def test_a_failing_assistant_fails_the_leaf():
     with pytest.raises(LabError, match="connection refused"):
         play_leaf(LEAF, ["Write a haiku."], Assistant(fail=True), Simulator(), reward, fb(), CONF, {},
                   checkpoint=lambda s: None)
+
+
+def test_leaves_played_in_one_batch_match_leaf_by_leaf_and_resume_at_their_own_turn():
+    """play_leaves sends every leaf's candidates of a turn in one request batch; each leaf's
+    conversations are the same as when it is played alone, and a leaf resumed at turn 2 joins
+    the batch from there (its checkpoint is called for its own turns only)."""
+    other = SimpleNamespace(**{**vars(LEAF), "path": "compositional_skills/writing/limerick", "content_hash": "k" * 64})
+    p1, p2 = ["Write a haiku about rain.", "Write a haiku about snow."], ["Write a limerick."]
+    alone = [play_leaf(LEAF, p1, Assistant(), Simulator(), reward, fb(), CONF, {}, checkpoint=lambda s: None),
+             play_leaf(other, p2, Assistant(), Simulator(), reward, fb(), CONF, {}, checkpoint=lambda s: None)]
+    a, cks = Assistant(), {LEAF.path: [], other.path: []}
+    jobs = [PlayJob(LEAF, p1, {}, lambda s: cks[LEAF.path].append(s["turn"])),
+            PlayJob(other, p2, {}, lambda s: cks[other.path].append(s["turn"]))]
+    together = play_leaves(jobs, a, Simulator(), reward, fb(), CONF)
+    assert together == alone
+    assert a.calls == 3  # one assistant batch per turn for both leaves (3 turns)
+    assert cks == {LEAF.path: [1, 2, 3], other.path: [1, 2, 3]}
+
+    saved = []
+    play_leaf(other, p2, Assistant(), Simulator(), reward, fb(), CONF, {},
+              checkpoint=lambda s: saved.append(__import__("copy").deepcopy(s)))
+    b, late = Assistant(), []
+    again = play_leaves([PlayJob(LEAF, p1, {}, lambda s: None),
+                         PlayJob(other, p2, saved[1], lambda s: late.append(s["turn"]))], b, Simulator(), reward, fb(), CONF)
+    assert again == alone and late == [3] and b.calls == 3

@@ -185,6 +185,28 @@ def test_st_selection_falls_back_to_reference_loglik_when_no_rating_parses(full_
     assert selected == next(c for c in ckpts if scores[c] == best)  # earliest best
 
 
+def test_st_selection_without_a_rating_judge_uses_reference_loglik_and_generates_nothing(full_run, tmp_path,
+                                                                                         monkeypatch):
+    """``generate.model_judges`` false (judge_factory None): no answers are generated and no judge
+    is asked; the checkpoints are ranked by held-out reference log-likelihood, the method says why."""
+    import lab_tools.eval.scoring as scoring
+    from lab_tools.train.config import load_preset
+    from lab_tools.train.phases import _console, _select
+
+    def no_answers(*a, **k):
+        raise AssertionError("answers generated although no judge can rate them")
+
+    monkeypatch.setattr(scoring, "answer_prompts", no_answers)
+    ckpts = full_run["result"].manifest["phases"]["st"]["checkpoints"]
+    selected, scores, method = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
+                                       tmp_path, None, _console(False))
+    assert "reference log-likelihood" in method and "model_judges" in method
+    assert all(isinstance(v, float) and v < 0 for v in scores.values())
+    assert selected == next(c for c in ckpts if scores[c] == max(scores.values()))
+    cached = json.loads((tmp_path / "scores.json").read_text())
+    assert all(cached[c]["reference"] == scores[c] for c in ckpts)
+
+
 def test_self_play_demonstrations_train_in_st_as_their_own_source(tiny_model, phase_data, fast_preset, tmp_path):
     from tests.train.conftest import FakeJudge
     from lab_tools.train.phases import train_phases
