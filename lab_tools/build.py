@@ -200,10 +200,9 @@ class _Build:
             return _sha(name, self.leaf_hashes, dataclasses.asdict(cfg.generate), dataclasses.asdict(cfg.documents),
                         *([scoring] if scoring else []))
         if name == "train":
-            from lab_tools.train.config import PRESETS_DIR
+            from lab_tools.train.config import preset_path
 
-            preset_file = Path(cfg.train.preset) if cfg.train.preset.endswith((".yaml", ".yml")) \
-                else PRESETS_DIR / f"{cfg.train.preset}.yaml"
+            preset_file = preset_path(cfg.train.preset)
             data = h.files(self.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st", "selfplay"))
             return _sha(name, data, heldout, cfg.train.preset, h.file(preset_file), self._student_id(),
                         self.judge_spec, cfg.generate.model_judges)
@@ -242,11 +241,15 @@ class _Build:
             return (self.eval_dir / "eval.json").is_file()
         return (self.release_dir / "SHA256SUMS").is_file() and (self.release_dir / "release.json").is_file()
 
+    def trained_rm(self) -> Path | None:
+        """``OUT/rm`` when it holds a trained reward model (``config.json``), else None."""
+        rm = self.out / "rm"
+        return rm if (rm / "config.json").is_file() else None
+
     def _sdg_rm(self) -> Path | None:
         """The reward model that scores SDG samples: ``OUT/rm`` from a previous build when
         ``feedback.rm_scores_sdg`` is on (None on the first build: the rule score ranks)."""
-        rm = self.out / "rm"
-        return rm if self.cfg.feedback.rm_scores_sdg and (rm / "config.json").is_file() else None
+        return self.trained_rm() if self.cfg.feedback.rm_scores_sdg else None
 
     def _student_id(self) -> str:
         spec = self.cfg.train.student

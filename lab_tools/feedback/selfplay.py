@@ -272,7 +272,7 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
                 "rm": rm_digest(rm_dir, data_dir / "comparisons.jsonl"), "conf": conf.as_dict()}
     prompts = leaf_prompts(data_dir, files=("st.jsonl",))
     wanted = None if leaf_paths is None else {p.removesuffix("/qna.yaml").strip("/") for p in leaf_paths}
-    entries = []  # (path, chosen, cache, shard, cached): the leaves to play go in one batch
+    entries = []  # one per leaf with prompts; the leaves to play go in one batch
     for path in sorted(prompts):
         leaf = load_leaf(root, path)
         chosen = _select_prompts(leaf, prompts[path], fb.sp_prompts_per_leaf)
@@ -281,33 +281,36 @@ def generate_self_play(root, data_dir, cfg, rm_dir, *, leaf_paths: list[str] | N
         cache = LeafCache(cfg.cache_path / "selfplay", cache_key({
             "format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash, "prompts": chosen,
             "identity": identity, "settings": {k: getattr(fb, k) for k in SETTINGS}}))
-        entries.append([path, leaf, chosen, cache, cache.shard(), True])
-    todo = [e for e in entries if e[4] is None and (wanted is None or e[0] in wanted)]
+        entries.append({"path": path, "leaf": leaf, "prompts": chosen, "cache": cache, "shard": cache.shard(),
+                        "cached": True})
+    todo = [e for e in entries if e["shard"] is None and (wanted is None or e["path"] in wanted)]
     if todo:
         if progress:
-            print(f"[self-play] {len(todo)} leaves, {sum(len(e[2]) for e in todo)} conversations, up to "
+            print(f"[self-play] {len(todo)} leaves, {sum(len(e['prompts']) for e in todo)} conversations, up to "
                   f"{fb.sp_turns} assistant turns of {fb.sp_candidates} candidates", flush=True)
         jobs = []
-        for _, leaf, chosen, cache, _, _ in todo:
-            ck = cache.checkpoint()
-            jobs.append(PlayJob(leaf, chosen, ck[1] if ck else {},
-                                lambda s, c=cache: c.write_checkpoint(s["turn"], s)))
+        for e in todo:
+            ck = e["cache"].checkpoint()
+            jobs.append(PlayJob(e["leaf"], e["prompts"], ck[1] if ck else {},
+                                lambda s, c=e["cache"]: c.write_checkpoint(s["turn"], s)))
         states = play_leaves(jobs, assistant, user_sim, reward, fb, conf, cfg.generate.max_request_error_fraction)
         for e, state in zip(todo, states):
-            kept, dropped = kept_samples(e[1], state["convs"], fb, pool.name(conf))
-            e[4], e[5] = {"key": e[3].key, "leaf": e[0], "samples": kept, "dropped": dropped}, False
-            e[3].write_shard(e[4])
+            kept, dropped = kept_samples(e["leaf"], state["convs"], fb, pool.name(conf))
+            e["shard"] = {"key": e["cache"].key, "leaf": e["path"], "samples": kept, "dropped": dropped}
+            e["cached"] = False
+            e["cache"].write_shard(e["shard"])
     samples, leaves = [], []
-    for path, _, chosen, _, shard, cached in entries:
+    for e in entries:
+        shard = e["shard"]
         if shard is None:
             continue
         samples += shard["samples"]
         turns = [sum(m["role"] == "assistant" for m in s["messages"]) for s in shard["samples"]]
-        leaves.append({"leaf": path, "prompts": len(chosen), "kept": len(shard["samples"]),
-                       "dropped": shard["dropped"], "turns": turns, "cached": cached})
+        leaves.append({"leaf": e["path"], "prompts": len(e["prompts"]), "kept": len(shard["samples"]),
+                       "dropped": shard["dropped"], "turns": turns, "cached": e["cached"]})
         if progress:
-            print(f"[self-play] {path}: kept {len(shard['samples'])}/{len(chosen)}"
-                  f"{' (cached)' if cached else ''}", flush=True)
+            print(f"[self-play] {e['path']}: kept {len(shard['samples'])}/{len(e['prompts'])}"
+                  f"{' (cached)' if e['cached'] else ''}", flush=True)
     out = write_jsonl_atomic(data_dir / "selfplay.jsonl", samples)
     all_turns = [t for r in leaves for t in r["turns"]]
     _write_card(data_dir, {

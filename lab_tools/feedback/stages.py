@@ -3,7 +3,7 @@ generate), ``reward_model`` (train + evaluate the RM), ``self_play`` (RM-guided 
 ``feedback.self_play``; before train, whose ST phase trains on it), ``pref`` (the preference phase
 after train) and ``alignment`` (after evaluate: Static HHH base/ST/pref, win rates, alignment tax). Each takes the build's state object
 (:class:`lab_tools.build._Build`: ``root``, ``out``, ``cfg``, ``data_dir``, ``hasher``,
-``leaf_hashes``, ``progress``, loaded ``_backends``) and returns ``(summary, data)``.
+``leaf_hashes``, ``progress``, loaded ``_backends``, ``trained_rm()``) and returns ``(summary, data)``.
 
 Fingerprints (the stage is skipped when unchanged):
 
@@ -35,19 +35,19 @@ def fingerprint_parts(b, name: str) -> list:
     from lab_tools.feedback.rubric import demos_version
 
     fb = dataclasses.asdict(b.cfg.feedback)
-    rm = b.out / "rm"
-    rm_id = b.hasher.model(rm) if (rm / "config.json").is_file() else None
+    rm = b.trained_rm()
+    rm_id = b.hasher.model(rm) if rm else None
     if name == "self_play":
         return [b.leaf_hashes, b.hasher.file(b.data_dir / "st.jsonl"), rm_id, fb, b.cfg.generate.teacher,
                 b.cfg.train.student]
     if name in ("pref", "alignment"):
-        from lab_tools.train.config import PRESETS_DIR
+        from lab_tools.train.config import preset_path
 
         models = _run_models(b)
         ids = {k: (b.hasher.model(Path(v)) if Path(v).is_dir() else v) for k, v in models.items()}
         preset = b.cfg.train.preset
-        preset_file = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
-        parts = [rm_id, b.judge_spec, b.hasher.file(b.data_dir / "comparisons.jsonl"), preset, b.hasher.file(preset_file)]
+        parts = [rm_id, b.judge_spec, b.hasher.file(b.data_dir / "comparisons.jsonl"), preset,
+                 b.hasher.file(preset_path(preset))]
         if name == "pref":
             return parts + [ids.get("st")]
         heldout = b.hasher.files([b.data_dir / "heldout_mc.jsonl", b.data_dir / "heldout_prompts.jsonl"])
@@ -147,8 +147,8 @@ def pref_stage(b):
     win rate against ST, ST kept when the knowledge score regresses."""
     from lab_tools.train.pref import pairwise_judge_dir, rm_win_rate_fn, train_pref
 
-    rm = b.out / "rm"
-    rm_dir = str(rm) if (rm / "config.json").is_file() else None
+    rm = b.trained_rm()
+    rm_dir = str(rm) if rm else None
     entry = train_pref(b.train_dir, b.data_dir, preset=b.cfg.train.preset,
                        judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg), rm_dir=rm_dir, progress=b.progress,
                        rm_win_rate=rm_win_rate_fn(rm_dir, b.cfg.feedback.rm_max_length))
@@ -170,7 +170,8 @@ def alignment_stage(b):
     from lab_tools.feedback.evaluate import evenly_spaced, hhh_default_path
     from lab_tools.train.pref import pairwise_judge_dir
 
-    rm = b.out / "rm"
+    rm = b.trained_rm()
+    say = (lambda m: b.console.print(m, markup=False, highlight=False)) if b.progress else None  # "[alignment]" is no markup
     evalset = load_eval_set(data_dir=b.data_dir, taxonomy=b.root, max_mc=ALIGNMENT_CAPS["max_mc"],
                             max_prompts=ALIGNMENT_CAPS["max_prompts"])
     hhh = load_static_hhh(hhh_default_path()) if hhh_default_path().is_file() else None
@@ -178,9 +179,9 @@ def alignment_stage(b):
         hhh = evenly_spaced(hhh, b.cfg.feedback.hhh_pairs)
     block = evaluate_alignment(run_models(b.train_dir), evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg),
-                               rm_dir=str(rm) if (rm / "config.json").is_file() else None,
+                               rm_dir=str(rm) if rm else None,
                                max_new_tokens=EVAL_CAPS["max_new_tokens"], batch_size=ALIGNMENT_CAPS["batch_size"],
-                               progress=(lambda m: b.console.print(m, markup=False, highlight=False)) if b.progress else None)
+                               progress=say)
     write_json_atomic(b.eval_dir / "alignment.json", block, indent=1)
     write_text_atomic(b.eval_dir / "alignment.md", alignment_markdown(block) + "\n")
     hhh_acc = {k: v["accuracy"] for k, v in block["static_hhh"].items()}

@@ -177,6 +177,13 @@ def preset_from_dict(data: dict, *, file: str | None = None, name: str = "custom
     return preset
 
 
+def preset_path(spec: str | Path) -> Path:
+    """The YAML file of preset ``spec``: a name without suffix is ``training/presets/<name>.yaml``,
+    anything else is a path (as given; it may not exist)."""
+    path = Path(spec)
+    return PRESETS_DIR / f"{spec}.yaml" if not path.suffix else path
+
+
 def load_preset(spec: str | Path | Preset) -> Preset:
     """Load a preset by name (``training/presets/<name>.yaml``) or by YAML path; a
     :class:`Preset` is returned as is.
@@ -186,9 +193,7 @@ def load_preset(spec: str | Path | Preset) -> Preset:
     """
     if isinstance(spec, Preset):
         return spec
-    path = Path(spec)
-    if not path.suffix:
-        path = PRESETS_DIR / f"{spec}.yaml"
+    path = preset_path(spec)
     if not path.is_file():
         known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
         raise LabError(f"no such preset {str(spec)!r} (known: {', '.join(known)})", field="preset")
