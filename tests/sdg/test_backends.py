@@ -118,10 +118,10 @@ def served_tiny(tiny_model):
     if serve_executable() is None:
         pytest.skip("transformers serve not installed (pip install 'transformers[serving]')")
     try:
-        proc, url = start_transformers_serve(tiny_model, timeout=120)
+        proc, url, served = start_transformers_serve(tiny_model, timeout=120)
     except LabError as exc:
         pytest.fail(str(exc))
-    yield url, str(tiny_model)
+    yield url, served
     stop(proc)
 
 
@@ -163,18 +163,56 @@ def test_generate_dataset_through_transformers_serve(served_tiny, tmp_path):
 
 @pytest.mark.slow
 def test_continuous_batching_server_samples(tiny_model):
-    """`transformers serve --continuous-batching` applies its first request's sampling settings to
-    every request; start_transformers_serve sends that request with sampling on, so the same
-    prompt at temperature 0.7 gets different replies (a greedy server gives one reply four times)."""
+    """A sampled batch through `transformers serve --continuous-batching` is never greedy by
+    accident: the same prompt at temperature 0.7 gets different replies (a greedy server gives one
+    reply four times). transformers 5.25 takes do_sample from the model's generation_config.json
+    (the tiny model's leaves it off), so start_transformers_serve serves a sampling copy."""
     from lab_tools.serve import serve_executable, start_transformers_serve, stop
 
     if serve_executable() is None:
         pytest.skip("transformers serve not installed (pip install 'transformers[serving]')")
-    proc, url = start_transformers_serve(tiny_model, timeout=120, continuous_batching=True)
+    proc, url, served = start_transformers_serve(tiny_model, timeout=120, continuous_batching=True)
     try:
-        t = OpenAITeacher(url, str(tiny_model), workers=4)
+        t = OpenAITeacher(url, served, workers=4)
         out = t.generate([_req("Tell me a story.", max_tokens=12, temperature=0.7) for _ in range(4)])
         assert not any(c.error for c in out)
         assert len({c.text for c in out}) > 1
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_transformers_serve_samples_and_stays_greedy_at_zero(served_tiny):
+    """Without continuous batching too, a request at temperature 0.7 samples (transformers takes
+    do_sample from the model's generation_config.json, which the tiny model leaves off) and one
+    at temperature 0 stays greedy."""
+    url, model = served_tiny
+    t = OpenAITeacher(url, model, workers=1)
+    sampled = t.generate([_req("Tell me a story.", max_tokens=12, temperature=0.7) for _ in range(4)])
+    greedy = t.generate([_req("Tell me a story.", max_tokens=12, temperature=0.0) for _ in range(3)])
+    assert not any(c.error for c in sampled + greedy)
+    assert len({c.text for c in sampled}) > 1
+    assert len({c.text for c in greedy}) == 1
+
+
+def test_sampling_model_dir_leaves_the_model_alone(tmp_path):
+    """The served copy links the model's files, sets sampling in its own generation_config.json,
+    never writes the model directory, and has a stable name per (model, temperature)."""
+    import json
+
+    from lab_tools.serve import sampling_model_dir
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "generation_config.json").write_text('{"do_sample": false, "top_k": 20}')
+    served = sampling_model_dir(model, 0.7)
+    assert json.loads((model / "generation_config.json").read_text()) == {"do_sample": False, "top_k": 20}
+    assert (served / "config.json").resolve() == (model / "config.json").resolve()
+    config = json.loads((served / "generation_config.json").read_text())
+    assert config == {"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 1.0}
+    assert sampling_model_dir(model, 0.7) == served and sampling_model_dir(model, 0.5) != served
+    assert json.loads((sampling_model_dir(model, 0) / "generation_config.json").read_text())["do_sample"] is False
+    (model / "generation_config.json").write_text("{oops")
+    with pytest.raises(LabError, match="generation_config.json: line 1"):
+        sampling_model_dir(model, 0.7)
