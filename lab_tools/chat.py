@@ -36,7 +36,7 @@ def reply(model, tok, history: list[dict], *, max_new_tokens: int = 256, tempera
 @click.command("chat")
 @click.option("--model", "model_spec", required=True, help="Model directory (a release) or 'embedded'.")
 @click.option("--system", default=None, help="Optional system message.")
-@click.option("--max-new-tokens", type=int, default=256, show_default=True)
+@click.option("--max-new-tokens", type=int, default=256, show_default=True, help="Bound on each reply.")
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")
 def chat(model_spec, system, max_new_tokens, temperature):
     """Chat with MODEL in the terminal (/exit to leave, /reset to clear the history)."""
@@ -44,10 +44,11 @@ def chat(model_spec, system, max_new_tokens, temperature):
     from rich.markup import escape
     from rich.prompt import Prompt
 
-    from lab_tools.models import load_model
+    from lab_tools.models import load_model, require_local_model_dir
 
     from lab_tools.build import quiet_libraries
 
+    require_local_model_dir(model_spec, "--model")  # before transformers is even imported
     quiet_libraries()
     interactive = sys.stdin.isatty()
     console = Console(highlight=False)

@@ -1,15 +1,31 @@
 """`lab.yaml`: one typed configuration for every stage (see DESIGN.md, Configuration).
 
-Precedence: defaults < ``<root>/lab.yaml`` < ``--config FILE`` < ``LAB_*`` environment variables
-< command-line flags (applied by each command through :func:`Config.override`).
-Unknown keys are errors; all errors are collected and raised together as :class:`ConfigError`.
+Precedence: defaults < ``<root>/lab.yaml`` < ``--config FILE`` < ``LAB_SECTION__KEY`` environment
+variables < command-line flags (applied by each command through :func:`Config.override`).
+Unknown keys are errors (with a did-you-mean); all errors are collected and raised together as
+:class:`ConfigError`, each naming its source: ``FILE:LINE: section.key: problem`` for a file (the
+line of the key), ``$VARIABLE (section.key): problem`` for a variable, ``section.key: problem``
+for a flag.
 
-Environment variables name a dotted key with ``__`` between levels, upper-case:
-``LAB_GENERATE__SAMPLES=4`` sets ``generate.samples``; values are parsed as YAML scalars.
+Environment variables: only the form ``LAB_<SECTION>__<KEY>`` (upper case, ``__`` between levels,
+nested further with more ``__``) is a setting: ``LAB_GENERATE__SAMPLES=4`` sets
+``generate.samples``, ``LAB_GENERATE__FILTERS__ENABLED=false`` sets ``generate.filters.enabled``;
+values are parsed as YAML scalars. Other ``LAB_*`` variables (no ``__``: ``LAB_CACHE_DIR``,
+``LAB_PROGRESS_INTERVAL``, ``LAB_USER``, the install scripts' ``LAB_TORCH``...) are not settings
+and are ignored here; a misspelled section or key of the settings form is an error.
 
 Ranges: every numeric field has its allowed range in its section's ``RANGES`` table
-(``{field: Range(...)}``); a value outside it is an error when it is set (file, env variable or
-flag), reported with the others. ``tests/test_config_ranges.py`` checks that no numeric field lacks one.
+(``{field: Range(...)}``); every integer field also has an upper bound (generous: :data:`COUNT`
+100 000, :data:`TOKENS` 1 000 000, ...). A value outside it, a NaN or an infinity (``.nan``,
+``.inf``) is an error when it is set (file, env variable or flag), reported with the others.
+``tests/test_config_ranges.py`` checks that no numeric field lacks one. :func:`config_json_schema`
+gives the same rules as a JSON Schema for editors (``schemas/lab.yaml.schema.json``).
+
+Why not pydantic-settings (env prefix, ``__`` delimiter, ``extra="forbid"``, constraints): the
+sections are plain mutable dataclasses that many modules build, mutate and pass between stages,
+and the training presets reuse :func:`fill_dataclass` and :class:`Range`, so a switch would touch
+all of them; its validation errors carry no YAML file line, and its env source reads only variables
+whose section matches a field (a misspelled ``LAB_GENERTE__SAMPLES`` would be silently ignored).
 
 Each stage owns its section dataclass below; add fields there (with a default), never elsewhere.
 """
@@ -17,6 +33,9 @@ Each stage owns its section dataclass below; add fields there (with a default), 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import operator
 import os
 import types
 import typing
@@ -31,31 +50,50 @@ from lab_tools.errors import ConfigError
 @dataclass(frozen=True)
 class Range:
     """Allowed interval of a numeric setting: ``ge``/``gt`` lower bound (inclusive/exclusive),
-    ``le``/``lt`` upper bound; None = unbounded. For a list setting every element is checked."""
+    ``le``/``lt`` upper bound; None = unbounded. For a list setting every element is checked.
+    NaN and infinities are never inside."""
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
 
     def __str__(self) -> str:
-        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
-                 if v is not None]
-        return " and ".join(parts)
+        return " and ".join(f"{sym} {_num(getattr(self, attr))}" for sym, attr, _ in _BOUNDS
+                            if getattr(self, attr) is not None)
 
     def problem(self, value) -> str | None:
-        """``"must be ..., got X"`` when ``value`` (a number or a list of numbers) is outside, else None."""
+        """``"must be <bound it breaks>, got X"`` when ``value`` (a number or a list of numbers) is
+        outside (``"must be a finite number, ..."`` for NaN or an infinity), else None."""
         for v in value if isinstance(value, list) else [value]:
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue  # the type check reports it
-            if ((self.ge is not None and v < self.ge) or (self.gt is not None and v <= self.gt)
-                    or (self.le is not None and v > self.le) or (self.lt is not None and v >= self.lt)):
-                return f"must be {self}, got {v!r}"
+            if isinstance(v, float) and not math.isfinite(v):
+                return _NOT_FINITE.format(v)
+            for sym, attr, ok in _BOUNDS:
+                bound = getattr(self, attr)
+                if bound is not None and not ok(v, bound):
+                    return f"must be {sym} {_num(bound)}, got {v!r}"
         return None
 
 
-POSITIVE = Range(ge=1)  # counts, sizes, token limits
+_BOUNDS = ((">=", "ge", operator.ge), (">", "gt", operator.gt), ("<=", "le", operator.le), ("<", "lt", operator.lt))
+_NOT_FINITE = "must be a finite number, got {!r} (.nan and .inf are not allowed)"
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+# Integer settings use the bounded ranges; POSITIVE and NON_NEGATIVE (no upper bound) remain for
+# the training presets (lab_tools/train/config.py) and float settings.
+POSITIVE = Range(ge=1)
 NON_NEGATIVE = Range(ge=0)
 FRACTION = Range(ge=0, le=1)
+COUNT = Range(ge=1, le=100_000)  # samples, batch sizes, workers, prompts, candidates, turns
+COUNT0 = Range(ge=0, le=100_000)  # a count where 0 means none (or, where documented, all)
+TOKENS = Range(ge=1, le=1_000_000)  # token limits and sizes
+TOKENS0 = Range(ge=0, le=1_000_000)
+SEED = Range(ge=0, le=2**32 - 1)  # numpy's seed range
 
 
 def range_of(cls, name: str) -> Range | None:
@@ -98,7 +136,7 @@ class DocumentsConfig:
         "gitea.com"])
     max_bytes_per_leaf: int = 64 * 1024 * 1024
     fetch_timeout: float = 300.0
-    RANGES = {"max_bytes_per_leaf": POSITIVE, "fetch_timeout": Range(gt=0)}
+    RANGES = {"max_bytes_per_leaf": Range(ge=1, le=16 * 2**30), "fetch_timeout": Range(gt=0)}
 
 
 @dataclass
@@ -141,13 +179,13 @@ class FiltersConfig:
     reject_truncated: bool = True
     reject_leakage: bool = True
     reject_refusals: bool = True
-    RANGES = {"seed_threshold": FRACTION, "oversample": Range(ge=1), "repetition_min_words": NON_NEGATIVE,
+    RANGES = {"seed_threshold": FRACTION, "oversample": Range(ge=1), "repetition_min_words": COUNT0,
               "max_dup_line_frac": FRACTION, "max_dup_line_char_frac": FRACTION,
               "max_top_ngram_frac": FRACTION, "max_dup_ngram_frac": FRACTION,
               "max_dup_sentence_frac": FRACTION, "max_trigram_repeat": FRACTION,
               "min_compression_ratio": NON_NEGATIVE, "max_question_similarity": FRACTION,
               "min_context_overlap": FRACTION, "min_knowledge_overlap": FRACTION,
-              "overlap_min_words": NON_NEGATIVE, "extraction_min_shared": NON_NEGATIVE}
+              "overlap_min_words": COUNT0, "extraction_min_shared": COUNT0}
 
 
 @dataclass
@@ -198,13 +236,13 @@ class GenerateConfig:
     max_retries: int = 3
     request_timeout: float = 120.0
     # temperature: the OpenAI chat-completions range (0..2); pair_threshold: LAB's 3-point scale
-    RANGES = {**{k: POSITIVE for k in ("samples", "question_factor", "questions_per_request", "workers",
-                                       "batch_size", "max_new_tokens", "question_tokens", "context_tokens",
-                                       "answer_tokens", "qa_tokens", "eval_tokens", "max_examples",
-                                       "kt_split_tokens", "chunk_tokens")},
-              "temperature": Range(ge=0, le=2), "seed": NON_NEGATIVE, "pair_threshold": Range(ge=0, le=3),
-              "dedup_threshold": FRACTION, "chunk_overlap": NON_NEGATIVE,
-              "max_request_error_fraction": FRACTION, "max_retries": NON_NEGATIVE,
+    RANGES = {**{k: COUNT for k in ("samples", "question_factor", "questions_per_request", "workers",
+                                    "batch_size", "max_examples")},
+              **{k: TOKENS for k in ("max_new_tokens", "question_tokens", "context_tokens", "answer_tokens",
+                                     "qa_tokens", "eval_tokens", "kt_split_tokens", "chunk_tokens")},
+              "temperature": Range(ge=0, le=2), "seed": SEED, "pair_threshold": Range(ge=0, le=3),
+              "dedup_threshold": FRACTION, "chunk_overlap": TOKENS0,
+              "max_request_error_fraction": FRACTION, "max_retries": Range(ge=0, le=1000),
               "request_timeout": Range(gt=0)}
 
 
@@ -265,12 +303,12 @@ class FeedbackConfig:
     rm_scores_sdg: bool = False
     rm_score_threshold: float | None = None
     hhh_pairs: int = 0
-    RANGES = {"hhh_pairs": NON_NEGATIVE, "rm_score_threshold": Range(),  # a reward relative to the baseline: any real number
-              "sp_prompts_per_leaf": POSITIVE, "sp_candidates": POSITIVE, "sp_turns": POSITIVE, "sp_threshold": Range(),
-              "prompts_per_leaf": POSITIVE, "max_new_tokens": POSITIVE, "temperature": Range(ge=0, le=2),
-              "min_chars": NON_NEGATIVE, "seed": NON_NEGATIVE, "batch_size": POSITIVE,
-              "rm_epochs": Range(gt=0), "rm_learning_rate": Range(gt=0), "rm_batch_size": POSITIVE,
-              "rm_max_length": POSITIVE, "rm_heldout_leaves": Range(ge=0, lt=1), "rm_seed": NON_NEGATIVE}
+    RANGES = {"hhh_pairs": COUNT0, "rm_score_threshold": Range(),  # a relative reward: any finite number
+              "sp_prompts_per_leaf": COUNT, "sp_candidates": COUNT, "sp_turns": COUNT, "sp_threshold": Range(),
+              "prompts_per_leaf": COUNT, "max_new_tokens": TOKENS, "temperature": Range(ge=0, le=2),
+              "min_chars": Range(ge=0, le=1_000_000), "seed": SEED, "batch_size": COUNT,
+              "rm_epochs": Range(gt=0, le=1000), "rm_learning_rate": Range(gt=0), "rm_batch_size": COUNT,
+              "rm_max_length": TOKENS, "rm_heldout_leaves": Range(ge=0, lt=1), "rm_seed": SEED}
 
 
 @dataclass
@@ -284,7 +322,7 @@ class BotConfig:
     write_team: str | None = None
     runner: str = "self-hosted, lab-bot"
     login: str | None = None
-    RANGES = {"samples": POSITIVE}
+    RANGES = {"samples": COUNT}
 
 
 @dataclass
@@ -304,11 +342,16 @@ class Config:
         return Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
 
     def override(self, dotted: str, value) -> None:
-        """Set ``section.key`` to ``value`` unless ``value`` is None (a flag left unset)."""
+        """Set ``section.key`` to ``value`` unless ``value`` is None (a flag left unset).
+
+        Raises:
+            ConfigError: unknown key, wrong type, NaN/infinity or value out of range (the setting
+            is then left as it was).
+        """
         if value is None:
             return
         errors: list[str] = []
-        _apply(self, dotted.split("."), value, dotted, errors)
+        _apply(self, dotted.split("."), value, (), _Origin(), errors)
         if errors:
             raise ConfigError(errors)
 
@@ -329,56 +372,164 @@ def _type_ok(tp, value) -> bool:
     return isinstance(value, tp)
 
 
-def _apply(obj, keys: list[str], value, where: str, errors: list[str]) -> None:
+@dataclass
+class _Origin:
+    """Where values come from, to name it in errors: a file (with the line of each key path), an
+    environment variable, or neither (a flag, or a preset's own prefix). ``record``: when given,
+    each setting applied from here is recorded as ``{"section.key": where}``."""
+    file: str | None = None
+    lines: dict[tuple[str, ...], int] = field(default_factory=dict)
+    var: str | None = None
+    prefix: str = ""
+    record: dict[str, str] | None = None
+
+    def where(self, path: tuple[str, ...]) -> str:
+        """``FILE:LINE`` (the line of the key, else of its nearest parent), ``$VAR`` or ``""``."""
+        if self.file is not None:
+            for i in range(len(path), 0, -1):
+                if path[:i] in self.lines:
+                    return f"{self.file}:{self.lines[path[:i]]}"
+            return self.file
+        return f"${self.var}" if self.var else ""
+
+    def label(self, path: tuple[str, ...]) -> str:
+        """How an error names the setting at key ``path``."""
+        if self.var is not None:
+            return f"${self.var} ({self.var[4:].lower().replace('__', '.')})"
+        dotted = ".".join(p for p in (self.prefix, *path) if p)
+        return f"{self.where(path)}: {dotted}" if self.file is not None else dotted
+
+    def unknown(self, path: tuple[str, ...], known) -> str:
+        """The message for the unknown last key of ``path``, with a did-you-mean when one is close."""
+        key = path[-1]
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        hint = ""
+        if close:
+            hint = f"; did you mean {close[0]!r}"
+            if self.var is not None:
+                parts = self.var[4:].split("__")
+                parts[len(path) - 1] = close[0].upper()
+                hint += f" ($LAB_{'__'.join(parts)})"
+            hint += "?"
+        return f"unknown key {key!r}{hint} (known: {', '.join(sorted(known))})"
+
+
+def _problem(cls, key: str, tp, value) -> str | None:
+    """What is wrong with ``value`` for field ``key`` (type ``tp``) of dataclass ``cls``, or None."""
+    if not _type_ok(tp, value):
+        return f"expected {getattr(tp, '__name__', tp)}, got {value!r}"
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            return _NOT_FINITE.format(v)
+    rng = range_of(cls, key)
+    return rng.problem(value) if rng is not None else None
+
+
+def _apply(obj, keys: list[str], value, path: tuple[str, ...], origin: _Origin, errors: list[str]) -> None:
+    """Set ``keys`` (a key path below ``obj``, which sits at ``path``) to ``value``, or append the
+    problem to ``errors``; a mapping given for a section sets its keys one by one."""
     hints = typing.get_type_hints(type(obj))
     key = keys[0]
+    here = (*path, key)
     if key not in hints:
-        known = ", ".join(sorted(hints))
-        errors.append(f"{where}: unknown key {key!r} (known: {known})")
-        return
-    if len(keys) > 1:
-        _apply(getattr(obj, key), keys[1:], value, where, errors)
+        errors.append(f"{origin.label(here)}: {origin.unknown(here, hints)}")
         return
     tp = hints[key]
+    if len(keys) > 1:
+        if not dataclasses.is_dataclass(tp):
+            errors.append(f"{origin.label(here)}: {key!r} is a setting, not a section")
+            return
+        _apply(getattr(obj, key), keys[1:], value, here, origin, errors)
+        return
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            errors.append(f"{where}: expected a mapping")
+            errors.append(f"{origin.label(here)}: expected a mapping")
             return
         for k, v in value.items():
-            _apply(getattr(obj, key), [str(k)], v, f"{where}.{k}", errors)
+            _apply(getattr(obj, key), [str(k)], v, here, origin, errors)
         return
-    if not _type_ok(tp, value):
-        errors.append(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-        return
-    rng = range_of(type(obj), key)
-    problem = rng.problem(value) if rng is not None else None
+    problem = _problem(type(obj), key, tp, value)
     if problem:
-        errors.append(f"{where}: {problem}")
+        errors.append(f"{origin.label(here)}: {problem}")
         return
     setattr(obj, key, float(value) if tp is float else value)
+    if origin.record is not None:
+        origin.record[".".join(here)] = origin.where(here)
 
 
 def fill_dataclass(obj, data: dict, where: str, errors: list[str]) -> None:
     """Set the fields of dataclass ``obj`` from the mapping ``data``, recursing into nested
-    dataclasses. Each unknown key, wrong type or value outside the field's :class:`Range` appends ``"<where>.<key>: <problem>"`` to
-    ``errors`` (so callers can report every problem at once); valid keys are still applied."""
+    dataclasses. Each unknown key (with a did-you-mean), wrong type, NaN/infinity or value outside
+    the field's :class:`Range` appends ``"<where>.<key>: <problem>"`` to ``errors`` (so callers can
+    report every problem at once); valid keys are still applied. Raises nothing."""
+    origin = _Origin(prefix=where)
     for k, v in data.items():
-        _apply(obj, [str(k)], v, f"{where}.{k}" if where else str(k), errors)
+        _apply(obj, [str(k)], v, (), origin, errors)
 
 
-def _merge_file(cfg: Config, path: Path, errors: list[str]) -> None:
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _key_lines(node, path: tuple[str, ...], lines: dict, where: str, errors: list[str]) -> None:
+    """Record the 1-based line of every mapping key below ``node``; a repeated key is an error."""
+    if isinstance(node, yaml.MappingNode):
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge" or not isinstance(knode, yaml.ScalarNode):
+                continue
+            here, line = (*path, str(knode.value)), knode.start_mark.line + 1
+            if here in lines:
+                errors.append(f"{where}:{line}: {'.'.join(here)}: duplicate key (first at line {lines[here]})")
+            lines[here] = line
+            _key_lines(vnode, here, lines, where, errors)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _key_lines(item, path, {}, where, errors)  # keys inside list items: checked, not located
+
+
+def _merge_file(cfg: Config, path: Path, errors: list[str], record: dict[str, str]) -> None:
+    """Apply the settings of the YAML file ``path``; its errors name the file and the line of the key."""
+    where = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        errors.append(f"{path}: cannot read: {exc}")
+        loader = _Loader(path.read_text(encoding="utf-8"))
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return
+            lines: dict[tuple[str, ...], int] = {}
+            _key_lines(node, (), lines, where, errors)
+            data = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except (OSError, UnicodeDecodeError) as exc:
+        errors.append(f"{where}: cannot read: {exc}")
         return
-    if data is None:
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        text = " ".join(str(t) for t in (getattr(exc, "context", None), getattr(exc, "problem", None)) if t)
+        errors.append(f"{where}{f':{mark.line + 1}' if mark else ''}: invalid YAML: {text or exc}")
         return
     if not isinstance(data, dict):
-        errors.append(f"{path}: top level must be a mapping")
+        errors.append(f"{where}:{node.start_mark.line + 1}: top level must be a mapping")
         return
+    origin = _Origin(file=where, lines=lines, record=record)
     for k, v in data.items():
-        _apply(cfg, [str(k)], v, f"{path}: {k}", errors)
+        _apply(cfg, [str(k)], v, (), origin, errors)
+
+
+def _merge_env(cfg: Config, env, errors: list[str], record: dict[str, str]) -> None:
+    """Apply the ``LAB_SECTION__KEY`` variables of ``env``; other ``LAB_*`` variables are not settings."""
+    for name, raw in sorted(env.items()):
+        if not name.startswith("LAB_") or "__" not in name[4:]:
+            continue
+        parts = name[4:].lower().split("__")
+        if not all(parts):
+            errors.append(f"${name}: expected LAB_SECTION__KEY (upper case, '__' between levels)")
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _apply(cfg, parts, value, (), _Origin(var=name, record=record), errors)
 
 
 def default_root() -> Path:
@@ -399,38 +550,44 @@ def find_lab_yaml(root: str | Path) -> Path | None:
 
 def load_config(root: str | Path | None = None, config_file: str | Path | None = None,
                 environ: dict[str, str] | None = None) -> Config:
-    """Load defaults < ``lab.yaml`` (see :func:`find_lab_yaml`) < ``config_file`` < ``LAB_*`` env vars.
+    """Load defaults < ``lab.yaml`` (see :func:`find_lab_yaml`) < ``config_file`` <
+    ``LAB_SECTION__KEY`` variables of ``environ`` (default: ``os.environ``).
 
     Raises:
-        ConfigError: every unknown key, wrong type, value out of range or unreadable file, all at once.
+        ConfigError: every unknown key (with a did-you-mean), wrong type, NaN/infinity, value out of
+        range, duplicate key, unreadable or invalid file and misspelled ``LAB_SECTION__KEY``
+        variable, all at once; file errors name the file and the key's line.
     """
     cfg = Config()
     errors: list[str] = []
+    record: dict[str, str] = {}
     found = find_lab_yaml(root) if root is not None else None
     if found is not None:
-        _merge_file(cfg, found, errors)
+        _merge_file(cfg, found, errors, record)
     if config_file is not None:
-        _merge_file(cfg, Path(config_file), errors)
-    env = os.environ if environ is None else environ
-    for name, raw in sorted(env.items()):
-        if not name.startswith("LAB_") or name in ("LAB_CACHE_DIR", "LAB_TORCH", "LAB_EXTRAS",
-                                                   "LAB_PROGRESS_INTERVAL"):
-            continue
-        dotted = name[4:].lower().replace("__", ".")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        _apply(cfg, dotted.split("."), value, f"${name} ({dotted})", errors)
-    _cross_field(cfg, errors)
+        _merge_file(cfg, Path(config_file), errors, record)
+    _merge_env(cfg, os.environ if environ is None else environ, errors, record)
+    _cross_field(cfg, errors, record)
     if errors:
         raise ConfigError(errors)
     return cfg
 
 
-def _cross_field(cfg: Config, errors: list[str]) -> None:
-    """Rules between two settings (each one alone is range-checked when set)."""
+def _cross_field(cfg: Config, errors: list[str], record: dict[str, str]) -> None:
+    """Rules between two settings (each one alone is range-checked when set); ``record``: where
+    each setting was set, named in the message."""
     g = cfg.generate
     if g.chunk_overlap >= g.chunk_tokens:
+        keys = ("generate.chunk_overlap", "generate.chunk_tokens")
+        where = "; ".join(f"{k}: {record[k]}" for k in keys if k in record)
         errors.append(f"generate.chunk_overlap: must be < generate.chunk_tokens ({g.chunk_tokens}), "
-                      f"got {g.chunk_overlap}")
+                      f"got {g.chunk_overlap}" + (f" ({where})" if where else ""))
+
+
+def config_json_schema() -> dict:
+    """A JSON Schema (draft 2020-12) of ``lab.yaml`` for editors, built from the section
+    dataclasses, their defaults and ``RANGES`` (:mod:`lab_tools.config_schema`); the committed copy
+    is ``schemas/lab.yaml.schema.json``. Raises nothing."""
+    from lab_tools.config_schema import build_schema
+
+    return build_schema()

@@ -8,6 +8,7 @@ build a fresh model from the GGUF's config, load the dequantized state dict, sav
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lab_tools.atomic import atomic_dir, write_json_atomic
@@ -75,19 +76,61 @@ def _drop_gguf_quantization(config_json: Path) -> None:
         write_json_atomic(config_json, cfg, indent=2, newline=True)
 
 
-def resolve_model(spec: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """``embedded`` -> the converted embedded model; anything else must be a local directory.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def require_local_model_dir(spec: str | Path, option: str = "--model", *,
+                            embedded: bool = True) -> Path | str:
+    """Check that ``spec``, the value of a model option, names a local Hugging Face model
+    directory (a folder holding ``config.json``), without loading anything: commands call it on
+    every model path the user gives before they load a judge, teacher or student.
+
+    Args:
+        spec: the path as given (``~`` is expanded), or ``embedded``.
+        option: the option or setting the value came from (``--model``, ``train.student``...),
+            named in the error.
+        embedded: whether ``embedded`` (the model shipped with lab-tools) is accepted.
+
+    Returns:
+        ``"embedded"`` as is, else the directory as a :class:`~pathlib.Path`.
 
     Raises:
-        LabError: the path does not exist or has no ``config.json`` (hub ids are refused: no
-        network at run time).
+        LabError: (``field`` is ``option``, the message names the path) the path does not exist,
+        is a file, or is a folder without ``config.json``. A value that does not exist and looks
+        like a Hub id (``ORG/NAME``) gets how to download it: this tool runs without network
+        access to the Hugging Face Hub, so models must be local directories.
+    """
+    if embedded and str(spec) == "embedded":
+        return "embedded"
+    path = Path(spec).expanduser()
+    expected = "a local Hugging Face model directory (a folder with config.json" + \
+        (", or 'embedded')" if embedded else ")")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise LabError(f"{path} is not a Hugging Face model directory (no config.json); expected "
+                           f"{expected}", field=option)
+        return path
+    if path.exists():
+        raise LabError(f"{path} is a file, not a directory; expected {expected}", field=option)
+    if _HUB_ID.fullmatch(str(spec)):
+        raise LabError(f"{spec} does not exist here: models must be local directories (lab runs without "
+                       f"network access to the Hugging Face Hub). On a machine with network, run "
+                       f"`huggingface-cli download {spec} --local-dir DIR` (or `hf download {spec} "
+                       f"--local-dir DIR`), copy DIR here and pass {option} DIR", field=option)
+    raise LabError(f"{path} does not exist; expected {expected}", field=option)
+
+
+def resolve_model(spec: str | Path, cache_dir: str | Path | None = None, *, option: str = "model") -> Path:
+    """``embedded`` -> the converted embedded model; anything else must be a local directory.
+    ``option``: where ``spec`` came from, named in the error.
+
+    Raises:
+        LabError: see :func:`require_local_model_dir` (no such path, a file, no ``config.json``;
+        hub ids are refused with how to download them: no network at run time).
     """
     if str(spec) == "embedded":
         return embedded_model_dir(cache_dir)
-    path = Path(spec).expanduser()
-    if not (path / "config.json").is_file():
-        raise LabError(f"not a local Hugging Face model directory (no config.json): {path}")
-    return path
+    return require_local_model_dir(spec, option, embedded=False)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",

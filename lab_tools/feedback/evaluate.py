@@ -1,7 +1,7 @@
 """Reward-model evaluation: accuracy on comparisons, next to the "longer answer wins" baseline.
 
 - Synthetic comparisons held out **by leaf** (the RM never saw those leaves), overall and per leaf.
-- Static HHH (``../shared/corpus/hhh-eval/hhh_eval.json``: 221 pairs from BIG-bench's HHH task
+- Static HHH (``lab_tools/evaldata/hhh_eval.json``, shipped with the package: 221 pairs from BIG-bench's HHH task
   as distributed with ALMoST's evaluation code), per type. Chance is 50%; "longer wins" is
   62.9% on that file (139 of 221 pairs, ties counted as wrong).
 
@@ -19,13 +19,17 @@ import re
 from pathlib import Path
 
 from lab_tools.errors import LabError
+from lab_tools.evaldata import static_hhh_path
 
 _TURN = re.compile(r"\n\nHuman: |\n\nAssistant: ")
 
 
 def hhh_default_path() -> Path:
-    """``../shared/corpus/hhh-eval/hhh_eval.json`` next to this repository."""
-    return Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hhh-eval" / "hhh_eval.json"
+    """The Static HHH file shipped with the package (:func:`lab_tools.evaldata.static_hhh_path`).
+
+    Raises:
+        LabError: the shipped file is missing or was modified (named)."""
+    return static_hhh_path()
 
 
 def parse_dialogue(text: str) -> list[dict]:

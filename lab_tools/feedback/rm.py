@@ -211,7 +211,7 @@ def train_cli(data_dir: str | Path, out_dir: str | Path, cfg, *, progress: bool 
 def evaluate_cli(rm_dir, data_dir, hhh_file, out_dir) -> dict:
     """``lab evaluate --reward-model``: :func:`evaluate_saved` on ``data_dir/comparisons.jsonl``
     (default: the comparisons the RM was trained from) and Static HHH (``hhh_file``, default the
-    shared corpus file when present); copies ``rm_eval.json`` into ``out_dir`` and prints the
+    file shipped with the package); copies ``rm_eval.json`` into ``out_dir`` and prints the
     reward-model section."""
     import shutil
 
@@ -226,7 +226,9 @@ def evaluate_cli(rm_dir, data_dir, hhh_file, out_dir) -> dict:
     if not comparisons.is_file():
         raise LabError("no comparisons to evaluate the reward model on: pass --data DIR (with comparisons.jsonl)",
                        file=str(comparisons))
-    hhh = Path(hhh_file) if hhh_file else (hhh_default_path() if hhh_default_path().is_file() else None)
+    hhh = Path(hhh_file) if hhh_file else hhh_default_path()
+    if not hhh.is_file():  # before any model is loaded
+        raise LabError("Static HHH file not found (--hhh)", file=str(hhh))
     result = evaluate_saved(rm_dir, comparisons, hhh_path=hhh)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     shutil.copy2(Path(rm_dir) / "rm_eval.json", Path(out_dir) / "rm_eval.json")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from lab_tools.errors import plural
+
 
 # Held-out items the build's alignment stage scores per policy (ST, pref; Static HHH for base too):
 # the knowledge score on the selection's 16 MC items, the win rate on 8 prompts; ``batch_size``
@@ -69,22 +71,21 @@ def comparisons_stage(b):
     rep = generate_comparisons(b.root, b.data_dir, b.cfg, backends=b._backends, progress=b.progress)
     fresh = sum(not s["cached"] for s in rep.leaves)
     pairs = ", ".join(f"{k} {v}" for k, v in sorted(rep.card["per_config_pair"].items()))
-    return (f"{rep.pairs} pairs ({pairs}); {sum(rep.card['dropped'].values())} dropped; "
-            f"{fresh} leaves generated, {len(rep.leaves) - fresh} cached"), \
+    return (f"{plural(rep.pairs, 'pair')} ({pairs}); {sum(rep.card['dropped'].values())} dropped; "
+            f"{plural(fresh, 'leaf')} generated, {len(rep.leaves) - fresh} cached"), \
         {"pairs": rep.pairs, "per_config_pair": rep.card["per_config_pair"], "dropped": rep.card["dropped"],
          "generation_seconds": round(rep.generation_seconds, 1)}
 
 
 def reward_model_stage(b):
     """Train the RM on ``data/comparisons.jsonl`` into ``OUT/rm`` and evaluate it (held-out leaves,
-    Static HHH when the shared file is present); ``OUT/rm/rm_eval.json`` feeds the model card."""
+    Static HHH, the shipped file); ``OUT/rm/rm_eval.json`` feeds the model card."""
     from lab_tools.feedback.evaluate import hhh_default_path
     from lab_tools.feedback.rm import evaluate_saved, train_reward_model
 
     comparisons, rm_dir = b.data_dir / "comparisons.jsonl", b.out / "rm"
     manifest = train_reward_model(comparisons, rm_dir, b.cfg, progress=b.progress)
-    hhh = hhh_default_path() if hhh_default_path().is_file() else None
-    res = evaluate_saved(rm_dir, comparisons, hhh_path=hhh, hhh_pairs=b.cfg.feedback.hhh_pairs)
+    res = evaluate_saved(rm_dir, comparisons, hhh_path=hhh_default_path(), hhh_pairs=b.cfg.feedback.hhh_pairs)
 
     def pct(v):
         return "–" if v is None else f"{100 * v:.1f}%"
@@ -138,7 +139,7 @@ def self_play_stage(b):
     turns = [t for r in rep.leaves for t in r["turns"]]
     fresh = sum(not r["cached"] for r in rep.leaves)
     mean = sum(turns) / len(turns) if turns else 0
-    return (f"{rep.kept} conversations kept ({mean:.1f} assistant turns each); {fresh} leaves generated, "
+    return (f"{plural(rep.kept, 'conversation')} kept ({mean:.1f} assistant turns each); {plural(fresh, 'leaf')} generated, "
             f"{len(rep.leaves) - fresh} cached"), {"kept": rep.kept, "mean_turns": round(mean, 2)}
 
 
@@ -154,7 +155,7 @@ def pref_stage(b):
                        rm_win_rate=rm_win_rate_fn(rm_dir, b.cfg.feedback.rm_max_length))
     best = entry["candidates"].get(entry["candidate"], {})
     wr = best.get("win_rate")
-    return (f"{entry['method']} on {entry['comparisons']} comparisons, {entry['steps']} steps; win rate vs ST "
+    return (f"{entry['method']} on {plural(entry['comparisons'], 'comparison')}, {plural(entry['steps'], 'step')}; win rate vs ST "
             f"{'–' if wr is None else f'{wr:.2f}'}; release keeps {entry['kept']}"), \
         {"method": entry["method"], "kept": entry["kept"], "win_rate": wr, "reason": entry["reason"]}
 
@@ -174,9 +175,7 @@ def alignment_stage(b):
     say = (lambda m: b.console.print(m, markup=False, highlight=False)) if b.progress else None  # "[alignment]" is no markup
     evalset = load_eval_set(data_dir=b.data_dir, taxonomy=b.root, max_mc=ALIGNMENT_CAPS["max_mc"],
                             max_prompts=ALIGNMENT_CAPS["max_prompts"])
-    hhh = load_static_hhh(hhh_default_path()) if hhh_default_path().is_file() else None
-    if hhh:
-        hhh = evenly_spaced(hhh, b.cfg.feedback.hhh_pairs)
+    hhh = evenly_spaced(load_static_hhh(hhh_default_path()), b.cfg.feedback.hhh_pairs)
     block = evaluate_alignment(run_models(b.train_dir), evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg),
                                rm_dir=str(rm) if rm else None,

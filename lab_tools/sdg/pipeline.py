@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.config import Config
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.sdg import knowledge, skills
 from lab_tools.sdg.backends import make_teacher, teacher_identity, teacher_name
 from lab_tools.sdg.cache import LeafCache, cache_key
@@ -52,7 +52,9 @@ class LeafStats:
     ``unused``: good questions beyond ``samples``; ``seconds``: this leaf's teacher time in this
     run (round runner: its share of each call; leaf threads: how long its own calls took), 0 when
     cached; ``error``: why the leaf produced nothing (the run went on with the others);
-    ``teacher_error``: it failed because too many requests failed (``error`` names the model)."""
+    ``teacher_error``: it failed because too many requests failed (``error`` names the model);
+    ``requested``: the run was asked for this leaf (False: a leaf not asked for, included from the
+    cache)."""
     leaf: str
     kind: str
     generated: int = 0
@@ -68,6 +70,7 @@ class LeafStats:
     lost: dict = field(default_factory=dict)
     requests_by_stage: dict = field(default_factory=dict)
     teacher_error: bool = False
+    requested: bool = True
 
 
 @dataclass
@@ -85,19 +88,44 @@ class GenerateReport:
     def failure(self) -> str | None:
         """Why this run must fail, or None: a leaf failed because its teacher's (or judge's)
         requests failed (the message names the model and the first error, see
-        :func:`_check_errors`), every leaf failed, or no sample was written at all (a run that
-        learned nothing fails loudly, DESIGN.md Trust boundary)."""
+        :func:`_check_errors`), every requested leaf failed, or no sample was written at all (a
+        run that learned nothing fails loudly, DESIGN.md Trust boundary).
+
+        The verdict depends on what each leaf came to, not on where it came from: a requested
+        leaf read from the cache is a success like one generated now (only finished leaves are
+        cached), and a failed leaf is never cached, so it fails again on a rerun. A first run and
+        its rerun therefore get the same verdict. Leaves not requested (included from the cache)
+        are not counted."""
         bad = [s for s in self.leaves if s.teacher_error]
         if bad:
-            more = f" ({len(bad) - 1} more leaves failed the same way)" if len(bad) > 1 else ""
+            more = f" ({plural(len(bad) - 1, 'more leaf')} failed the same way)" if len(bad) > 1 else ""
             return f"{bad[0].leaf}: {bad[0].error}{more}"
-        asked = [s for s in self.leaves if not s.cached]
+        asked = [s for s in self.leaves if s.requested]
         if asked and all(s.error for s in asked):
-            return f"every leaf failed (first: {asked[0].leaf}: {asked[0].error})"
+            return (f"every requested leaf failed ({len(asked)} of {len(asked)}; "
+                    f"first: {asked[0].leaf}: {asked[0].error})")
         if sum(self.phases.values()) == 0:
-            return (f"no samples: {len(self.leaves)} leaves gave 0 samples in every phase "
+            return (f"no samples: {plural(len(self.leaves), 'leaf')} gave 0 samples in every phase "
                     f"(teacher {self.teacher}, judge {self.judge}); see rejected.jsonl and the dataset card")
         return None
+
+    def summary(self) -> str:
+        """The run's outcome in one line, identical whether leaves were generated now or read from
+        the cache: leaves ok and failed, samples by phase, failed teacher/judge requests (a cached
+        leaf keeps the counts of the run that made it). Timing and what came from the cache are
+        apart from it (:meth:`cache_note`)."""
+        failed = sum(1 for s in self.leaves if s.error)
+        phases = ", ".join(f"{p}: {n}" for p, n in self.phases.items())
+        n_err = sum(sum(s.errors.values()) for s in self.leaves)
+        errs = f"; {plural(n_err, 'teacher/judge request')} failed" if n_err else ""
+        return (f"{plural(len(self.leaves), 'leaf')}: {len(self.leaves) - failed} ok, {failed} failed; "
+                f"samples by phase: {phases}{errs}")
+
+    def cache_note(self) -> str:
+        """Where the output went, how long the run took and how many leaves came from the cache."""
+        cached = sum(1 for s in self.leaves if s.cached)
+        return (f"wrote {self.paths['card_json'].parent} in {self.seconds:.1f} s "
+                f"({plural(cached, 'leaf')} from the cache)")
 
 
 @dataclass
@@ -281,6 +309,7 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
         shard = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident, scorer)).shard()
         if shard is not None:
             shards[leaf.path], stats[leaf.path] = shard, _stats_of(leaf, shard, cached=True)
+            stats[leaf.path].requested = False
 
     order = sorted(shards)
     paths = write_phase_datasets([shards[p] for p in order], out_dir, g.kt_split_tokens)
@@ -351,7 +380,7 @@ def _check_errors(job: _Job, stage, model, max_fraction: float) -> str | None:
     failed = st.get("errors", {}).get(stage.name, 0)
     if not sent or failed <= max_fraction * sent:
         return None
-    return (f"{stage.model} {_identity(model)} failed {failed} of {sent} requests in stage "
+    return (f"{stage.model} {_identity(model)} failed {failed} of {plural(sent, 'request')} in stage "
             f"{stage.name} (generate.max_request_error_fraction is {max_fraction:g}); "
             f"first error: {st.get('first_error')}")
 

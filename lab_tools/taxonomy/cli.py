@@ -23,6 +23,22 @@ def _root(root: str | None) -> Path:
     return path
 
 
+def _require_leaves(path: Path, given: str | None) -> None:
+    """A taxonomy without a single leaf is the wrong folder, not a valid taxonomy: raise a
+    LabError naming it (``given``: ROOT as typed; None when it defaulted to ./taxonomy or ``.``).
+    Zero *changed* leaves (``--changed-only``) is fine; zero leaves in the tree is not."""
+    from lab_tools.taxonomy.leaf import KINDS
+    from lab_tools.taxonomy.validate import collect_files
+
+    if collect_files(path):
+        return
+    shown = str(path) if path.is_absolute() else f"{path} ({path.absolute()})"
+    why = ("" if given is not None else
+           "; no ROOT was given and there is no ./taxonomy folder here, so the current folder was checked")
+    raise LabError(f"no leaves under {shown}: a taxonomy holds qna.yaml files in folders under "
+                   f"{', '.join(p + '/' for p in KINDS)}{why}. Pass the taxonomy folder as ROOT.")
+
+
 def _leaf_paths(root: Path, changed_only: bool, base: str | None) -> list[str] | None:
     if base is not None and not changed_only:
         raise UsageError("--base only makes sense with --changed-only")
@@ -68,6 +84,7 @@ def validate(root, changed_only, base, strict, fmt):
     from lab_tools.taxonomy.validate import collect_files, has_errors, validate_tree
 
     path = _root(root)
+    _require_leaves(path, root)
     paths = _leaf_paths(path, changed_only, base)
     findings = validate_tree(path, paths, strict=strict)
     _emit(findings, fmt, len(collect_files(path, paths)))
@@ -77,10 +94,12 @@ def validate(root, changed_only, base, strict, fmt):
 
 @taxonomy.command("diff")
 @_ROOT
-@_BASE
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--base", metavar="REF", default=None, help="Base ref to compare against (default origin/main, else main).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: one 'changed LEAF' / 'deleted LEAF' line each; json: one object.")
 def diff(root, base, fmt):
-    """List leaves changed against --base (committed, staged, unstaged, untracked), and deleted ones."""
+    """List the leaves of taxonomy ROOT (default ./taxonomy) changed against --base (committed,
+    staged, unstaged, untracked), and deleted ones."""
     from lab_tools.taxonomy.diff import changed_leaves
 
     ch = changed_leaves(_root(root), base)
@@ -103,14 +122,16 @@ def diff(root, base, fmt):
               help="Extra lab.yaml-style settings file.")
 @_FORMAT
 def licenses(root, changed_only, base, config_file, fmt):
-    """Parse each leaf's attribution.txt, normalize its license to SPDX and check the allowlist
-    (lab.yaml licenses.allowlist). Non-commercial / no-derivatives licenses are errors."""
+    """Parse the attribution.txt of each leaf under ROOT (default ./taxonomy), normalize its
+    license to SPDX and check the allowlist (lab.yaml licenses.allowlist). Non-commercial /
+    no-derivatives licenses are errors."""
     from lab_tools.config import load_config
     from lab_tools.taxonomy.leaf import iter_leaf_paths
     from lab_tools.taxonomy.licenses import check_licenses
     from lab_tools.taxonomy.validate import has_errors
 
     path = _root(root)
+    _require_leaves(path, root)
     cfg = load_config(path, config_file)
     paths = _leaf_paths(path, changed_only, base)
     leaves = [p for p in (paths if paths is not None else iter_leaf_paths(path)) if (path / p / "qna.yaml").is_file()]

@@ -12,7 +12,7 @@ from lab_tools.eval.preference import ABItem, ab_preferences, hhh_accuracy, load
 
 from tests.conftest import REPO
 
-HHH = REPO.parent / "shared" / "corpus" / "hhh-eval" / "hhh_eval.json"
+HHH = REPO / "lab_tools" / "evaldata" / "hhh_eval.json"  # shipped with the package
 
 
 class _Judge:
@@ -61,7 +61,6 @@ def _good_side(text: str):
     return "A" if "good" in a else "B"
 
 
-@pytest.mark.skipif(not HHH.is_file(), reason="shared corpus absent")
 def test_static_hhh_loads_all_pairs_by_type():
     items = load_static_hhh(HHH)
     assert len(items) == 221

@@ -92,9 +92,8 @@ def test_rm_learns_a_separable_task_on_unseen_leaves(tmp_path, tiny_model, run_l
     longer = sum(len(r["chosen"][0]["content"]) > len(r["rejected"][0]["content"]) for r in held) / len(held)
     assert res["heldout"]["length_baseline"] == pytest.approx(longer)
     assert set(res["heldout"]["per_leaf"]) == set(manifest["heldout_leaves"])
-    if res["static_hhh"] is not None:  # the shared corpus is present
-        assert res["static_hhh"]["n"] == 221 and set(res["static_hhh"]["per_type"]) == {
-            "honest", "helpful", "harmless", "other"}
+    assert res["static_hhh"]["n"] == 221 and set(res["static_hhh"]["per_type"]) == {  # the shipped file
+        "honest", "helpful", "harmless", "other"}
     assert "Reward model" in cap.out and "longer answer wins" in cap.out
 
 

@@ -17,9 +17,8 @@ def _pair(leaf, chosen, rejected):
 
 
 def test_static_hhh_file_and_longer_wins_baseline():
-    path = ev.hhh_default_path()
-    if not path.is_file():
-        pytest.skip("shared corpus not present")
+    path = ev.hhh_default_path()  # shipped with the package: no ../shared needed
+    assert path.parent.name == "evaldata" and path.parent.parent.name == "lab_tools"
     pairs = ev.load_hhh(path)
     assert len(pairs) == 221
     counts = {t: sum(p["type"] == t for p in pairs) for t in ("honest", "helpful", "harmless", "other")}

@@ -93,3 +93,23 @@ def test_errors(tmp_path, repo):
     plain.mkdir()
     with pytest.raises(LabError, match="not inside a git repository"):
         changed_leaves(plain)
+
+
+def test_no_changed_leaf_is_fine_but_no_leaf_at_all_is_not(tmp_path, repo):
+    """`--changed-only` with nothing changed checks 0 leaves and passes; `diff` lists nothing."""
+    tax = tmp_path / "taxonomy"
+    write_leaf(tax, "compositional_skills/a/one", skill())
+    _commit(repo, "one")
+    lab = [sys.executable, "-m", "lab_tools", "taxonomy"]
+    out = subprocess.run([*lab, "validate", str(tax), "--changed-only", "--base", "main"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "0 leaves checked" in out.stderr
+    out = subprocess.run([*lab, "diff", str(tax), "--base", "main"], capture_output=True, text=True)
+    assert out.returncode == 0 and "0 changed, 0 deleted" in out.stderr, out.stderr
+    # a folder of the same repository that holds no leaf: an error, changed or not
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.md").write_text("hello\n")
+    out = subprocess.run([*lab, "validate", str(tmp_path / "docs"), "--changed-only", "--base", "main"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and "no leaves" in out.stderr and "Traceback" not in out.stderr, out.stderr

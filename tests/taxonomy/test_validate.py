@@ -180,3 +180,28 @@ def test_cli_exit_codes(tmp_path):
     assert usage.returncode == 2
     missing = _lab("validate", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "licenses"])
+def test_a_tree_without_leaves_is_an_error(tmp_path, command):
+    """An empty folder, or one with files but no leaf, is not a valid taxonomy: "0 leaves checked"
+    with exit 0 would pass CI on the wrong folder. The message names the folder."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = _lab(command, str(empty))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert str(empty) in out.stderr and "no leaves" in out.stderr
+    assert "0 leaves checked" not in out.stderr
+    # no ROOT and no ./taxonomy: the fallback to the current folder is said, with the folder
+    (tmp_path / "notes.txt").write_text("not a leaf\n")
+    out = _lab(command, cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert str(tmp_path) in out.stderr and "no leaves" in out.stderr and "./taxonomy" in out.stderr
+
+
+def test_the_repository_taxonomy_still_validates(repo_root):
+    if not (repo_root / "taxonomy").is_dir():
+        pytest.skip("no taxonomy/ in this checkout")
+    out = _lab("validate", "taxonomy", cwd=repo_root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 leaves checked" not in out.stderr
