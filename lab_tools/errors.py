@@ -3,6 +3,8 @@
 Rule (TRL style): an *error* is input we cannot use as given (the command exits non-zero);
 a *warning* is input we can use but that probably is not what the author meant (exit 0).
 Correct input is silent.
+
+:func:`plural` words the counts in messages ("1 error", "2 errors", "1 leaf", "3 leaves").
 """
 
 from __future__ import annotations
@@ -52,3 +54,21 @@ class UsageError(LabError):
     """Wrong command-line usage (exit code 2)."""
 
     exit_code = 2
+
+
+# Nouns of user-facing counts whose plural is not NOUN + "s".
+_IRREGULAR = {"leaf": "leaves", "entry": "entries"}
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``n`` and ``noun`` in the right number, for user-facing counts: ``plural(1, "error")`` is
+    ``"1 error"``, ``plural(2, "error")`` ``"2 errors"``, ``plural(3, "changed leaf")``
+    ``"3 changed leaves"`` (the last word of ``noun`` is inflected: ``+s``, or the irregular
+    plurals this module knows, such as leaf -> leaves). ``many``: the plural to use instead."""
+    if n == 1:
+        return f"{n} {noun}"
+    if many is None:
+        head, _, last = noun.rpartition(" ")
+        last = _IRREGULAR.get(last, last + "s")
+        many = f"{head} {last}" if head else last
+    return f"{n} {many}"
