@@ -33,7 +33,7 @@ export HF_HUB_OFFLINE=1
   $PY -c "from lab_tools.tiny import make_tiny_model; make_tiny_model('$work/m1b', size='1b')"
   echo "cache_dir: $work/cache" > "$work/lab.yaml"
   .venv/bin/lab generate taxonomy --teacher scripted: --samples 20 --out "$work/data" \
-    --config "$work/lab.yaml" --no-progress > /dev/null
+    --config "$work/lab.yaml" --quiet > /dev/null
   echo
   echo '## lab train, single-gpu.yaml (bf16), 1B-class random Llama, scripted-teacher data, preset tiny-cpu'
   echo '```'

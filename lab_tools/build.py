@@ -48,13 +48,16 @@ from pathlib import Path
 import click
 
 from lab_tools.atomic import write_json_atomic
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 
 STAGES = ("validate", "licenses", "generate", "comparisons", "reward_model", "self_play", "train", "pref",
           "evaluate", "alignment", "release")
 # run only when lab.yaml enables feedback (ALMoST: synthetic comparisons, the reward model,
 # RM-guided self-play when feedback.self_play, the preference phase and its evaluation)
 FEEDBACK_STAGES = ("comparisons", "reward_model", "self_play", "pref", "alignment")
+# stages that load a model to train it: no in-process teacher may hold the GPU then (one GPU
+# owner at a time, lab_tools/sdg/backends.py); _Build.release_gpu_backends runs before each
+TRAINING_STAGES = ("reward_model", "train", "pref")
 STATE_FILE = "build_state.json"
 # Evaluation caps of the build: a CPU run must stay within minutes (`lab evaluate` can go further).
 # The judge's prompt (MT-Bench template + question, context, reference and answer) is long, so
@@ -171,12 +174,29 @@ class _Build:
         self.judge_spec = cfg.generate.judge or cfg.generate.teacher
 
     def backend(self, spec: str):
-        """A teacher/judge backend, built once per build (loading a model is the slow part)."""
+        """A teacher/judge backend, built once per build (loading a model is the slow part) with
+        the ``generate`` settings (:func:`lab_tools.sdg.backends.teacher_options`); an in-process
+        ``vllm:`` one is a :class:`~lab_tools.sdg.backends.LazyTeacher`, its engine started on
+        first use (e.g. the pref stage's judge after the policy has trained, not before)."""
         if spec not in self._backends:
-            from lab_tools.sdg.backends import make_teacher
+            from lab_tools.sdg.backends import LazyTeacher, make_teacher, teacher_options
 
-            self._backends[spec] = make_teacher(spec, self.cfg.cache_path)
+            opts, cache = teacher_options(self.cfg.generate), self.cfg.cache_path
+            self._backends[spec] = LazyTeacher(spec, lambda: make_teacher(spec, cache, **opts), cache) \
+                if str(spec).startswith("vllm:") else make_teacher(spec, cache, **opts)
         return self._backends[spec]
+
+    def release_gpu_backends(self) -> list[str]:
+        """Close every loaded teacher that holds a GPU (in-process vLLM, a transformers model on
+        CUDA: :func:`lab_tools.sdg.backends.release_gpu_teachers`) before a stage that trains
+        loads its model; a later stage that needs one builds it again. Returns the specs closed."""
+        from lab_tools.sdg.backends import release_gpu_teachers
+
+        gone = release_gpu_teachers(self._backends)
+        if gone:
+            self.console.print(f"closed {', '.join(gone)}: the GPU is the training stage's", style="dim",
+                               markup=False, highlight=False)
+        return gone
 
     def save(self) -> None:
         self.state["hash_memo"] = self.hasher.memo
@@ -281,9 +301,9 @@ class _Build:
         errors = [f for f in findings if f.is_error]
         if errors:
             shown = render(errors[:20]) + ("\n..." if len(errors) > 20 else "")
-            raise LabError(f"{len(errors)} validation error(s) (run `lab taxonomy validate`):\n{shown}")
+            raise LabError(f"{plural(len(errors), 'validation error')} (run `lab taxonomy validate`):\n{shown}")
         warnings = len(findings)
-        return f"{len(self.leaf_paths)} leaves, {warnings} warnings", {"leaves": len(self.leaf_paths),
+        return f"{plural(len(self.leaf_paths), 'leaf')}, {plural(warnings, 'warning')}", {"leaves": len(self.leaf_paths),
                                                                        "warnings": warnings}
 
     def licenses(self):
@@ -293,9 +313,9 @@ class _Build:
         findings = check_licenses(self.root, self.leaf_paths, list(self.cfg.licenses.allowlist))
         errors = [f for f in findings if f.is_error]
         if errors:
-            raise LabError(f"{len(errors)} license error(s) (run `lab taxonomy licenses`):\n{render(errors)}")
+            raise LabError(f"{plural(len(errors), 'license error')} (run `lab taxonomy licenses`):\n{render(errors)}")
         n = sum(p.startswith("knowledge/") for p in self.leaf_paths)
-        return f"{n} knowledge documents allowed, {len(findings)} warnings", {"warnings": len(findings)}
+        return f"{plural(n, 'knowledge document')} allowed, {plural(len(findings), 'warning')}", {"warnings": len(findings)}
 
     def generate(self):
         from lab_tools.sdg.pipeline import generate_dataset
@@ -313,14 +333,14 @@ class _Build:
         failed = {s.leaf: s.error for s in rep.leaves if s.error}
         if failed:
             shown = "\n".join(f"  {leaf}: {err}" for leaf, err in sorted(failed.items()))
-            raise LabError(f"{len(failed)} leaf/leaves produced no data:\n{shown}\n"
+            raise LabError(f"{plural(len(failed), 'leaf')} produced no data:\n{shown}\n"
                            f"(the other leaves' data is kept in {self.data_dir} and in the SDG cache)")
         if rep.failure():  # no leaf failed, yet nothing to train on
             raise LabError(rep.failure())
         fresh = sorted(s.leaf for s in rep.leaves if not s.cached)
         counts = {p: _count_lines(self.data_dir / f"{p}.jsonl") for p in ("kt1", "kt2", "st")}
         return (f"samples kt1 {counts['kt1']}, kt2 {counts['kt2']}, st {counts['st']}; "
-                f"{len(fresh)} leaves generated, {len(rep.leaves) - len(fresh)} cached"), \
+                f"{plural(len(fresh), 'leaf')} generated, {len(rep.leaves) - len(fresh)} cached"), \
             {"samples": counts, "generated": fresh, "teacher": rep.teacher, "judge": rep.judge,
              "scorer": scorer.name if scorer else None}
 
@@ -359,9 +379,11 @@ class _Build:
         totals = res.report.get("totals", {})
         parts = []
         for name, t in totals.items():
-            parts.append(f"{name} {format_total(name, t['base'])} → {format_total(name, t['trained'])}")
+            parts.append(f"{name} {format_total(name, t['base'])} → {format_total(name, t['trained'])} "
+                         f"({t.get('verdict', 'n/a')})")
         c = res.report["counts"]
-        parts.append(f"leaves +{c['improved']} -{c['regressed']} ={c['unchanged']}")
+        parts.append(f"leaves improved {c['improved']}, regressed {c['regressed']}, no measurable change "
+                     f"{c['no measurable change']}, too small to decide {c['too small to decide']}")
         return "; ".join(parts), {"totals": totals, "counts": c}
 
     def comparisons(self):
@@ -450,6 +472,8 @@ def run_build(root: str | Path, out: str | Path, cfg, *, resume: bool = False, p
             b.save()
             if name in ("generate", "train", "evaluate", *FEEDBACK_STAGES):
                 quiet_libraries()
+            if name in TRAINING_STAGES:
+                b.release_gpu_backends()
             summary, data = b.train(previous) if name == "train" else getattr(b, name)()
             res.status, res.summary, res.data = "ran", summary, data
             res.seconds = time.monotonic() - t0
@@ -509,16 +533,27 @@ def print_summary(console, result: BuildResult, force: bool = False) -> None:
 @click.command("build")
 @click.argument("root", required=False, type=click.Path(file_okay=False))
 @click.option("--preset", default=None, help="Training preset (default: lab.yaml train.preset).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/main", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/main", show_default=True,
+              help="Run directory: data/, train/, eval/, release/, build_state.json, build.log.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training stage from its checkpoints.")
 @click.option("--teacher", default=None, help="Teacher backend spec (default: lab.yaml generate.teacher).")
 @click.option("--judge", default=None, help="Judge backend spec (default: lab.yaml generate.judge, else the teacher).")
 @click.option("--student", default=None, help="Student model: 'embedded' or a local model dir.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
-@click.option("--quiet", is_flag=True, help="No progress output (the summary table is still printed).")
-def build(root, preset, out_dir, resume, teacher, judge, student, config_file, quiet):
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Extra config file applied over lab.yaml.")
+@click.option("--quiet", is_flag=True,
+              help="No progress output (bars, CI progress lines, the libraries' bars); the summary table is still printed.")
+@click.option("--plan", is_flag=True,
+              help="Print each GPU stage's models and peak memory per GPU (from config.json, no weights loaded) and exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")
+@click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), default=80.0, show_default=True,
+              help="With --plan: memory of one GPU in GiB, the verdict's bound.")
+def build(root, preset, out_dir, resume, teacher, judge, student, config_file, quiet, plan, as_json, gpu_memory):
     """The main job on taxonomy ROOT: validate → licenses → generate → train → evaluate → release,
     skipping every stage whose inputs have not changed since the last build."""
+    from lab_tools.progress import silence_library_bars
+
+    silence_library_bars(quiet=quiet)
     from rich.console import Console
 
     from lab_tools.config import default_root, load_config
@@ -529,6 +564,16 @@ def build(root, preset, out_dir, resume, teacher, judge, student, config_file, q
     cfg.override("generate.teacher", teacher)
     cfg.override("generate.judge", judge)
     cfg.override("train.student", student)
+    if plan:  # before anything else: reads config.json files only
+        from lab_tools.plan import plan_cli
+
+        plan_cli("build", cfg, as_json=as_json, gpu_memory=gpu_memory, student=student, teacher=teacher)
+        return
+    from lab_tools.models import require_local_model_dir  # model paths before any stage runs
+
+    require_local_model_dir(cfg.train.student, "--student" if student is not None else "train.student")
+    if cfg.feedback.enabled and cfg.feedback.rm_base:
+        require_local_model_dir(cfg.feedback.rm_base, "feedback.rm_base")
     console = Console(stderr=True, quiet=quiet)
     result = run_build(root, out_dir, cfg, resume=resume, progress=not quiet, console=console)
     print_summary(Console(), result)

@@ -53,7 +53,14 @@ def cli():
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `lab` console script: runs the CLI, mapping LabError to its exit code."""
+    """Entry point of the `lab` console script: runs the CLI, mapping LabError to its exit code.
+
+    When stderr is not a terminal (CI), the libraries' own progress bars are turned off before
+    any of them is imported (:func:`lab_tools.progress.silence_library_bars`; ``--quiet`` does
+    the same on a terminal); our own plain progress lines stay."""
+    from lab_tools.progress import silence_library_bars
+
+    silence_library_bars()
     try:
         rc = cli.main(args=argv, standalone_mode=False)
     except LabError as err:

@@ -198,6 +198,8 @@ class GenerateConfig:
     requests per leaf). ``questions_per_request``: new instructions the teacher lists per request
     (LAB 3.2.1 asks for a list; a grounded skill's request carries one new context of up to
     ``context_tokens`` and as many questions as fit beside it in ``max_new_tokens``). ``*_tokens``: max new tokens per stage, capped by ``max_new_tokens``.
+    ``eval_tokens`` (judge replies) is 64: LAB figure 4's pair evaluation writes an explanation
+    before its score (read from the end), which 4 tokens cut off.
     ``workers``: requests in flight (openai backend); ``batch_size``: sequences per forward pass
     (transformers backend). ``pair_threshold``: keep pairs scoring at least this on LAB's 3-point
     scale. ``kt_split_tokens``: knowledge answers shorter than this go to KT/1, others to KT/2.
@@ -208,7 +210,13 @@ class GenerateConfig:
     thresholds, :class:`FiltersConfig`).
     ``max_request_error_fraction`` (0..1): a leaf fails, and is not cached as finished, when more
     than this fraction of one stage's teacher/judge requests failed; ``max_retries`` (>= 0) and
-    ``request_timeout`` (seconds, > 0): the openai client's retries and per-request timeout."""
+    ``request_timeout`` (seconds, > 0): the openai client's retries and per-request timeout.
+    ``vllm_tensor_parallel_size`` (GPUs, 1..64), ``vllm_gpu_memory_utilization`` (fraction of
+    each GPU's memory the engine may take, weights and KV cache, (0, 1]) and
+    ``vllm_max_model_len`` (tokens of prompt + reply; 0 = the model's own context length): the
+    in-process ``vllm:`` teacher/judge's engine (vLLM ``LLM(...)`` arguments of the same names).
+    An in-process engine shares the GPU with the stages that train: ``lab build`` closes it
+    before reward_model, train and pref (docs/multi-node.md: serve the teacher instead)."""
     teacher: str = "transformers:embedded"
     judge: str | None = None
     samples: int = 8
@@ -221,7 +229,7 @@ class GenerateConfig:
     context_tokens: int = 112
     answer_tokens: int = 96
     qa_tokens: int = 128
-    eval_tokens: int = 4
+    eval_tokens: int = 64
     max_examples: int = 3
     temperature: float = 0.7
     seed: int = 0
@@ -235,6 +243,9 @@ class GenerateConfig:
     max_request_error_fraction: float = 0.2
     max_retries: int = 3
     request_timeout: float = 120.0
+    vllm_tensor_parallel_size: int = 1
+    vllm_gpu_memory_utilization: float = 0.9
+    vllm_max_model_len: int = 0
     # temperature: the OpenAI chat-completions range (0..2); pair_threshold: LAB's 3-point scale
     RANGES = {**{k: COUNT for k in ("samples", "question_factor", "questions_per_request", "workers",
                                     "batch_size", "max_examples")},
@@ -243,7 +254,8 @@ class GenerateConfig:
               "temperature": Range(ge=0, le=2), "seed": SEED, "pair_threshold": Range(ge=0, le=3),
               "dedup_threshold": FRACTION, "chunk_overlap": TOKENS0,
               "max_request_error_fraction": FRACTION, "max_retries": Range(ge=0, le=1000),
-              "request_timeout": Range(gt=0)}
+              "request_timeout": Range(gt=0), "vllm_tensor_parallel_size": Range(ge=1, le=64),
+              "vllm_gpu_memory_utilization": Range(gt=0, le=1), "vllm_max_model_len": TOKENS0}
 
 
 @dataclass
@@ -266,7 +278,19 @@ class FeedbackConfig:
     responses are invalid. ``rm_*``: reward-model training (TRL ``RewardTrainer``): ``rm_base``
     (None: ``train.student``), epochs, learning rate, batch size, max tokens per sequence,
     ``rm_heldout_leaves`` (fraction of leaves whose comparisons are held out), and
-    ``rm_post_validation`` (ALMoST: retrain without the pairs a first RM ranks the wrong way).
+    ``rm_post_validation`` (ALMoST: retrain without the pairs a first RM ranks the wrong way),
+    cross-fitted over ``rm_post_validation_folds`` folds of leaves (>= 2: each pair is scored by an
+    RM trained on the other folds, never by one that trained on it; :mod:`lab_tools.feedback.postval`).
+    ``rm_lora_r``: LoRA rank of the RM (peft, ``task_type`` SEQ_CLS, every linear layer, the
+    score head trained in full); 0 = full fine-tuning; ``rm_lora_alpha``: its scaling numerator.
+    ``rm_gradient_checkpointing``: recompute activations in the backward pass (memory for ~20%
+    time). ``rm_score_batch_size``: conversations per forward pass when the RM scores (held-out
+    accuracy, Static HHH). The RM trains in bf16 mixed precision on CUDA (float32 on CPU);
+    pairs longer than ``rm_max_length`` tokens are dropped by TRL and counted in the RM manifest.
+    ``request_chunk``: requests per teacher ``generate`` call of the comparison stage (whole
+    leaves, at least this many); 0 = all of a configuration's requests at once for a server or
+    vLLM teacher (its queue never runs empty between chunks), ``2 * batch_size`` for an
+    in-process transformers teacher (checkpoints and progress after each chunk).
     ``self_play``: ``lab build`` also runs RM-guided self-play (:mod:`lab_tools.feedback.selfplay`):
     ``sp_prompts_per_leaf`` conversations per compositional-skill leaf, ``sp_candidates``
     responses per assistant turn (the reward model keeps the best), up to ``sp_turns`` assistant
@@ -294,7 +318,13 @@ class FeedbackConfig:
     rm_max_length: int = 384
     rm_heldout_leaves: float = 0.25
     rm_post_validation: bool = False
+    rm_post_validation_folds: int = 2
     rm_seed: int = 0
+    rm_lora_r: int = 0
+    rm_lora_alpha: int = 16
+    rm_gradient_checkpointing: bool = False
+    rm_score_batch_size: int = 8
+    request_chunk: int = 0
     self_play: bool = False
     sp_prompts_per_leaf: int = 4
     sp_candidates: int = 4
@@ -308,7 +338,10 @@ class FeedbackConfig:
               "prompts_per_leaf": COUNT, "max_new_tokens": TOKENS, "temperature": Range(ge=0, le=2),
               "min_chars": Range(ge=0, le=1_000_000), "seed": SEED, "batch_size": COUNT,
               "rm_epochs": Range(gt=0, le=1000), "rm_learning_rate": Range(gt=0), "rm_batch_size": COUNT,
-              "rm_max_length": TOKENS, "rm_heldout_leaves": Range(ge=0, lt=1), "rm_seed": SEED}
+              "rm_max_length": TOKENS, "rm_heldout_leaves": Range(ge=0, lt=1), "rm_seed": SEED,
+              "rm_post_validation_folds": Range(ge=2, le=100),
+              "rm_lora_r": Range(ge=0, le=4096), "rm_lora_alpha": Range(ge=1, le=65536),
+              "rm_score_batch_size": COUNT, "request_chunk": COUNT0}
 
 
 @dataclass

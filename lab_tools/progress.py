@@ -8,6 +8,11 @@ line per unfinished task at a steady interval, plus one when a task completes::
     progress: train kt1 40/40 (100%) 0.8/s done in 0:00:50 loss 1.234
 
 The interval is ``$LAB_PROGRESS_INTERVAL`` seconds (default 15; 0 prints on every advance).
+
+The libraries' own tqdm bars (transformers "Loading weights" / "Writing model shards", datasets'
+``map``, huggingface_hub, the GGUF conversion of the embedded model) are turned off by
+:func:`silence_library_bars` under ``--quiet`` and whenever stderr is not a terminal: in a CI log
+they are only noise next to the lines above, which stay.
 """
 
 from __future__ import annotations
@@ -29,6 +34,48 @@ def progress_interval(environ=None) -> float:
         return max(0.0, float(raw))
     except ValueError:
         return DEFAULT_INTERVAL
+
+
+# Read by the libraries when they are imported (and inherited by child processes: accelerate
+# workers, Ray tasks, a served teacher); the libraries already imported are told directly.
+LIBRARY_BARS_ENV = ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")
+
+
+def library_bars_off(quiet: bool = False, stream=None) -> bool:
+    """Whether third-party progress bars should be off: under ``quiet``, or when ``stream``
+    (default ``sys.stderr``) is not a terminal (a CI log, ``| tee build.log``)."""
+    stream = sys.stderr if stream is None else stream
+    return quiet or not getattr(stream, "isatty", lambda: False)()
+
+
+def silence_library_bars(quiet: bool = False, stream=None, environ=None) -> bool:
+    """Turn off the tqdm bars of transformers, datasets and huggingface_hub (and, through
+    ``TQDM_DISABLE``, every tqdm bar when tqdm is imported afterwards) when
+    :func:`library_bars_off` says so; returns whether it did.
+
+    Sets :data:`LIBRARY_BARS_ENV` to ``1`` in ``environ`` (default ``os.environ``), which the
+    libraries read when they are imported, so it imports none of them (``lab --help`` stays
+    light); those already imported get their ``disable_progress_bar(s)()`` called. Our own
+    :class:`Progress` output is not affected. Call it before a command loads a model.
+    """
+    if not library_bars_off(quiet, stream):
+        return False
+    env = os.environ if environ is None else environ
+    for name in LIBRARY_BARS_ENV:
+        env[name] = "1"
+    if environ is None:
+        _disable_loaded_library_bars()
+    return True
+
+
+def _disable_loaded_library_bars() -> None:
+    """``disable_progress_bar(s)()`` of the libraries this process has already imported."""
+    for module, func in (("transformers.utils.logging", "disable_progress_bar"),
+                         ("datasets.utils.tqdm", "disable_progress_bars"),
+                         ("huggingface_hub.utils", "disable_progress_bars")):
+        mod = sys.modules.get(module)
+        if mod is not None and callable(getattr(mod, func, None)):
+            getattr(mod, func)()
 
 
 def _clock(seconds: float) -> str:

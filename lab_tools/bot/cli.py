@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from lab_tools.errors import UsageError
+from lab_tools.errors import UsageError, plural
 
 
 def _config(root: Path, config_file: str | None, samples: int | None, teacher: str | None):
@@ -95,7 +95,7 @@ def preview(repo, pr, taxonomy, base, samples, config_file, teacher, out, output
     if dry_run:
         click.echo(body)
     state = "ok" if result.ok else ("failed: " + result.failure if result.failure else "errors found")
-    click.echo(f"lab bot: PR #{pr}: {len(result.leaves)} changed leaves, {state} ({result.seconds:.1f} s)", err=True)
+    click.echo(f"lab bot: PR #{pr}: {plural(len(result.leaves), 'changed leaf')}, {state} ({result.seconds:.1f} s)", err=True)
     if not result.ok:
         raise click.exceptions.Exit(1)
 

@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 
 from lab_tools.bot.render import FindingView, LeafView, Preview, render_comment
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.taxonomy.leaf import KINDS
 
 
@@ -295,8 +295,8 @@ def run_preview(gh, pr: int, root: str | Path, cfg, *, base: str | None = None,
         elif any(v.error for v in preview.leaves):
             state, desc = "failure", "generation failed for some leaves"
         elif n_err:
-            state, desc = "failure", f"{n_err} errors in {len(preview.leaves)} changed leaves"
+            state, desc = "failure", f"{plural(n_err, 'error')} in {plural(len(preview.leaves), 'changed leaf')}"
         else:
-            state, desc = "success", f"{len(preview.leaves)} changed leaves OK ({preview.seconds:.0f} s)"
+            state, desc = "success", f"{plural(len(preview.leaves), 'changed leaf')} OK ({preview.seconds:.0f} s)"
         gh.set_status(preview.sha, state, desc, run_url)
     return preview, body

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from lab_tools.errors import plural
 from lab_tools.sdg.phases import leaf_quality, quality_line
 
 #: hidden marker that identifies the bot's one sticky comment on a pull request
@@ -51,7 +52,7 @@ def clip(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, with an ellipsis note when cut."""
     if len(text) <= limit:
         return text
-    return text[:limit].rstrip() + f" … [{len(text) - limit} characters more]"
+    return text[:limit].rstrip() + f" … [{plural(len(text) - limit, 'character')} more]"
 
 
 def inline(text, limit: int = 300) -> str:
@@ -241,7 +242,7 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
         shown = leaf.findings[:max_findings]
         out.append("\n".join(_finding_line(f) for f in shown))
         if len(leaf.findings) > len(shown):
-            out.append(f"… and {len(leaf.findings) - len(shown)} more findings.")
+            out.append(f"… and {plural(len(leaf.findings) - len(shown), 'more finding')}.")
     if leaf.error:
         out.append(f"**Generation failed:** {inline(leaf.error, 1000)}")
     if leaf.skipped:
@@ -263,7 +264,7 @@ def render_leaf(leaf: LeafView, *, max_samples: int | None = None, text_limit: i
     if leaf.rejected and max_samples != 0:
         out.append(_rejected_md(leaf.rejected, max_rejected, min(text_limit, 800)))
     if len(samples) < len(leaf.samples):
-        out.append(f"_{len(leaf.samples) - len(samples)} samples of this leaf not shown (comment size limit)._")
+        out.append(f"_{plural(len(leaf.samples) - len(samples), 'sample')} of this leaf not shown (comment size limit)._")
     return "\n\n".join(out)
 
 
@@ -283,7 +284,7 @@ def _header(p: Preview) -> str:
         facts.append(f"teacher <code>{inline(p.teacher, 120)}</code>")
         if p.judge and p.judge != p.teacher:
             facts.append(f"judge <code>{inline(p.judge, 120)}</code>")
-        facts.append(f"{p.samples_per_leaf} sample{'s' if p.samples_per_leaf != 1 else ''} per leaf")
+        facts.append(f"{plural(p.samples_per_leaf, 'sample')} per leaf")
     facts.append(f"{p.seconds:.1f} s")
     lines.append(" · ".join(facts))
     if p.failure:
@@ -321,13 +322,13 @@ def render_comment(p: Preview, limit: int = GITHUB_LIMIT) -> str:
     parts: list[str] = []
     for i, leaf in enumerate(p.leaves):
         reserve = min(len(p.leaves) - i - 1, 200) * 160  # room for one-liners of the leaves after it
-        one_line = f"### <code>{inline(leaf.path, 120)}</code>: {leaf.errors} errors (details left out)"
+        one_line = f"### <code>{inline(leaf.path, 120)}</code>: {plural(leaf.errors, 'error')} (details left out)"
         options = [full[i], render_leaf(leaf, max_samples=0, text_limit=500, max_findings=20), one_line]
         chosen = next((c for c in options if len(c) + 2 + reserve <= budget), None)
         if chosen is None and len(one_line) + 2 <= budget:
             chosen = one_line
         if chosen is None:
-            parts.append(f"… {len(p.leaves) - i} more leaves not shown.")
+            parts.append(f"… {plural(len(p.leaves) - i, 'more leaf')} not shown.")
             break
         parts.append(chosen)
         budget -= len(chosen) + 2

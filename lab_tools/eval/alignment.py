@@ -13,6 +13,10 @@
 
 The models come from the run's ``manifest.json``: ``base_model``, the ST-selected checkpoint and
 the pref phase's selected candidate (``candidate``: evaluated even when the release kept ST).
+The items are the *test* part of the held-out files (:mod:`lab_tools.eval.sets`), never the ones
+the pref phase decided on; every figure carries n and a 95% interval (:mod:`lab_tools.eval.stats`).
+A judge that is the base, ST or pref model, or unable on a calibration set, is not used
+(:mod:`lab_tools.eval.judges`); the block then says that no capable judge was used.
 """
 
 from __future__ import annotations
@@ -43,29 +47,75 @@ def run_models(run_dir: str | Path) -> dict[str, str]:
     return out
 
 
+def _win_rates(models, prompts, answers, *, judge_dir, rm_dir, capable_judge, batch_size, say) -> dict:
+    """Pref-vs-ST win rates by each judge that may judge (:mod:`lab_tools.eval.judges`: never the
+    base, ST or pref model, never one unable on the calibration set), and by the reward model."""
+    from lab_tools.eval.decisions import win_rate
+    from lab_tools.eval.judges import calibrate_capable, calibrate_pairwise, refusal
+    from lab_tools.eval.preference import capable_judge_win_rate, pairwise_win_rate
+    from lab_tools.models import load_model
+
+    wr = {"judge": None, "reward_model": None, "capable_judge": None, "judges": []}
+    why = "no in-process pairwise judge (the judge is a server or scripted)" if judge_dir is None else \
+        refusal(judge_dir, {"base": models.get("base"), "ST": models["st"], "pref": models["pref"]})
+    if why:
+        wr["judges"].append({"kind": "pairwise", "judge": judge_dir, "used": False, "reason": why})
+    else:
+        judge, jtok = load_model(judge_dir)
+        status = calibrate_pairwise(judge, jtok, prompts, name=str(judge_dir), batch_size=batch_size)
+        wr["judges"].append({"kind": "pairwise", **status})
+        if status["used"]:
+            wr["judge"] = pairwise_win_rate(judge, jtok, prompts, answers["pref"], answers["st"],
+                                            batch_size=batch_size)
+        del judge
+    if capable_judge is not None:
+        status = calibrate_capable(capable_judge, prompts)
+        wr["judges"].append({"kind": "capable", **status})
+        if status["used"]:
+            wr["capable_judge"] = capable_judge_win_rate(capable_judge, prompts, answers["pref"], answers["st"])
+    if rm_dir:
+        from lab_tools.train.pref import rm_verdicts_fn
+
+        wr["reward_model"] = win_rate(rm_verdicts_fn(rm_dir)(prompts, answers["pref"], answers["st"]))
+    for s in wr["judges"]:
+        if not s["used"]:
+            say(f"[alignment] {s['kind']} judge not used: {s['reason']}")
+    if wr["judge"] is None and wr["capable_judge"] is None:
+        wr["no_capable_judge"] = "; ".join(s["reason"] for s in wr["judges"]) or "no judge configured"
+    return wr
+
+
 def evaluate_alignment(models: dict[str, str], prompts: list[dict], mc_items: list[dict], *,
-                       hhh_items: list | None, judge_dir: str, rm_dir: str | None = None,
+                       hhh_items: list | None, judge_dir: str | None, rm_dir: str | None = None,
                        capable_judge=None, max_new_tokens: int = 64, batch_size: int = 4,
                        progress=None) -> dict:
     """The alignment block (see module doc) for ``models`` (``{"base", "st", "pref"?}`` dirs).
 
-    ``prompts``: held-out skill prompts (heldout_prompts.jsonl rows); ``mc_items``: held-out
-    knowledge items; ``hhh_items``: :class:`lab_tools.eval.preference.ABItem` list (None: skip);
-    ``judge_dir``: the local causal LM of the pairwise judge; ``rm_dir``: the reward model;
-    ``capable_judge``: a Teacher that answers A/B in words, or None.
+    ``prompts``: held-out skill prompts (the *test* part: :func:`lab_tools.eval.evaluate.load_eval_set`);
+    ``mc_items``: held-out knowledge items (test part); ``hhh_items``:
+    :class:`lab_tools.eval.preference.ABItem` list (None: skip); ``judge_dir``: the local causal LM
+    of the pairwise judge (None: none); ``rm_dir``: the reward model; ``capable_judge``: a Teacher
+    that answers A/B in words, or None. A judge that is the base, ST or pref model, or unable on
+    the calibration set, is not used (``win_rate.judges`` says why; ``win_rate.no_capable_judge``
+    when no judge was used at all).
 
-    Returns ``{"static_hhh": {label: {"accuracy", "n", "per_type"}}, "win_rate": {"judge",
-    "reward_model", "capable_judge"}, "alignment_tax": {"knowledge", "reference_loglik",
-    "mean_length"}: {label: value}}``; a part with nothing to score is None.
+    Returns ``{"static_hhh": {label: {"accuracy", "n", "interval", "per_type"}}, "win_rate":
+    {"judge", "reward_model", "capable_judge": win-rate dicts with n and interval | None,
+    "judges": [status]}, "alignment_tax": {"knowledge", "reference_loglik": {label: Estimate dict},
+    "mean_length": {label: chars}, "pref_vs_st": {"knowledge", "reference_loglik": paired
+    comparison}}}``; a part with nothing to score is None. Intervals: 95% (Wilson for
+    proportions, bootstrap for means and differences: :mod:`lab_tools.eval.stats`).
     """
-    from lab_tools.eval.preference import capable_judge_win_rate, hhh_accuracy, pairwise_win_rate
+    from lab_tools.eval.decisions import compare
+    from lab_tools.eval.preference import hhh_accuracy
     from lab_tools.eval.scoring import answer_prompts, mc_accuracy, reference_logprob
+    from lab_tools.eval.stats import bootstrap_mean, proportion
     from lab_tools.models import load_model
 
     say = progress or (lambda *_: None)
     out = {"models": dict(models), "static_hhh": {}, "win_rate": None,
-           "alignment_tax": {"knowledge": {}, "reference_loglik": {}, "mean_length": {}}}
-    answers = {}
+           "alignment_tax": {"knowledge": {}, "reference_loglik": {}, "mean_length": {}, "pref_vs_st": None}}
+    answers, per_item = {}, {}
     for label, path in models.items():
         model, tok = load_model(path)
         if hhh_items:
@@ -74,74 +124,93 @@ def evaluate_alignment(models: dict[str, str], prompts: list[dict], mc_items: li
         if label == "base":
             continue
         tax = out["alignment_tax"]
-        tax["knowledge"][label] = mc_accuracy(model, tok, mc_items, batch_size=batch_size)[0] if mc_items else None
-        refs = [v for v in reference_logprob(model, tok, prompts, batch_size=batch_size) if v is not None]
-        tax["reference_loglik"][label] = sum(refs) / len(refs) if refs else None
+        mc = [float(r["correct"]) for r in mc_accuracy(model, tok, mc_items, batch_size=batch_size)[1]] \
+            if mc_items else []
+        refs = reference_logprob(model, tok, prompts, batch_size=batch_size) if prompts else []
+        per_item[label] = {"knowledge": mc, "reference_loglik": refs}
+        tax["knowledge"][label] = proportion(mc).to_dict() if mc else None
+        tax["reference_loglik"][label] = bootstrap_mean(refs).to_dict() if any(v is not None for v in refs) else None
         answers[label] = answer_prompts(model, tok, prompts, max_new_tokens, batch_size=batch_size) if prompts else []
         tax["mean_length"][label] = (sum(len(a) for a in answers[label]) / len(answers[label])
                                      if answers[label] else None)
         del model
+    if "pref" in models:
+        out["alignment_tax"]["pref_vs_st"] = {
+            "knowledge": compare(per_item["st"]["knowledge"], per_item["pref"]["knowledge"], is_proportion=True)
+            if mc_items else None,
+            "reference_loglik": compare(per_item["st"]["reference_loglik"], per_item["pref"]["reference_loglik"],
+                                        is_proportion=False) if prompts else None}
     if "pref" in models and prompts:
-        judge, jtok = load_model(judge_dir)
-        wr = {"judge": pairwise_win_rate(judge, jtok, prompts, answers["pref"], answers["st"],
-                                         batch_size=batch_size), "reward_model": None, "capable_judge": None}
-        del judge
-        if rm_dir:
-            from lab_tools.train.pref import rm_win_rate_fn
-
-            wr["reward_model"] = rm_win_rate_fn(rm_dir)(prompts, answers["pref"], answers["st"])
-        if capable_judge is not None:
-            wr["capable_judge"] = capable_judge_win_rate(capable_judge, prompts, answers["pref"], answers["st"])
+        wr = _win_rates(models, prompts, answers, judge_dir=judge_dir, rm_dir=rm_dir, capable_judge=capable_judge,
+                        batch_size=batch_size, say=say)
         out["win_rate"] = wr
-        say(f"[alignment] pref vs ST win rate: judge {wr['judge']['win_rate']:.3f}"
-            + (f", reward model {wr['reward_model']:.3f}" if wr["reward_model"] is not None else ""))
+        shown = [(k, wr[k]["win_rate"]) for k in ("judge", "capable_judge", "reward_model") if wr[k]]
+        if shown:
+            say("[alignment] pref vs ST win rate: " + ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in shown))
     return out
 
 
 def alignment_markdown(block: dict) -> str:
-    """The alignment section of the branch report / model card (markdown)."""
-    pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    num = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = ["## Alignment (synthetic feedback)", ""]
+    """The alignment section of the branch report / model card (markdown): every figure with its
+    n and 95% interval, "too small to decide" where a proportion's interval is wider than +-15
+    points, which judges were not used and why."""
+    from lab_tools.eval.stats import format_estimate
+
+    pct = lambda v: format_estimate(v, percent=True)  # noqa: E731
+    num = lambda v: format_estimate(v)  # noqa: E731
+    lines = ["## Alignment (synthetic feedback)", "",
+             "Figures: value [95% interval] (n items); proportions by Wilson, means and differences by "
+             "bootstrap (2000 resamples, fixed seed), on the held-out *test* items (never the ones a "
+             "checkpoint was chosen on).", ""]
     hhh = block.get("static_hhh") or {}
     if hhh:
         types = sorted({t for v in hhh.values() for t in v["per_type"]})
         lines += ["Static HHH accuracy (A/B by next-token probability, both orders; chance 50%):", "",
-                  "| model | all | " + " | ".join(types) + " |", "|---|---:|" + "---:|" * len(types)]
+                  "| model | all | " + " | ".join(types) + " |", "|---|---|" + "---|" * len(types)]
         for label, v in hhh.items():
-            lines.append(f"| {label} | {pct(v['accuracy'])} ({v['n']}) | "
-                         + " | ".join(pct(v["per_type"].get(t, {}).get("accuracy")) for t in types) + " |")
+            lines.append(f"| {label} | {pct(v)} | "
+                         + " | ".join(pct(v["per_type"].get(t)) for t in types) + " |")
         lines.append("")
     wr = block.get("win_rate")
     if wr:
-        j = wr["judge"]
         lines += ["Win rate of pref vs ST on held-out prompts (ties count half):", "",
-                  "| judge | win rate | wins-ties-losses |", "|---|---:|---|",
-                  f"| pairwise judge (next-token A/B, both orders) | {pct(j['win_rate'])} | "
-                  f"{j['wins']}-{j['ties']}-{j['losses']} |"]
-        if wr.get("reward_model") is not None:
-            lines.append(f"| reward model (what pref was tuned on: reported, not a selector) | "
-                         f"{pct(wr['reward_model'])} | – |")
-        if wr.get("capable_judge"):
-            c = wr["capable_judge"]
-            lines.append(f"| capable judge (both orders) | {pct(c['win_rate'])} | {c['wins']}-{c['ties']}-{c['losses']} |")
+                  "| judge | win rate | wins-ties-losses |", "|---|---|---|"]
+        for key, label in (("judge", "pairwise judge (next-token A/B, both orders)"),
+                           ("capable_judge", "capable judge (written A/B, both orders)"),
+                           ("reward_model", "reward model (what pref was tuned on)")):
+            w = wr.get(key)
+            if isinstance(w, dict):
+                lines.append(f"| {label} | {pct(w)} | {w['wins']}-{w['ties']}-{w['losses']} |")
+            elif w is not None:  # an older file: a bare win rate
+                lines.append(f"| {label} | {pct(w)} | – |")
+        lines.append("")
+        for s in wr.get("judges") or []:
+            if not s.get("used"):
+                lines.append(f"- {s['kind']} judge not used: {s['reason']}.")
+        if wr.get("no_capable_judge"):
+            lines.append("- **No capable judge was used**: the figures above rest on the reward model and "
+                         "held-out reference log-likelihood only.")
         lines.append("")
     tax = block.get("alignment_tax") or {}
     if tax.get("knowledge"):
         labels = list(tax["knowledge"])
-        lines += ["Alignment tax:", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels),
+        lines += ["Alignment tax:", "", "| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels),
                   "| knowledge score (MC accuracy) | " + " | ".join(pct(tax["knowledge"][k]) for k in labels) + " |",
                   "| held-out reference log-likelihood (nats/token) | "
                   + " | ".join(num(tax["reference_loglik"].get(k)) for k in labels) + " |",
                   "| mean response length (chars) | "
-                  + " | ".join(num(tax["mean_length"].get(k)) for k in labels) + " |", ""]
+                  + " | ".join(format_estimate(tax["mean_length"].get(k), digits=1) for k in labels) + " |", ""]
+        for name, c in (tax.get("pref_vs_st") or {}).items():
+            if c:
+                lines.append(f"- pref vs ST, {name.replace('_', ' ')}: change {num(c['gain'])}: {c['verdict']}.")
+        lines.append("")
     return "\n".join(lines)
 
 
 def alignment_cli(run_dir, root, data_dir, cfg, out_dir, *, judge_spec=None, rm_dir=None, hhh_file=None,
                   max_mc: int = 120, max_prompts: int = 16, max_new_tokens: int = 64, progress=True) -> dict:
     """``lab evaluate --training-run``: :func:`evaluate_alignment` on the run's models with the
-    held-out items of ``data_dir`` (or the taxonomy), Static HHH from ``hhh_file`` (default the
+    held-out test items of ``data_dir`` (or the taxonomy), Static HHH from ``hhh_file`` (default the
     file shipped with the package), the pairwise judge of
     :func:`lab_tools.train.pref.pairwise_judge_dir`, and the configured judge as the capable judge
     when it is a server (``openai:``/``vllm:``); writes ``alignment.json`` and ``alignment.md``."""

@@ -19,6 +19,27 @@ def make_judge(spec: str | None, cache_dir):
     return make_teacher(spec, cache_dir)
 
 
+def _check_inputs(model, base_model, reward_model, training_run) -> None:
+    """Every model directory and training run given to `lab evaluate` exists and is usable, checked
+    before any judge or model is loaded (that takes tens of seconds on a CPU).
+
+    Raises:
+        LabError: naming the option and the path (see
+        :func:`lab_tools.models.require_local_model_dir`; :func:`lab_tools.eval.alignment.run_models`).
+    """
+    from lab_tools.models import require_local_model_dir
+
+    for value, option in ((model, "--model"), (base_model, "--base-model")):
+        if value is not None:
+            require_local_model_dir(value, option)
+    if reward_model is not None:
+        require_local_model_dir(reward_model, "--reward-model", embedded=False)
+    if training_run is not None:
+        from lab_tools.eval.alignment import run_models
+
+        run_models(training_run)
+
+
 @click.command("evaluate")
 @click.option("--model", "model", default=None, help="Trained model directory (or 'embedded'); optional with --reward-model.")
 @click.option("--base-model", default=None, help="Base model to compare against, per leaf.")
@@ -35,14 +56,17 @@ def make_judge(spec: str | None, cache_dir):
 @click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Bound on each answer.")
 @click.option("--judge-max-tokens", type=int, default=48, show_default=True,
               help="Bound on the judge's explanation and rating.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="eval", show_default=True)
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/eval", show_default=True,
+              help="Output directory: eval.json and the branch report (alignment.json with --training-run).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Extra config file applied over lab.yaml.")
+@click.option("--quiet", is_flag=True,
+              help="No progress output (bars, CI progress lines, the libraries' bars); the report is still printed.")
 @click.option("--reward-model", type=click.Path(file_okay=False), default=None,
               help="Evaluate this reward model (`lab train --phase rm`) too: accuracy on its held-out leaves' "
                    "comparisons (--data DIR/comparisons.jsonl) and on Static HHH, next to 'longer answer wins'.")
 @click.option("--hhh", "hhh_file", type=click.Path(dir_okay=False), default=None,
-              help="Static HHH pairs for --reward-model [../shared/corpus/hhh-eval/hhh_eval.json when present].")
+              help="Static HHH pairs for --reward-model and --training-run [the file shipped in lab_tools/evaldata].")
 @click.option("--training-run", "training_run", type=click.Path(file_okay=False), default=None,
               help="Alignment evaluation of this `lab train` run: Static HHH accuracy of base / ST / pref, "
                    "pref-vs-ST win rates (pairwise judge, --reward-model, a capable --judge) and the "
@@ -51,7 +75,11 @@ def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, ma
              judge_max_tokens, out_dir, config_file, quiet, reward_model, hhh_file, training_run):
     """Score MODEL: multiple-choice accuracy on held-out knowledge questions and MMLU files, judge
     ratings (1-10, MT-Bench style) of answers to held-out skill prompts; with --base-model, a
-    per-leaf branch report (improved / regressed / unchanged) as JSON and markdown."""
+    per-leaf branch report (improved / regressed only outside the 95% interval, else no measurable
+    change or too small to decide) as JSON and markdown, on the held-out test items."""
+    from lab_tools.progress import silence_library_bars
+
+    silence_library_bars(quiet=quiet)
     from rich.console import Console
 
     from lab_tools.config import default_root, load_config
@@ -63,6 +91,7 @@ def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, ma
 
     root = Path(taxonomy) if taxonomy else default_root()
     cfg = load_config(root, config_file)
+    _check_inputs(model, base_model, reward_model, training_run)  # before anything is loaded
     quiet_libraries()
     if model is None and reward_model is None and training_run is None:
         from lab_tools.errors import UsageError
@@ -80,10 +109,16 @@ def evaluate(model, base_model, taxonomy, data_dir, mmlu, judge_spec, max_mc, ma
                       max_new_tokens=max_new_tokens, progress=not quiet)
     if model is None:
         return
-    judge = make_judge(judge_spec if judge_spec is not None else (cfg.generate.judge or cfg.generate.teacher),
-                       cfg.cache_path)
     evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=list(mmlu),
                             max_mc=max_mc, max_prompts=max_prompts)
+    if not len(evalset):  # said before the judge is loaded
+        from lab_tools.errors import LabError
+
+        where = f"no heldout_*.jsonl in --data {data_dir}, " if data_dir else ""
+        raise LabError(f"nothing to evaluate: no held-out items ({where}no seed examples under the "
+                       f"taxonomy {root.absolute()}) and no --mmlu file")
+    judge = make_judge(judge_spec if judge_spec is not None else (cfg.generate.judge or cfg.generate.teacher),
+                       cfg.cache_path)
     result = run_eval(model, evalset, out_dir, base_model=base_model, judge=judge,
                       max_new_tokens=max_new_tokens,
                       judge_max_tokens=judge_max_tokens, progress=not quiet, cache_dir=cfg.cache_path)

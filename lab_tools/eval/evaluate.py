@@ -13,8 +13,10 @@ Scores one model (and optionally its base model) on:
 
 The metric code lives in :mod:`lab_tools.eval.scoring` (shared with checkpoint selection); this
 module only selects items, batches them, caches per-model scores and writes the report files.
-Items are capped (deterministically, round-robin over leaves so every leaf keeps items) so that
-a CPU run stays within minutes.
+Held-out items are the *test* part of each leaf (:mod:`lab_tools.eval.sets`), never the ones
+checkpoint selection used; they are capped (deterministically, round-robin over leaves with a
+fixed seed, so every leaf keeps items) so that a CPU run stays within minutes. Every total and
+per-leaf figure carries n and a 95% interval (:mod:`lab_tools.eval.stats`).
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.atomic import write_text_atomic
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.jsonl import iter_jsonl
 
 LETTERS = "ABCDEFGHIJ"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 
 
-SCORES_VERSION = "2"  # bump when score_model's output changes (invalidates cached scores)
+SCORES_VERSION = "3"  # bump when score_model's output changes (invalidates cached scores)
 
 
 @dataclass
@@ -110,7 +112,7 @@ def load_mmlu_file(path: str | Path) -> list[dict]:
             if n == 1 and [c.strip().lower() for c in row[:1] + row[-1:]] == ["question", "answer"]:
                 continue
             if len(row) < 4:
-                raise LabError(f"expected question,A,B,C,D,answer; got {len(row)} columns",
+                raise LabError(f"expected question,A,B,C,D,answer; got {plural(len(row), 'column')}",
                                file=str(p), line=n)
             choices = row[1:-1]
             items.append({"source": source, "question": row[0], "choices": choices,
@@ -120,30 +122,17 @@ def load_mmlu_file(path: str | Path) -> list[dict]:
     return items
 
 
-def _round_robin(items: list[dict], key: str, cap: int | None) -> list[dict]:
-    """At most ``cap`` items, taken one per group (``item[key]``) in turn, order kept within a group."""
-    if cap is None or len(items) <= cap:
-        return list(items)
-    groups: dict[str, list[dict]] = {}
-    for it in items:
-        groups.setdefault(it.get(key, ""), []).append(it)
-    out: list[dict] = []
-    queues = [list(g) for g in groups.values()]
-    while len(out) < cap and any(queues):
-        for q in queues:
-            if q and len(out) < cap:
-                out.append(q.pop(0))
-    return out
-
-
 def load_eval_set(*, taxonomy: str | Path | None = None, data_dir: str | Path | None = None,
                   mmlu_files: list[str | Path] = (), max_mc: int | None = 120,
-                  max_prompts: int | None = 16) -> EvalSet:
+                  max_prompts: int | None = 16, part: str | None = "test") -> EvalSet:
     """Collect evaluation items.
 
     Held-out items come from ``data_dir``'s ``heldout_mc.jsonl``/``heldout_prompts.jsonl``
     (written by ``lab generate``) when present, else are built from the taxonomy at ``taxonomy``.
-    ``max_mc`` caps held-out and MMLU items each, ``max_prompts`` the judge prompts (None: no cap).
+    ``part``: which part of the held-out items (:mod:`lab_tools.eval.sets`): ``test`` (released
+    figures; never the items a checkpoint was selected on), ``selection``, or None (all). Items are
+    drawn round-robin over leaves (MMLU items over files) with a fixed seed; ``max_mc`` caps
+    held-out and MMLU items each, ``max_prompts`` the judge prompts (None: no cap).
 
     Raises:
         LabError: a bad MMLU file, a malformed held-out row or a leaf that cannot be loaded.
@@ -166,8 +155,11 @@ def load_eval_set(*, taxonomy: str | Path | None = None, data_dir: str | Path | 
     mmlu: list[dict] = []
     for f in mmlu_files:
         mmlu += load_mmlu_file(f)
-    return EvalSet(mc=_round_robin(mc, "leaf", max_mc), mmlu=_round_robin(mmlu, "source", max_mc),
-                   prompts=_round_robin(prompts, "leaf", max_prompts))
+    from lab_tools.eval.sets import draw, round_robin
+
+    pick = (lambda rows, cap: round_robin(rows, cap)) if part is None else (lambda rows, cap: draw(rows, part, cap))
+    return EvalSet(mc=pick(mc, max_mc), mmlu=round_robin(mmlu, max_mc, key="source"),
+                   prompts=pick(prompts, max_prompts))
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -228,16 +220,24 @@ def _mc_scores(model, tok, items: list[dict], group: str, tick) -> dict | None:
         row = per.setdefault(it[group], {"correct": 0, "n": 0})
         row["correct"] += ok
         row["n"] += 1
-    per_out = {k: {"accuracy": v["correct"] / v["n"], "n": v["n"]} for k, v in sorted(per.items())}
+    from lab_tools.eval.stats import wilson
+
+    per_out = {k: {"accuracy": v["correct"] / v["n"], "n": v["n"],
+                   "interval": wilson(v["correct"], v["n"]).to_dict()["interval"]} for k, v in sorted(per.items())}
     key = "per_leaf" if group == "leaf" else "per_source"
-    return {"accuracy": sum(correct) / len(correct), "n": len(correct), key: per_out,
+    total = wilson(sum(correct), len(correct))
+    return {"accuracy": sum(correct) / len(correct), "n": len(correct), "interval": total.to_dict()["interval"],
+            "too_small": total.too_small, key: per_out,
             "items": [{group: it[group], "question": it["question"], "answer": it["answer"], "pred": p,
                        "correct": ok} for it, p, ok in zip(items, preds, correct)]}
 
 
 def _reference_scores(model, tok, prompts: list[dict], tick) -> dict | None:
-    """Held-out reference log-likelihood per skills leaf (see scoring.reference_logprob)."""
+    """Held-out reference log-likelihood per skills leaf (see scoring.reference_logprob), with
+    bootstrap 95% intervals; ``items`` keeps every prompt's value (None without a reference) for
+    the branch report's paired comparison."""
     from lab_tools.eval.scoring import reference_logprob
+    from lab_tools.eval.stats import bootstrap_mean
 
     if not prompts:
         return None
@@ -250,9 +250,11 @@ def _reference_scores(model, tok, prompts: list[dict], tick) -> dict | None:
     valid = [v for v in values if v is not None]
     if not valid:
         return None
-    return {"mean": sum(valid) / len(valid), "n": len(valid),
-            "per_leaf": {k: {"mean": sum(v) / len(v), "n": len(v), "kind": kind}
-                         for k, (kind, v) in sorted(per.items())}}
+    return {"mean": sum(valid) / len(valid), "n": len(valid), "interval": bootstrap_mean(valid).to_dict()["interval"],
+            "per_leaf": {k: {"mean": sum(v) / len(v), "n": len(v), "kind": kind,
+                             "interval": bootstrap_mean(v).to_dict()["interval"]}
+                         for k, (kind, v) in sorted(per.items())},
+            "items": [{"leaf": p["leaf"], "value": v} for p, v in zip(prompts, values)]}
 
 
 def _answer_all(model, tok, prompts: list[dict], max_new_tokens: int, tick) -> list[list[dict]]:
@@ -299,8 +301,11 @@ def _judge(judge, prompts: list[dict], convs: list[list[dict]], tick, max_tokens
         else:
             row["sum"] += score
             row["n"] += 1
+    from lab_tools.eval.stats import bootstrap_mean
+
     valid = [s for s, _ in entries if s is not None]
     return {"mean": sum(valid) / len(valid) if valid else None, "n": len(valid),
+            "interval": bootstrap_mean(valid).to_dict()["interval"],
             "unparsed": len(entries) - len(valid), "judge": getattr(judge, "name", str(judge)),
             "per_leaf": {k: {"mean": v["sum"] / v["n"] if v["n"] else None, "n": v["n"],
                              "unparsed": v["unparsed"], "kind": v["kind"]} for k, v in sorted(per.items())},
@@ -319,10 +324,12 @@ def score_model(spec: str | Path, evalset: EvalSet, judge=None, *, max_new_token
         judge_max_tokens: bound on the judge's explanation + rating (MT-Bench asks for a short one).
 
     Returns:
-        ``{"model", "knowledge": {"accuracy", "n", "per_leaf", "items"} | None, "mmlu": {"accuracy",
-        "n", "per_source", "items"} | None, "reference": {"mean", "n", "per_leaf"} | None (held-out
-        reference answers' mean log-probability per token, nats), "judge": {"mean", "n", "unparsed", "judge", "per_leaf", "items"} | None,
-        "seconds"}``. Accuracies are fractions 0..1, judge means 1..10.
+        ``{"model", "knowledge": {"accuracy", "n", "interval", "too_small", "per_leaf", "items"} | None,
+        "mmlu": {"accuracy", "n", "interval", "too_small", "per_source", "items"} | None,
+        "reference": {"mean", "n", "interval", "per_leaf", "items"} | None (held-out reference
+        answers' mean log-probability per token, nats), "judge": {"mean", "n", "interval",
+        "unparsed", "judge", "per_leaf", "items"} | None, "seconds"}``. Accuracies are fractions
+        0..1, judge means 1..10; ``interval``: 95% (Wilson for accuracies, bootstrap for means).
     """
     from lab_tools.models import load_model
     from lab_tools.progress import Progress
@@ -387,18 +394,28 @@ def evaluate(model: str | Path, evalset: EvalSet, out_dir: str | Path, *, base_m
              cache_dir: str | Path | None = None) -> EvalResult:
     """Score ``model`` (and ``base_model``) and write into ``out_dir``: ``eval.json`` (both models'
     scores with every judge explanation, and the report), ``branch_report.json`` and
-    ``branch_report.md`` (see :mod:`lab_tools.eval.report`).
+    ``branch_report.md`` (see :mod:`lab_tools.eval.report`). A judge that is ``model`` or
+    ``base_model`` (:func:`lab_tools.eval.judges.refusal`) is not used; the report says why
+    (``judge_refused``).
 
     Raises:
         LabError: a model directory that does not exist, or nothing to evaluate.
     """
+    from lab_tools.eval.judges import judge_model_dir, refusal
     from lab_tools.eval.report import branch_report, render_markdown
+    from lab_tools.models import resolve_model
 
     if not len(evalset):
         raise LabError("nothing to evaluate: no held-out items (the taxonomy has no seed examples?) "
                        "and no --mmlu file")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    refused = None
+    if judge is not None:
+        refused = refusal(judge_model_dir(judge, cache_dir), {
+            "trained": str(resolve_model(model, cache_dir)),
+            "base": str(resolve_model(base_model, cache_dir)) if base_model is not None else None})
+        judge = None if refused else judge
     items_key = (SCORES_VERSION + "\0" + evalset.digest() + "\0" + (getattr(judge, "name", "") if judge else "")
                  + f"\0{max_new_tokens}\0{judge_max_tokens}")
 
@@ -412,6 +429,8 @@ def evaluate(model: str | Path, evalset: EvalSet, out_dir: str | Path, *, base_m
     base = run(base_model, "base") if base_model is not None else None
     trained = run(model, "trained")
     report = branch_report(base, trained)
+    if refused:
+        report["judge_refused"] = refused
     files = [
         _write(out / "eval.json", json.dumps({"trained": trained, "base": base, "report": report},
                                              indent=1, ensure_ascii=False)),

@@ -138,8 +138,8 @@ def _grouped(items: list[ABItem], verdicts: list[float]) -> dict:
     interval = (lambda xs: proportion(xs).to_dict()["interval"])  # noqa: E731  Wilson 95%, ties half
     return {"accuracy": mean(verdicts), "n": len(verdicts), "interval": interval(verdicts),
             "too_small": proportion(verdicts).too_small,
-            "per_type": {k: {"accuracy": mean(v), "n": len(v), "interval": interval(v)}
-                         for k, v in sorted(groups.items())}}
+            "per_type": {k: {"accuracy": mean(v), "n": len(v), "interval": interval(v),
+                             "too_small": proportion(v).too_small} for k, v in sorted(groups.items())}}
 
 
 def pairwise_win_rate(model, tokenizer, prompts: list[dict], answers_x: list[str],

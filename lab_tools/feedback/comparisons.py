@@ -1,9 +1,15 @@
 """The synthetic-comparison stage of ``lab generate`` (ALMoST, arXiv 2305.13735, section 3.1).
 
 Per leaf: the prompts are the leaf's generated, accepted instructions (the user turns of its
-samples in ``kt1/kt2/st.jsonl``; seed examples are held out and never prompts), at most
-``feedback.prompts_per_leaf``. Every ranked configuration (:mod:`lab_tools.feedback.rubric`)
-answers every prompt; the responses are paired by ALMoST's rule (:mod:`lab_tools.feedback.pairing`).
+samples in ``kt1/kt2/st.jsonl``; seed examples are held out and never prompts: a prompt that
+near-copies one is dropped by SDG's seed rule), at most ``feedback.prompts_per_leaf``. Every
+ranked configuration (:mod:`lab_tools.feedback.rubric`) answers every prompt; each response goes
+through ALMoST's BAD rules and then the SDG quality filters with the seed-copy rule
+(:func:`lab_tools.sdg.filters.screen_turn`: repetition, role leakage, refusals, cut answers,
+restated prompts, near-copies of the leaf's seed questions and answers, which ``leaf``
+demonstrations put in the teacher's context), so neither side of a pair, and so no DPO chosen
+answer, is garbage or a held-out copy; the valid ones are paired by ALMoST's rule
+(:mod:`lab_tools.feedback.pairing`).
 
 Cached per leaf by content like SDG shards (:class:`lab_tools.sdg.cache.LeafCache` under
 ``<cache>/feedback``): the key covers the leaf's content hash, its prompts, the configurations
@@ -14,7 +20,8 @@ only at the end, atomically, from the finished shards, so no pair is lost or dup
 
 Outputs in the data dir: ``comparisons.jsonl`` (TRL's conversational explicit-prompt preference
 format: ``prompt``, ``chosen``, ``rejected`` message lists, plus ``metadata``),
-``comparisons_rejected.jsonl`` (every drop with its reason) and a ``feedback`` block in
+``comparisons_rejected.jsonl`` (every drop: ``stage: comparisons``, the ``step`` that dropped it
+-- ``prompts``, ``response``, ``pairing``, ``length rule`` -- and its ``reason``) and a ``feedback`` block in
 ``dataset_card.json`` (counts per leaf, per configuration pair, drops by reason).
 A teacher error, or no pair at all, fails the stage (:class:`LabError`); a leaf with a teacher
 error is never cached as finished.
@@ -22,6 +29,7 @@ error is never cached as finished.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -30,14 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.feedback import pairing, rubric
 from lab_tools.feedback.raw import cut_at_next_turn
 from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg.backends import ChatRequest
+from lab_tools.sdg import filters, quality
 from lab_tools.sdg.cache import LeafCache, cache_key
 
-CACHE_FORMAT = "comparisons-1"
+# 2: SDG quality filters and the seed-copy rule on every response, prompts by the seed rule
+CACHE_FORMAT = "comparisons-2"
+STAGE = "comparisons"
 KEY_SETTINGS = ("prompts_per_leaf", "max_new_tokens", "temperature", "min_chars", "seed")
 PHASE_FILES = ("kt1.jsonl", "kt2.jsonl", "st.jsonl")
 
@@ -92,6 +103,7 @@ class _Job:
     cache: LeafCache
     state: dict
     error: str | None = None
+    dropped_prompts: list = field(default_factory=list)
 
 
 class Backends:
@@ -116,12 +128,10 @@ class Backends:
 
     def get(self, conf):
         if conf.model not in self.known:
-            from lab_tools.sdg.backends import make_teacher
+            from lab_tools.sdg.backends import make_teacher, teacher_options
 
-            g = self.cfg.generate
-            self.known[conf.model] = make_teacher(conf.model, self.cfg.cache_path, workers=g.workers,
-                                                  batch_size=self.cfg.feedback.batch_size,
-                                                  timeout=g.request_timeout, max_retries=g.max_retries)
+            self.known[conf.model] = make_teacher(conf.model, self.cfg.cache_path, **teacher_options(
+                self.cfg.generate, batch_size=self.cfg.feedback.batch_size))
         model = self.known[conf.model]
         if conf.format == "raw":
             from lab_tools.feedback.raw import RawTransformersTeacher
@@ -134,16 +144,31 @@ class Backends:
         return model
 
 
-def _key(leaf, prompts, confs, names, fb) -> str:
+def _key(leaf, prompts, confs, names, fb, fcfg) -> str:
     return cache_key({"format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash,
                       "prompts": prompts, "demos": rubric.demos_version(),
                       "configurations": [dict(c.as_dict(), backend=names[c.name]) for c in confs],
-                      "settings": {k: getattr(fb, k) for k in KEY_SETTINGS}})
+                      "settings": {k: getattr(fb, k) for k in KEY_SETTINGS},
+                      "filters": dataclasses.asdict(fcfg)})
 
 
-def _select_prompts(leaf, prompts: list[str], n: int) -> list[str]:
-    seeds = {" ".join((s.question or "").split()).lower() for s in leaf.seed_examples}
-    return [p for p in prompts if " ".join(p.split()).lower() not in seeds][:n]
+def select_prompts(leaf, prompts: list[str], n: int, seed_threshold: float,
+                   stage: str = STAGE) -> tuple[list[str], list[dict]]:
+    """``(chosen, dropped)``: the first ``n`` of ``prompts`` that do not near-copy a seed example
+    of ``leaf`` (:func:`lab_tools.sdg.quality.seed_copy` over :func:`lab_tools.sdg.filters.seed_texts`,
+    the rule SDG applies to its instructions, ``generate.filters.seed_threshold``), and a rejected
+    row (``stage``, step ``prompts``, reason) for each one passed over."""
+    seeds, chosen, dropped = filters.seed_texts(leaf), [], []
+    for p in prompts:
+        if len(chosen) >= n:
+            break
+        copied = quality.seed_copy(p, seeds, seed_threshold)
+        if copied is None:
+            chosen.append(p)
+        else:
+            dropped.append({"leaf": leaf.path, "prompt": p, "stage": stage, "step": "prompts",
+                            "reason": filters.SEED_COPY, "detail": f"copies {copied[:60]!r}"})
+    return chosen, dropped
 
 
 def _answers(comps, conf, max_tokens: int) -> list[dict]:
@@ -157,6 +182,22 @@ def _answers(comps, conf, max_tokens: int) -> list[dict]:
     return out
 
 
+def request_chunk(model, fb) -> float:
+    """Requests per ``generate`` call for teacher ``model`` (whole leaves: a leaf's prompts are
+    never split, so a call carries at least this many, unless fewer are left):
+    ``feedback.request_chunk`` when > 0; else every request of the configuration at once
+    (``inf``) for a teacher that keeps its own queue (a server: ``concurrent``; vLLM:
+    ``schedules_batches``), so the queue never runs empty between calls, or
+    ``2 * feedback.batch_size`` for an in-process batching teacher (transformers: nothing is
+    lost by chunking, and each chunk checkpoints and advances the progress bar).
+    Smaller chunks lose less to a crash: a leaf's responses are checkpointed after its call."""
+    if fb.request_chunk > 0:
+        return fb.request_chunk
+    if getattr(model, "concurrent", False) or getattr(model, "schedules_batches", False):
+        return float("inf")
+    return max(1, fb.batch_size) * 2
+
+
 def _run(jobs: list[_Job], confs, fb, backends: Backends, progress, max_error_fraction: float) -> float:
     """Answer every job's prompts with each configuration it still lacks (checkpoint after each
     configuration); returns the seconds spent in the backends' ``generate``. A leaf fails (no
@@ -165,12 +206,12 @@ def _run(jobs: list[_Job], confs, fb, backends: Backends, progress, max_error_fr
     are invalid responses (``teacher error``), never pair members."""
     gen_seconds = 0.0
     max_errors = max_error_fraction
-    piece = max(1, fb.batch_size) * 2
     for i, conf in enumerate(confs):
         todo = [j for j in jobs if j.error is None and len(j.state["responses"]) == i]
         if not todo:
             continue
         model = backends.get(conf)
+        piece = request_chunk(model, fb)
         progress.add(f"responses {conf.name}", sum(len(j.prompts) for j in todo))
         group: list[_Job] = []
         for n, job in enumerate(todo):
@@ -201,41 +242,48 @@ def _message(role: str, text: str) -> list[dict]:
     return [{"role": role, "content": text}]
 
 
-def _shard(job: _Job, confs, names, fb) -> dict:
-    """Pair every prompt's responses; the leaf's rows, drops and counts."""
-    leaf, rows, dropped = job.leaf, [], []
+def _screen(prompt: str, seeds: list[str], fcfg):
+    """The SDG filters and the seed-copy rule for one prompt's responses (see :mod:`pairing`)."""
+    return lambda r: filters.screen_turn(prompt, r.text, fcfg, seeds=seeds, hit_limit=r.truncated)
+
+
+def _shard(job: _Job, confs, names, fb, fcfg) -> dict:
+    """Pair every prompt's responses; the leaf's rows, drops and counts. ``fcfg``: the SDG
+    filters' settings (``generate.filters``)."""
+    leaf, rows, dropped = job.leaf, [], list(job.dropped_prompts)
+    seeds = filters.seed_texts(leaf)
     st = {"prompts": len(job.prompts), "pairs": 0, "invalid": Counter(), "trimmed": 0, "length_dropped": 0,
           "skipped": Counter(), "config_pairs": Counter(), "few_valid": 0}
     by_conf = {r["config"]: r["answers"] for r in job.state["responses"]}
     for k, prompt in enumerate(job.prompts):
         resp = [pairing.Response(c.name, c.rank, by_conf[c.name][k]["text"], by_conf[c.name][k]["truncated"])
                 for c in confs if not by_conf[c.name][k]["error"]]
-        res = pairing.make_pairs(resp, fb.min_chars)
+        res = pairing.make_pairs(resp, fb.min_chars, screen=_screen(prompt, seeds, fcfg))
+        base = {"leaf": leaf.path, "prompt": prompt, "stage": STAGE}
         for c in confs:
             if by_conf[c.name][k]["error"]:
                 st["invalid"]["teacher error"] += 1
-                dropped.append({"leaf": leaf.path, "prompt": prompt, "stage": "response", "reason": "teacher error",
+                dropped.append({**base, "step": "response", "reason": "teacher error",
                                 "config": c.name, "error": str(by_conf[c.name][k]["error"])[:300]})
         st["trimmed"] += sum(r.trimmed for r in resp)
         st["skipped"].update(res.skipped)
-        base = {"leaf": leaf.path, "prompt": prompt}
         for r in res.invalid:
             st["invalid"][r.bad] += 1
-            dropped.append({**base, "stage": "response", "reason": r.bad, "config": r.config,
-                            "trimmed": r.trimmed, "response": r.text[:500]})
+            dropped.append({**base, "step": "response", "reason": r.bad, "config": r.config,
+                            "detail": r.detail, "trimmed": r.trimmed, "response": r.text[:500]})
         if res.threshold is None:
             st["few_valid"] += 1
-            dropped.append({**base, "stage": "pairing", "reason": "fewer than 2 valid responses"})
+            dropped.append({**base, "step": "pairing", "reason": "fewer than 2 valid responses"})
         for p in res.length_dropped:
             st["length_dropped"] += 1
-            dropped.append({**base, "stage": "length rule", "reason": "chosen shorter than rejected and "
+            dropped.append({**base, "step": "length rule", "reason": "chosen shorter than rejected and "
                             "below mean - std/2", "chosen_config": p.chosen.config,
                             "rejected_config": p.rejected.config, "chosen_chars": len(p.chosen.text),
                             "rejected_chars": len(p.rejected.text), "threshold": round(res.threshold, 1)})
         for n, p in enumerate(res.pairs):
             st["pairs"] += 1
             st["config_pairs"][f"{p.chosen.config} > {p.rejected.config}"] += 1
-            verdict = {"trimmed": None, "bad": None}
+            verdict = {"trimmed": None, "bad": None, "quality": "pass", "seed_copy": "pass"}
             md = {"leaf": leaf.path, "leaf_hash": leaf.content_hash, "kind": leaf.kind,
                   "id": f"{job.cache.key[:16]}-{k}-{n}",
                   "chosen_config": p.chosen.config, "rejected_config": p.rejected.config,
@@ -278,10 +326,11 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
     shards, jobs, cached = {}, [], set()
     for path in sorted(prompts):
         leaf = load_leaf(root, path)
-        chosen = _select_prompts(leaf, prompts[path], fb.prompts_per_leaf)
+        chosen, dropped_prompts = select_prompts(leaf, prompts[path], fb.prompts_per_leaf,
+                                                 cfg.generate.filters.seed_threshold)
         if not chosen:
             continue
-        cache = LeafCache(root_cache, _key(leaf, chosen, confs, identities, fb))
+        cache = LeafCache(root_cache, _key(leaf, chosen, confs, identities, fb, cfg.generate.filters))
         shard = cache.shard()
         if shard is not None:
             shards[path] = shard
@@ -289,7 +338,7 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
         elif path in requested:
             ck = cache.checkpoint()
             state = ck[1] if ck else {"responses": [], "seconds": 0.0}
-            jobs.append(_Job(leaf, chosen, cache, state))
+            jobs.append(_Job(leaf, chosen, cache, state, dropped_prompts=dropped_prompts))
     bar = _Progress(progress)
     try:
         gen_seconds = _run(jobs, confs, fb, pool, bar, cfg.generate.max_request_error_fraction) if jobs else 0.0
@@ -297,13 +346,13 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
         bar.stop()
     for job in jobs:
         if job.error is None:
-            shards[job.leaf.path] = _shard(job, confs, names, fb)
+            shards[job.leaf.path] = _shard(job, confs, names, fb, cfg.generate.filters)
             job.cache.write_shard(shards[job.leaf.path])
     report = _write_outputs(shards, cached, confs, names, fb, data_dir, time.monotonic() - t0, gen_seconds)
     failed = [j for j in jobs if j.error]
     if failed:
         shown = "\n".join(f"  {j.leaf.path}: {j.error}" for j in failed)
-        raise LabError(f"synthetic comparisons: the teacher failed for {len(failed)} leaf/leaves (not cached; "
+        raise LabError(f"synthetic comparisons: the teacher failed for {plural(len(failed), 'leaf')} (not cached; "
                        f"a rerun retries them):\n{shown}")
     if report.pairs == 0 and require_pairs:
         raise LabError("synthetic comparisons: no pair survived the filters (see comparisons_rejected.jsonl "
@@ -363,7 +412,7 @@ def print_table(report: ComparisonReport) -> None:
                   str(s["length_dropped"]), str(s["trimmed"]), f"{s['seconds']:.1f}", "yes" if s["cached"] else "no")
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(t)
-    console.print(f"{report.pairs} comparisons in {report.paths['comparisons']} ({report.seconds:.1f} s, "
+    console.print(f"{plural(report.pairs, 'comparison')} in {report.paths['comparisons']} ({report.seconds:.1f} s, "
                   f"{report.generation_seconds:.1f} s generating)")
 
 

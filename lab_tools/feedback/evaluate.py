@@ -10,6 +10,8 @@ TRL's RewardTrainer reports it and as ALMoST scores a reward model. The baseline
 correct when the chosen final response has strictly more characters than the rejected one.
 Sequences are tokenized with the RM's chat template exactly as TRL's RewardTrainer does
 (``apply_chat_template`` over prompt + response), so training and evaluation see the same text.
+Scoring runs in bfloat16 on a CUDA GPU that supports it (float32 elsewhere: :func:`rm_dtype`),
+``batch_size`` conversations per forward pass (``feedback.rm_score_batch_size``).
 """
 
 from __future__ import annotations
@@ -75,16 +77,29 @@ def longer_wins(pair: dict) -> bool:
     return len(pair["chosen"][-1]["content"]) > len(pair["rejected"][-1]["content"])
 
 
-def load_rm(path: str | Path, device: str | None = None):
+def rm_dtype(device: str | None = None):
+    """The dtype a reward model is scored in: ``torch.bfloat16`` on a CUDA device that supports
+    it (half the memory of float32; what a 7B/13B RM needs to fit beside a policy), else
+    ``torch.float32`` (CPU: bf16 matmuls are slow there and the CPU tests compare in float32)."""
+    import torch
+
+    cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    return torch.bfloat16 if cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported() \
+        else torch.float32
+
+
+def load_rm(path: str | Path, device: str | None = None, dtype=None):
     """``(model, tokenizer)`` of a reward model directory, or of a causal-LM base to train one
     from (AutoModelForSequenceClassification with one label: the base gets a new score head),
-    float32, eval mode."""
+    eval mode, on ``device`` (default: CUDA when available), in ``dtype`` (default
+    :func:`rm_dtype`: bfloat16 on CUDA, float32 on CPU)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
+                                                               dtype=dtype or rm_dtype(device))
     model = model.to(device).eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -93,8 +108,9 @@ def load_rm(path: str | Path, device: str | None = None):
 
 
 def rewards(model, tok, conversations: list[list[dict]], *, batch_size: int = 8, max_length: int = 1024) -> list[float]:
-    """One scalar reward per conversation (messages), right-padded batches; a conversation over
-    ``max_length`` tokens keeps its last ``max_length`` (the response end, where the reward is read)."""
+    """One scalar reward per conversation (messages), right-padded batches of ``batch_size``
+    conversations (sorted by length); a conversation over ``max_length`` tokens keeps its last
+    ``max_length`` (the response end, where the reward is read)."""
     import torch
 
     ids = [tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"][-max_length:]
@@ -125,9 +141,14 @@ def score_pairs(model, tok, pairs: list[dict], **kw) -> list[float]:
 
 
 def _summary(pairs: list[dict], margins: list[float], group, key: str) -> dict:
+    from lab_tools.eval.stats import wilson
+
     def acc(idx):
-        return {"n": len(idx), "accuracy": sum(margins[i] > 0 for i in idx) / len(idx) if idx else None,
-                "length_baseline": sum(longer_wins(pairs[i]) for i in idx) / len(idx) if idx else None}
+        right, longer = sum(margins[i] > 0 for i in idx), sum(longer_wins(pairs[i]) for i in idx)
+        return {"n": len(idx), "accuracy": right / len(idx) if idx else None,
+                "length_baseline": longer / len(idx) if idx else None,
+                "interval": wilson(right, len(idx)).to_dict()["interval"],
+                "length_baseline_interval": wilson(longer, len(idx)).to_dict()["interval"]}
 
     out = acc(list(range(len(pairs))))
     groups: dict[str, list[int]] = {}
@@ -146,21 +167,23 @@ def evenly_spaced(items: list, n: int) -> list:
 
 
 def evaluate_rm(rm_dir: str | Path, heldout: list[dict], *, hhh_path: str | Path | None = None,
-                max_length: int = 1024, hhh_pairs: int = 0) -> dict:
+                max_length: int = 1024, hhh_pairs: int = 0, batch_size: int = 8) -> dict:
     """Accuracy of the RM at ``rm_dir`` and of the length baseline on the ``heldout`` synthetic
     comparisons (rows of ``comparisons.jsonl``; overall and ``per_leaf``) and, when
     ``hhh_path`` is given, on Static HHH (overall and ``per_type``; ``hhh_pairs`` > 0 scores an
-    evenly spaced subset of that many pairs). Fractions 0..1 (None: no pairs).
+    evenly spaced subset of that many pairs). Fractions 0..1 (None: no pairs), each with its
+    Wilson 95% ``interval`` / ``length_baseline_interval`` (:mod:`lab_tools.eval.stats`).
+    ``batch_size``: conversations per forward pass.
 
     Returns ``{"heldout": {...}, "static_hhh": {...} | None}``."""
     model, tok = load_rm(rm_dir)
-    out = {"heldout": _summary(heldout, score_pairs(model, tok, heldout, max_length=max_length),
+    out = {"heldout": _summary(heldout, score_pairs(model, tok, heldout, max_length=max_length, batch_size=batch_size),
                                lambda p: p["metadata"]["leaf"], "per_leaf")
            if heldout else {"n": 0, "accuracy": None, "length_baseline": None, "per_leaf": {}},
            "static_hhh": None}
     if hhh_path is not None:
         hhh = evenly_spaced(load_hhh(hhh_path), hhh_pairs)
-        out["static_hhh"] = _summary(hhh, score_pairs(model, tok, hhh, max_length=max_length),
+        out["static_hhh"] = _summary(hhh, score_pairs(model, tok, hhh, max_length=max_length, batch_size=batch_size),
                                      lambda p: p["type"], "per_type")
         out["static_hhh"]["file"] = str(hhh_path)
     return out

@@ -7,7 +7,9 @@ in its README section 3 "Construct Synthetic comparisons".
 1. A response stopped by the token limit is first cut to its last full sentence
    (:func:`cut_to_last_sentence`; recorded as ``trimmed``), since a cut-off reply would always
    fail the sentence-end rule with short generation budgets.
-2. Invalid ("BAD") responses are dropped, never used as "rejected" (:func:`bad_reason`).
+2. Invalid ("BAD") responses are dropped, never used as "rejected" (:func:`bad_reason`); so are
+   responses that fail the caller's ``screen`` (the SDG quality filters and the seed-copy rule,
+   :func:`lab_tools.sdg.filters.screen_turn`): neither side of a pair is garbage or a held-out copy.
 3. The valid responses of one prompt are sorted by rank; pairs are walked in
    ``itertools.combinations`` order (best first); a pair is skipped when its two ranks are equal,
    or when its chosen configuration or its chosen rank was already used as "chosen" for this
@@ -36,13 +38,15 @@ _CLOSERS = "\"'”’)]*_ \n"
 class Response:
     """One configuration's response to one prompt. ``rank``: the configuration's rubric rank
     (0 = best); ``truncated``: generation stopped at the token limit. Filled by :func:`prepare`:
-    ``trimmed`` (cut to the last full sentence) and ``bad`` (why it is invalid, None if valid)."""
+    ``trimmed`` (cut to the last full sentence), ``bad`` (why it is invalid, None if valid) and
+    ``detail`` (the measured value behind ``bad``, when a screen gave one)."""
     config: str
     rank: int
     text: str
     truncated: bool = False
     trimmed: bool = False
     bad: str | None = None
+    detail: str = ""
 
 
 @dataclass
@@ -97,9 +101,11 @@ def bad_reason(text: str, min_chars: int = 50) -> str | None:
     return None
 
 
-def prepare(r: Response, min_chars: int = 50) -> Response:
+def prepare(r: Response, min_chars: int = 50, screen=None) -> Response:
     """Trim a truncated response to its last full sentence (sets ``trimmed`` when that changed
-    the text), then set ``bad``. Returns ``r`` (modified in place)."""
+    the text), then set ``bad``: ALMoST's rules (:func:`bad_reason`), then, for a response they
+    pass, ``screen(r)`` when given (an object with ``reason``, None = pass, and ``detail``, e.g.
+    a :class:`lab_tools.sdg.filters.Verdict`). Returns ``r`` (modified in place)."""
     text = r.text.strip()
     if r.truncated:
         cut = cut_to_last_sentence(text)
@@ -107,6 +113,9 @@ def prepare(r: Response, min_chars: int = 50) -> Response:
         text = cut
     r.text = text
     r.bad = bad_reason(text, min_chars)
+    if r.bad is None and screen is not None:
+        verdict = screen(r)
+        r.bad, r.detail = verdict.reason, verdict.detail or ""
     return r
 
 
@@ -115,14 +124,15 @@ def length_threshold(lengths: list[int]) -> float:
     return statistics.fmean(lengths) - statistics.pstdev(lengths) / 2
 
 
-def make_pairs(responses: list[Response], min_chars: int = 50) -> PairingResult:
-    """ALMoST pairing of one prompt's ``responses`` (see the module doc, steps 1-4).
+def make_pairs(responses: list[Response], min_chars: int = 50, screen=None) -> PairingResult:
+    """ALMoST pairing of one prompt's ``responses`` (see the module doc, steps 1-4); ``screen``:
+    the caller's further filter of each response (see :func:`prepare`).
 
     Returns a :class:`PairingResult`; each response gets ``trimmed``/``bad`` set."""
     res = PairingResult()
     valid = []
     for r in responses:
-        prepare(r, min_chars)
+        prepare(r, min_chars, screen)
         (res.invalid if r.bad else valid).append(r)
     if len(valid) < 2:
         return res

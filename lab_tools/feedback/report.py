@@ -4,6 +4,13 @@ model card section and the build summary line. Every value comes from the ``feed
 
 from __future__ import annotations
 
+from lab_tools.errors import plural
+
+
+def _count(n, noun: str) -> str:
+    """``plural(n, noun)``, or ``– nouns`` when the count is unknown."""
+    return plural(n, noun) if isinstance(n, int) else f"– {noun}s"
+
 
 def _cell(value) -> str:
     if value is None or value == "":
@@ -15,6 +22,16 @@ def _cell(value) -> str:
 
 def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _prop(value, n) -> str:
+    """A proportion with its Wilson 95% interval and n (:mod:`lab_tools.eval.stats`), "too small
+    to decide" when the interval is wider than +-15 points."""
+    from lab_tools.eval.stats import format_estimate, wilson
+
+    if value is None or not n:
+        return "–"
+    return format_estimate(wilson(min(n, max(0.0, round(value * n * 2) / 2)), n), percent=True)
 
 
 def comparisons_markdown(block: dict) -> str:
@@ -52,25 +69,33 @@ def rm_markdown(rm: dict) -> str:
     held = rm.get("heldout") or {}
     lines = ["## Reward model", "",
              f"A sequence-classification reward model (TRL `RewardTrainer`) from `{_cell(train.get('base'))}`, "
-             f"trained on {train.get('train_pairs', '–')} synthetic comparisons of "
-             f"{len(train.get('train_leaves') or [])} leaves; held out: {held.get('n', 0)} comparisons of "
+             f"trained on {_count(train.get('train_pairs'), 'synthetic comparison')} of "
+             f"{plural(len(train.get('train_leaves') or []), 'leaf')}; held out: "
+             f"{plural(held.get('n', 0), 'comparison')} of "
              f"leaves it never saw ({', '.join(f'`{x}`' for x in train.get('heldout_leaves') or []) or '–'}).", "",
-             "| evaluation | pairs | reward model | longer answer wins |", "|---|---:|---:|---:|",
-             f"| held-out synthetic comparisons (split by leaf) | {held.get('n', 0)} | {_pct(held.get('accuracy'))} | "
-             f"{_pct(held.get('length_baseline'))} |"]
+             "Accuracies: value [95% Wilson interval] (n pairs); an interval wider than +-15 points is too "
+             "small to decide whether the RM beats chance (50%) or the longer-answer baseline.", "",
+             "| evaluation | pairs | reward model | longer answer wins |", "|---|---:|---|---|",
+             f"| held-out synthetic comparisons (split by leaf) | {held.get('n', 0)} | "
+             f"{_prop(held.get('accuracy'), held.get('n'))} | {_prop(held.get('length_baseline'), held.get('n'))} |"]
     for leaf, v in sorted((held.get("per_leaf") or {}).items()):
-        lines.append(f"| · `{_cell(leaf)}` | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['length_baseline'])} |")
+        lines.append(f"| · `{_cell(leaf)}` | {v['n']} | {_prop(v['accuracy'], v['n'])} | "
+                     f"{_prop(v['length_baseline'], v['n'])} |")
     hhh = rm.get("static_hhh") or {}
     if hhh:
-        lines.append(f"| Static HHH (all; chance 50%) | {hhh['n']} | {_pct(hhh['accuracy'])} | "
-                     f"{_pct(hhh['length_baseline'])} |")
+        lines.append(f"| Static HHH (all; chance 50%) | {hhh['n']} | {_prop(hhh['accuracy'], hhh['n'])} | "
+                     f"{_prop(hhh['length_baseline'], hhh['n'])} |")
         for t, v in sorted((hhh.get("per_type") or {}).items()):
-            lines.append(f"| · {t} | {v['n']} | {_pct(v['accuracy'])} | {_pct(v['length_baseline'])} |")
+            lines.append(f"| · {t} | {v['n']} | {_prop(v['accuracy'], v['n'])} | {_prop(v['length_baseline'], v['n'])} |")
     pv = train.get("post_validation")
     if pv:
-        lines += ["", f"ALMoST post-validation: the first RM ranked {pv['dropped']} of {pv['pairs_before']} training "
-                  f"pairs the wrong way; they were dropped and the RM retrained. Held-out accuracy: first RM "
-                  f"{_pct(pv['first_heldout_accuracy'])}, retrained {_pct(held.get('accuracy'))}."]
+        folds = pv.get("folds") or []
+        lines += ["", f"ALMoST post-validation, cross-fitted over {len(folds)} folds of leaves (each pair scored by an "
+                  f"RM trained on the other folds): {pv['dropped']} of {pv['pairs_before']} training pairs ranked the "
+                  f"wrong way were dropped and the final RM trained on the rest. Held-out accuracy: fold RMs "
+                  f"{_pct(pv['first_heldout_accuracy'])}, final {_pct(held.get('accuracy'))}."]
+        lines += [f"- fold {f['fold']}: leaves {', '.join(f'`{lf}`' for lf in f['leaves'])}; "
+                  f"{f['pairs_scored']} pairs scored, {f['dropped']} dropped" for f in folds]
     return "\n".join(lines) + "\n"
 
 
@@ -115,12 +140,47 @@ def _later_stages(run) -> dict:
     pref = (((read(run / "train" / "manifest.json") or {}).get("phases") or {}).get("pref"))
     if pref:
         pref = {k: pref.get(k) for k in ("method", "comparisons", "steps", "kept", "reason", "knowledge",
-                                         "st_mean_length")} | {
+                                         "st_mean_length", "judges", "decision")} | {
             "candidates": {Path(c).name: v for c, v in (pref.get("candidates") or {}).items()},
             "selected_candidate": Path(pref["candidate"]).name if pref.get("candidate") else None}
     return {"self_play": {k: v for k, v in sp.items() if k != "leaves"} | {
                 "per_leaf": {r["leaf"]: r["kept"] for r in sp.get("leaves", [])}} if sp else None,
             "preference": pref, "alignment": read(run / "eval" / "alignment.json")}
+
+
+def _pref_markdown(pref: dict) -> str:
+    """The ``## Preference phase`` section: the decision (figure, n, interval, verdict), the
+    candidates, the judges not used and why."""
+    from lab_tools.eval.stats import format_estimate
+
+    dec = pref.get("decision") or {}
+    vs_st = dec.get("pref_vs_st") or {}
+    guard = (dec.get("guards") or {}).get("knowledge") or {}
+    head = (f"## Preference phase\n\nMethod `{pref['method']}` on "
+            f"{plural(pref['comparisons'], 'synthetic comparison')}, {plural(pref['steps'], 'step')}, from the "
+            f"ST-selected checkpoint, decided on the held-out *selection* items. Selection: {pref['reason']}. "
+            f"The release holds the **{'preference-tuned' if pref['kept'] == 'pref' else 'ST'}** model.\n\n")
+    if vs_st:
+        head += (f"- pref vs ST ({vs_st.get('metric')}): change {format_estimate(vs_st.get('gain'))}: "
+                 f"{vs_st.get('verdict')}.\n")
+    if guard:
+        head += (f"- knowledge score (MC accuracy) pref vs ST: change {format_estimate(guard.get('gain'))}: "
+                 f"{guard.get('verdict')}.\n")
+    for j in pref.get("judges") or []:
+        if not j.get("used"):
+            head += f"- {j.get('kind')} judge not used: {j.get('reason')}.\n"
+    if not any(j.get("used") for j in pref.get("judges") or []) and pref.get("judges") is not None:
+        head += ("- **No capable judge was used**: the decision rests on the reward model and/or held-out "
+                 "reference log-likelihood.\n")
+    def rm(c):  # a win-rate dict with n and interval, or a bare win rate (older files)
+        return format_estimate(c["rm"], percent=True) if isinstance(c.get("rm"), dict) else _pct(c.get("rm_win_rate"))
+
+    rows = "\n".join(
+        f"| {name} | {format_estimate(c if 'win_rate' in c else None, percent=True)} | "
+        f"{c.get('wins', '–')}-{c.get('ties', '–')}-{c.get('losses', '–')} | {rm(c)} | "
+        f"{format_estimate(c.get('reference'))} |" for name, c in pref["candidates"].items())
+    return (head + "\n| candidate | win rate vs ST (judge) | wins-ties-losses | win rate (reward model) | "
+            "reference log-lik (nats/token) |\n|---|---|---|---|---|\n" + rows + "\n")
 
 
 def card_lines(info: dict) -> list[str]:
@@ -135,20 +195,12 @@ def card_lines(info: dict) -> list[str]:
         lines.append(rm_markdown(fb["reward_model"]))
     sp, pref = fb.get("self_play"), fb.get("preference")
     if sp:
-        lines.append(f"## RM-guided self-play\n\n{sp['kept']} multi-turn conversations trained in ST (best of "
-                     f"{sp['candidates']} assistant candidates per turn by the reward model, up to {sp['max_turns']} "
-                     f"turns, mean {_cell(sp.get('mean_turns'))}; assistant `{sp.get('assistant')}`). Per leaf: "
+        lines.append(f"## RM-guided self-play\n\n{plural(sp['kept'], 'multi-turn conversation')} trained in ST "
+                     f"(best of {plural(sp['candidates'], 'assistant candidate')} per turn by the reward model, up to "
+                     f"{plural(sp['max_turns'], 'turn')}, mean {_cell(sp.get('mean_turns'))}; assistant `{sp.get('assistant')}`). Per leaf: "
                      + (", ".join(f"`{k}` {v}" for k, v in sorted(sp["per_leaf"].items())) or "–") + ".\n")
     if pref:
-        k = pref.get("knowledge") or {}
-        lines.append(f"## Preference phase\n\nMethod `{pref['method']}` on {pref['comparisons']} synthetic "
-                     f"comparisons, {pref['steps']} steps, from the ST-selected checkpoint. Selection: {pref['reason']}. "
-                     f"The release holds the **{'preference-tuned' if pref['kept'] == 'pref' else 'ST'}** model "
-                     f"(knowledge score ST {_pct(k.get('st'))}, pref {_pct(k.get('pref'))}).\n\n"
-                     "| candidate | win rate vs ST (judge) | wins-ties-losses | win rate (reward model) |\n"
-                     "|---|---:|---|---:|\n" + "\n".join(
-                         f"| {name} | {_pct(c.get('win_rate'))} | {c.get('wins')}-{c.get('ties')}-{c.get('losses')} | "
-                         f"{_pct(c.get('rm_win_rate'))} |" for name, c in pref["candidates"].items()) + "\n")
+        lines.append(_pref_markdown(pref))
     if fb.get("alignment"):
         from lab_tools.eval.alignment import alignment_markdown
 

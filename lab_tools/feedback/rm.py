@@ -6,16 +6,30 @@ loss; no trainer of our own) on ``comparisons.jsonl``.
   sequence-classification model (TRL adds the score head).
 - Held-out comparisons are split **by leaf** (:func:`split_by_leaf`): the held-out accuracy
   measures leaves the RM never saw.
-- Optional ALMoST post-validation ("as-is RM" filtering, paper section 3.1): train once, drop the
-  training pairs the first RM ranks the wrong way (``r_chosen - r_rejected < 0``), retrain from
-  the base on the rest; both held-out accuracies and the number dropped are reported.
-- Settings chosen explicitly, not TRL's defaults: float32 weights, ``bf16=False``,
-  gradient checkpointing off (``activation_checkpointing=False``, the name transformers 5 gives
-  ``gradient_checkpointing``), ``use_cpu`` without CUDA, cosine schedule with 3% warm-up and
-  weight decay 0.1 (ALMoST's RM recipe), ``center_rewards_coefficient=0.01``.
+- Optional ALMoST post-validation ("as-is RM" filtering, paper section 3.1), cross-fitted
+  (:mod:`lab_tools.feedback.postval`): the training leaves are dealt into
+  ``feedback.rm_post_validation_folds`` folds, an RM trained on the other folds scores each
+  fold's pairs, pairs it does not rank right are dropped, and the final RM trains on the rest;
+  the manifest records each fold's leaves, pairs scored and dropped.
+- Settings chosen explicitly, not TRL's defaults (:func:`reward_config`): on a CUDA GPU with
+  bf16, bf16 mixed precision (``bf16=True``; float32 master weights for full fine-tuning, a
+  bfloat16 frozen base under LoRA); on CPU float32 and ``bf16=False``, ``use_cpu``. Gradient
+  checkpointing per ``feedback.rm_gradient_checkpointing`` (``activation_checkpointing``, the
+  name transformers 5 gives ``gradient_checkpointing``; both are set). Cosine schedule with 3%
+  warm-up and weight decay 0.1 (ALMoST's RM recipe), ``center_rewards_coefficient=0.01``.
+- LoRA (``feedback.rm_lora_r`` > 0, :func:`rm_peft_config`): TRL ``RewardTrainer(peft_config=...)``
+  wraps the model with peft (``task_type`` SEQ_CLS, adapters on every linear layer, the new
+  score head trained in full through ``modules_to_save``); the saved RM has the adapters merged
+  (peft ``merge_and_unload``), so it loads like any sequence-classification model. What a 7B/13B
+  RM needs on one GPU: 2 bytes per frozen weight instead of 16 per trained one.
+- Length limit: TRL drops every pair whose chosen or rejected sequence (prompt + response,
+  chat template applied) is longer than ``feedback.rm_max_length`` tokens, silently. The
+  manifest's ``train_pairs`` is what TRL kept, and ``length_dropped`` names every pair it
+  dropped (read back from the trainer's own filtered dataset, so the figures are TRL's).
 
 Output: a Hugging Face sequence-classification directory (``AutoModelForSequenceClassification``,
-usable as TRL ``reward_funcs``), with ``rm_manifest.json`` (split, settings, losses, accuracies).
+usable as TRL ``reward_funcs``), with ``rm_manifest.json`` (split, settings, parameters, length
+drops, losses, accuracies).
 """
 
 from __future__ import annotations
@@ -43,30 +57,61 @@ def split_by_leaf(rows: list[dict], fraction: float, seed: int = 0) -> tuple[lis
 
 
 def _dataset(rows: list[dict]):
+    """The TRL dataset of ``rows``, with a ``row`` column (the row's index) that survives TRL's
+    tokenizing and length filter, so the kept rows can be read back (the trainer's
+    ``remove_unused_columns`` drops it before batches are built)."""
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+    return Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"], "row": i}
+                              for i, r in enumerate(rows)])
+
+
+def _bf16() -> bool:
+    """bf16 mixed precision: a CUDA GPU that supports it."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def rm_peft_config(fb):
+    """peft ``LoraConfig`` for the RM (``feedback.rm_lora_r`` > 0), else None: ``task_type``
+    SEQ_CLS, rank ``rm_lora_r``, ``lora_alpha`` ``rm_lora_alpha``, adapters on every linear layer
+    (``target_modules="all-linear"``, which leaves the output head out), the score head trained
+    in full (``modules_to_save=["score"]``, TRL's advice for a causal-LM base:
+    ``RewardTrainer`` docstring, ``peft_config``)."""
+    if fb.rm_lora_r <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="SEQ_CLS", r=fb.rm_lora_r, lora_alpha=fb.rm_lora_alpha, lora_dropout=0.0,
+                      target_modules="all-linear", modules_to_save=["score"])
 
 
 def reward_config(fb, output_dir: str | Path, *, progress: bool = False):
     """TRL ``RewardConfig`` from the ``feedback`` settings ``fb`` (every precision, memory and
-    schedule choice set here, see the module doc; the weights are loaded in float32 by
-    :func:`lab_tools.feedback.evaluate.load_rm`)."""
+    schedule choice set here, see the module doc; the weights' dtype is chosen by :func:`_fit`)."""
     import torch
     from trl import RewardConfig
 
+    checkpointing = bool(fb.rm_gradient_checkpointing)
     return RewardConfig(
         output_dir=str(output_dir), num_train_epochs=fb.rm_epochs, learning_rate=fb.rm_learning_rate,
         per_device_train_batch_size=fb.rm_batch_size, gradient_accumulation_steps=1, max_length=fb.rm_max_length,
         lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.1, center_rewards_coefficient=0.01,
-        bf16=False, fp16=False, tf32=False, activation_checkpointing=False, use_cpu=not torch.cuda.is_available(),
+        bf16=_bf16(), fp16=False, tf32=False, activation_checkpointing=checkpointing,
+        gradient_checkpointing=checkpointing, use_cpu=not torch.cuda.is_available(),
         seed=fb.rm_seed, data_seed=fb.rm_seed,
         eval_strategy="no", save_strategy="no", logging_steps=1, report_to="none", disable_tqdm=not progress,
         dataloader_num_workers=0)
 
 
 def _fit(base: Path, rows: list[dict], fb, work: Path, progress: bool):
-    """Train one RM from ``base`` on ``rows``; returns ``(trainer, losses)``."""
+    """Train one RM from ``base`` on ``rows``; returns ``(trainer, losses, dropped)``,
+    ``dropped`` being the indices of the rows TRL left out for ``rm_max_length``.
+
+    Raises:
+        LabError: no row fits ``rm_max_length``; training diverged or logged no loss."""
+    import torch
     from trl import RewardTrainer
 
     from lab_tools.feedback.evaluate import load_rm
@@ -74,16 +119,49 @@ def _fit(base: Path, rows: list[dict], fb, work: Path, progress: bool):
     from transformers import set_seed
 
     set_seed(fb.rm_seed)  # the new score head's initial weights
-    model, tok = load_rm(base)  # seq-cls head (one label) on the base, float32
+    peft = rm_peft_config(fb)
+    # full fine-tuning keeps float32 master weights (bf16 only in the autocast compute); under
+    # LoRA the base is frozen, so on a bf16 GPU it is held in bfloat16 (2 bytes per weight)
+    model, tok = load_rm(base, dtype=torch.bfloat16 if peft is not None and _bf16() else torch.float32)
     trainer = RewardTrainer(model=model, args=reward_config(fb, work, progress=progress), processing_class=tok,
-                            train_dataset=_dataset(rows))
-    if len(trainer.train_dataset) == 0:
+                            train_dataset=_dataset(rows), peft_config=peft)
+    kept = set(trainer.train_dataset["row"])
+    dropped = [i for i in range(len(rows)) if i not in kept]
+    if not kept:
         raise LabError(f"no comparison fits in feedback.rm_max_length={fb.rm_max_length} tokens: nothing to train on")
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     if not losses or not all(math.isfinite(x) for x in losses):
         raise LabError(f"reward-model training diverged or logged no loss (losses: {losses[:5]})")
-    return trainer, losses
+    return trainer, losses, dropped
+
+
+def _length_dropped(rows: list[dict], dropped: list[int], fb) -> dict:
+    """The manifest's record of the pairs TRL dropped for ``rm_max_length``: the limit, their
+    count and each one's leaf and id (``metadata.id``)."""
+    return {"max_length": fb.rm_max_length, "count": len(dropped),
+            "pairs": [{"leaf": rows[i]["metadata"].get("leaf"), "id": rows[i]["metadata"].get("id")}
+                      for i in dropped]}
+
+
+def _parameters(model) -> dict:
+    """``{"trainable", "total"}`` parameter counts of ``model`` (a peft model counts its adapters
+    and saved modules as trainable, the frozen base in the total)."""
+    params = list(model.parameters())
+    return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+
+
+def _save(trainer, out: Path) -> None:
+    """Save the trained RM into ``out``: a LoRA model with its adapters merged into the base
+    (peft ``merge_and_unload``; the trained score head replaces the original), so the directory
+    is a plain sequence-classification model; else TRL's ``save_model``."""
+    from accelerate.utils import is_peft_model
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if is_peft_model(model):
+        model.merge_and_unload().save_pretrained(str(out), safe_serialization=True)
+    else:
+        trainer.save_model(str(out))
 
 
 def _accuracy(trainer, rows: list[dict], fb) -> tuple[float | None, list[float]]:
@@ -92,15 +170,19 @@ def _accuracy(trainer, rows: list[dict], fb) -> tuple[float | None, list[float]]
     if not rows:
         return None, []
     trainer.model.eval()
-    margins = score_pairs(trainer.model, trainer.processing_class, rows, max_length=fb.rm_max_length)
+    margins = score_pairs(trainer.model, trainer.processing_class, rows, max_length=fb.rm_max_length,
+                          batch_size=fb.rm_score_batch_size)
     return sum(m > 0 for m in margins) / len(margins), margins
 
 
 def train_reward_model(comparisons: str | Path, out_dir: str | Path, cfg, *, progress: bool = True) -> dict:
     """Train the RM on ``comparisons`` (``comparisons.jsonl``) with ``cfg.feedback`` and save it
     into ``out_dir`` (replaced atomically). Returns the manifest (also ``out_dir/rm_manifest.json``):
-    ``base``, ``train_pairs``, ``train_leaves``, ``heldout_leaves``, ``heldout_pairs``, ``settings``,
-    ``losses``, ``train_accuracy``, ``heldout_accuracy``, ``post_validation`` (or None), ``seconds``.
+    ``base``, ``train_pairs`` (the pairs TRL trained on), ``length_dropped`` (``max_length``,
+    ``count``, ``pairs``: those TRL dropped for ``rm_max_length``), ``train_leaves``,
+    ``heldout_leaves``, ``heldout_pairs``, ``settings``, ``parameters`` (``trainable``/``total``,
+    ``lora_r``), ``losses``, ``train_accuracy``, ``heldout_accuracy``, ``post_validation`` (or
+    None), ``seconds``.
 
     Raises:
         LabError: no comparisons (the stage before made none), no training pair, a bad base model,
@@ -124,29 +206,28 @@ def train_reward_model(comparisons: str | Path, out_dir: str | Path, cfg, *, pro
     base_spec = fb.rm_base or cfg.train.student
     base = resolve_model(base_spec, cfg.cache_path)
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
-    trainer, losses = _fit(base, train, fb, work, progress)
     post = None
-    if fb.rm_post_validation:
-        first_acc, _ = _accuracy(trainer, heldout, fb)
-        _, margins = _accuracy(trainer, train, fb)
-        kept = [r for r, m in zip(train, margins) if m >= 0]
-        post = {"pairs_before": len(train), "dropped": len(train) - len(kept), "first_heldout_accuracy": first_acc,
-                "first_train_accuracy": sum(m > 0 for m in margins) / len(margins), "first_losses": losses}
-        if not kept:
-            raise LabError("post-validation: the first reward model ranked every training pair the wrong way")
-        del trainer
-        trainer, losses = _fit(base, kept, fb, work, progress)
-        train = kept
+    if fb.rm_post_validation:  # cross-fitted: each pair is scored by an RM that did not train on it
+        from lab_tools.feedback.postval import cross_fit
+
+        def fit_score(fold_train, fold_scored):
+            return _accuracy(_fit(base, fold_train, fb, work, progress)[0], fold_scored, fb)[1]
+        train, post = cross_fit(train, fb.rm_post_validation_folds, fit_score, seed=fb.rm_seed, heldout=heldout)
+    trainer, losses, dropped = _fit(base, train, fb, work, progress)
     train_acc, _ = _accuracy(trainer, train, fb)
     held_acc, _ = _accuracy(trainer, heldout, fb)
+    gone = set(dropped)
+    trained = [r for i, r in enumerate(train) if i not in gone]
     manifest = {"base": base_spec, "base_path": str(base), "comparisons": str(path),
-                "train_pairs": len(train), "train_leaves": sorted({r["metadata"]["leaf"] for r in train}),
+                "train_pairs": len(trained), "length_dropped": _length_dropped(train, dropped, fb),
+                "train_leaves": sorted({r["metadata"]["leaf"] for r in trained}),
                 "heldout_leaves": held_leaves, "heldout_pairs": len(heldout),
                 "settings": {k: getattr(fb, k) for k in vars(fb) if k.startswith("rm_")},
+                "parameters": {**_parameters(trainer.model), "lora_r": fb.rm_lora_r},
                 "trl": _version("trl"), "losses": losses, "train_accuracy": train_acc, "heldout_accuracy": held_acc,
                 "post_validation": post, "seconds": round(time.monotonic() - t0, 2)}
     with atomic_dir(out_dir) as tmp:
-        trainer.save_model(str(tmp))
+        _save(trainer, tmp)
         trainer.processing_class.save_pretrained(str(tmp))
         write_json_atomic(tmp / "rm_manifest.json", manifest, indent=1, newline=True)
         write_json_atomic(tmp / "heldout_leaves.json", held_leaves, newline=True)
@@ -182,9 +263,10 @@ def evaluate_saved(rm_dir: str | Path, comparisons: str | Path, *, hhh_path: str
     held = set(manifest.get("heldout_leaves") or [])
     rows = [r for r in read_jsonl(comparisons) if r["metadata"]["leaf"] in held]
     result = evaluate_rm(rm_dir, rows, hhh_path=hhh_path, max_length=manifest["settings"]["rm_max_length"],
-                         hhh_pairs=hhh_pairs)
-    result["training"] = {k: manifest.get(k) for k in ("base", "train_pairs", "train_leaves", "heldout_leaves",
-                                                        "train_accuracy", "post_validation", "seconds")}
+                         hhh_pairs=hhh_pairs, batch_size=manifest["settings"].get("rm_score_batch_size", 8))
+    result["training"] = {k: manifest.get(k) for k in ("base", "train_pairs", "length_dropped", "train_leaves",
+                                                        "heldout_leaves", "train_accuracy", "post_validation",
+                                                        "seconds")}
     write_json_atomic(rm_dir / "rm_eval.json", result, indent=1, newline=True)
     return result
 
@@ -198,13 +280,17 @@ def train_cli(data_dir: str | Path, out_dir: str | Path, cfg, *, progress: bool 
     result = evaluate_saved(out_dir, Path(data_dir) / "comparisons.jsonl")
     held = result["heldout"]
     pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-    click.echo(f"reward model: {out_dir} (from {manifest['base']}, {manifest['train_pairs']} training pairs)")
+    long = manifest["length_dropped"]["count"]
+    click.echo(f"reward model: {out_dir} (from {manifest['base']}, {manifest['train_pairs']} training pairs"
+               + (f"; {long} dropped as longer than feedback.rm_max_length={manifest['length_dropped']['max_length']}"
+                  " tokens" if long else "") + ")")
     click.echo(f"held-out comparisons ({held['n']}, leaves {', '.join(manifest['heldout_leaves']) or '–'}): "
                f"RM {pct(held['accuracy'])}, longer answer wins {pct(held['length_baseline'])}")
     if manifest["post_validation"]:
         pv = manifest["post_validation"]
-        click.echo(f"post-validation: dropped {pv['dropped']} of {pv['pairs_before']}; held-out accuracy "
-                   f"first RM {pct(pv['first_heldout_accuracy'])}, retrained {pct(held['accuracy'])}")
+        click.echo(f"post-validation: dropped {pv['dropped']} of {pv['pairs_before']} ({len(pv['folds'])}-fold "
+                   f"cross-fitted); held-out accuracy fold RMs {pct(pv['first_heldout_accuracy'])}, "
+                   f"final {pct(held['accuracy'])}")
     return result
 
 

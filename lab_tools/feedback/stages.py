@@ -25,7 +25,7 @@ from lab_tools.errors import plural
 
 
 # Held-out items the build's alignment stage scores per policy (ST, pref; Static HHH for base too):
-# the knowledge score on the selection's 16 MC items, the win rate on 8 prompts; ``batch_size``
+# the knowledge score on 16 MC items, the win rate on 8 prompts (both from the held-out test part); ``batch_size``
 # 8 answers the 8 prompts in one batch (on a CPU a decode step costs little more for 8 sequences
 # than for 4). ``lab evaluate --training-run`` has its own, larger defaults.
 ALIGNMENT_CAPS = {"max_mc": 16, "max_prompts": 8, "batch_size": 8}
@@ -41,7 +41,7 @@ def fingerprint_parts(b, name: str) -> list:
     rm_id = b.hasher.model(rm) if rm else None
     if name == "self_play":
         return [b.leaf_hashes, b.hasher.file(b.data_dir / "st.jsonl"), rm_id, fb, b.cfg.generate.teacher,
-                b.cfg.train.student]
+                b.cfg.train.student, dataclasses.asdict(b.cfg.generate.filters)]  # turns are screened
     if name in ("pref", "alignment"):
         from lab_tools.train.config import preset_path
 
@@ -57,7 +57,8 @@ def fingerprint_parts(b, name: str) -> list:
     if name == "comparisons":
         data = b.hasher.files(b.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st"))
         return [b.leaf_hashes, data, {k: v for k, v in fb.items() if not k.startswith("rm_")},
-                b.cfg.generate.teacher, b.cfg.train.student, demos_version()]
+                b.cfg.generate.teacher, b.cfg.train.student, demos_version(),
+                dataclasses.asdict(b.cfg.generate.filters)]  # both sides are screened
     base = b.cfg.feedback.rm_base or b.cfg.train.student
     base_id = b.hasher.model(Path(base)) if Path(base).is_dir() else base
     return [b.hasher.file(b.data_dir / "comparisons.jsonl"), {k: v for k, v in fb.items() if k.startswith("rm_")},
@@ -144,32 +145,41 @@ def self_play_stage(b):
 
 
 def pref_stage(b):
-    """The preference phase after ST of the build's training run (``train/pref``); selection by
-    win rate against ST, ST kept when the knowledge score regresses."""
-    from lab_tools.train.pref import pairwise_judge_dir, rm_win_rate_fn, train_pref
+    """The preference phase after ST of the build's training run (``train/pref``); pref replaces
+    ST only with a measurable gain on the selection set, by a judge that may judge (else the
+    reward model with reference log-likelihood as a guard), and no knowledge regression."""
+    from lab_tools.eval.stats import format_estimate
+    from lab_tools.train.pref import (capable_judge_for, pairwise_judge_dir, policy_reward_line, rm_verdicts_fn,
+                                      train_pref)
 
     rm = b.trained_rm()
     rm_dir = str(rm) if rm else None
     entry = train_pref(b.train_dir, b.data_dir, preset=b.cfg.train.preset,
                        judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg), rm_dir=rm_dir, progress=b.progress,
-                       rm_win_rate=rm_win_rate_fn(rm_dir, b.cfg.feedback.rm_max_length))
+                       rm_verdicts=rm_verdicts_fn(rm_dir, b.cfg.feedback.rm_max_length),
+                       capable_judge=capable_judge_for(b.judge_spec, b.cfg, backend=b.backend))
     best = entry["candidates"].get(entry["candidate"], {})
     wr = best.get("win_rate")
-    return (f"{entry['method']} on {plural(entry['comparisons'], 'comparison')}, {plural(entry['steps'], 'step')}; win rate vs ST "
-            f"{'–' if wr is None else f'{wr:.2f}'}; release keeps {entry['kept']}"), \
-        {"method": entry["method"], "kept": entry["kept"], "win_rate": wr, "reason": entry["reason"]}
+    vs_st = (entry.get("decision") or {}).get("pref_vs_st") or {}
+    return (f"{entry['method']} on {plural(entry['comparisons'], 'comparison')}, {plural(entry['steps'], 'step')}; "
+            f"{vs_st.get('metric', 'no decision')}: {vs_st.get('verdict', '–')} "
+            f"(change {format_estimate(vs_st.get('gain'))}); release keeps {entry['kept']}"
+            + (f"; policy moved: {policy_reward_line(pr)}" if (pr := entry.get("policy_reward")) else "")), \
+        {"method": entry["method"], "kept": entry["kept"], "win_rate": wr, "reason": entry["reason"],
+         "policy_reward": entry.get("policy_reward")}
 
 
 def alignment_stage(b):
-    """``eval/alignment.json``: Static HHH accuracy of base/ST/pref, pref-vs-ST win rates (pairwise
-    judge, reward model), the alignment tax (:mod:`lab_tools.eval.alignment`), at the build's caps."""
+    """``eval/alignment.json``: Static HHH accuracy of base/ST/pref, pref-vs-ST win rates (judges
+    that may judge, reward model), the alignment tax (:mod:`lab_tools.eval.alignment`), at the
+    build's caps, on the *test* part of the held-out items (:mod:`lab_tools.eval.sets`)."""
     from lab_tools.atomic import write_json_atomic, write_text_atomic
     from lab_tools.build import EVAL_CAPS
     from lab_tools.eval.alignment import alignment_markdown, evaluate_alignment, run_models
     from lab_tools.eval.evaluate import load_eval_set
     from lab_tools.eval.preference import load_static_hhh
     from lab_tools.feedback.evaluate import evenly_spaced, hhh_default_path
-    from lab_tools.train.pref import pairwise_judge_dir
+    from lab_tools.train.pref import capable_judge_for, pairwise_judge_dir
 
     rm = b.trained_rm()
     say = (lambda m: b.console.print(m, markup=False, highlight=False)) if b.progress else None  # "[alignment]" is no markup
@@ -179,6 +189,7 @@ def alignment_stage(b):
     block = evaluate_alignment(run_models(b.train_dir), evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(b.judge_spec, b.cfg),
                                rm_dir=str(rm) if rm else None,
+                               capable_judge=capable_judge_for(b.judge_spec, b.cfg, backend=b.backend),
                                max_new_tokens=EVAL_CAPS["max_new_tokens"], batch_size=ALIGNMENT_CAPS["batch_size"],
                                progress=say)
     write_json_atomic(b.eval_dir / "alignment.json", block, indent=1)

@@ -13,7 +13,9 @@ import json
 
 import yaml
 
-from lab_tools.eval.report import format_total
+from lab_tools.errors import plural
+from lab_tools.eval.report import format_change, format_total_with_interval
+from lab_tools.eval.stats import format_estimate
 from lab_tools.feedback.report import card_lines
 
 _BASE_MODELS = {"embedded": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -37,7 +39,7 @@ def _scalars(d: dict) -> dict:
             for k2, v2 in _scalars(v).items():
                 out[f"{k}.{k2}"] = v2
         elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            out[k] = f"{len(v)} entries"
+            out[k] = plural(len(v), "entry")
         else:
             out[k] = v
     return out
@@ -65,6 +67,7 @@ def _training_section(info: dict) -> list[str]:
     if not names:
         return lines
     rows: dict[str, dict[str, object]] = {}
+    notes: list[str] = []
     for p in names:
         for k, v in _scalars(hp.get(p) or {}).items():
             rows.setdefault(k, {})[p] = v
@@ -79,15 +82,27 @@ def _training_section(info: dict) -> list[str]:
                 if k == "selected" and isinstance(v, str):  # phase/epoch-N, not one machine's path
                     v = "/".join(str(v).rstrip("/").split("/")[-2:])
                 rows.setdefault(k, {})[p] = v
-        scores = entry.get("scores") or {}
+        decision = entry.get("decision") or {}
+        scores = decision.get("candidates") or entry.get("scores") or {}
         if isinstance(scores, dict) and scores:
             rows.setdefault("checkpoint scores", {})[p] = "; ".join(
-                f"{str(c).rstrip('/').rsplit('/', 1)[-1]}: {_cell(v)}" for c, v in scores.items())
+                f"{str(c).rstrip('/').rsplit('/', 1)[-1]}: {format_estimate(v) if isinstance(v, dict) else _cell(v)}"
+                for c, v in scores.items())
+        if decision.get("verdict"):
+            rows.setdefault("decision", {})[p] = decision["verdict"]
+        judge = decision.get("judge") or {}
+        if judge and not judge.get("used"):
+            notes.append(f"{PHASE_NAMES[p]} selection used no judge: {judge.get('reason')}.")
     lines += ["| | " + " | ".join(PHASE_NAMES[p] for p in names) + " |",
               "|---|" + "---|" * len(names)]
     for k, per in rows.items():
         lines.append(f"| {k} | " + " | ".join(_cell(per.get(p)) for p in names) + " |")
-    lines.append("")
+    lines += ["", "Checkpoints were chosen on the *selection* part of the held-out items (every leaf in turn); "
+              "scores are value [95% interval] (n items). A later checkpoint replaced an earlier one only when "
+              "its gain's interval lay above 0 (LAB: avoid overtraining); the evaluation below uses the "
+              "*test* part.", ""]
+    if notes:
+        lines += [f"- {n}" for n in notes] + [""]
     return lines
 
 
@@ -100,12 +115,18 @@ def _eval_section(info: dict, branch_md: str | None) -> list[str]:
               "out from the knowledge leaves. Skills: the judge's 1-10 rating (MT-Bench single-answer "
               f"grading) of answers to held-out skill prompts; judge `{_cell(ev.get('judge'))}`; and, needing "
               "no judge, the mean log-probability per token (nats) of the held-out seed answers "
-              "(`reference`, higher is better).", "",
-              "| score | before (base) | after (trained) |", "|---|---:|---:|"]
+              "(`reference`, higher is better). Items: the held-out *test* part (never the ones a checkpoint "
+              "was chosen on). Figures: value [95% interval]; the change is the mean per-item difference with "
+              "its paired-bootstrap interval, called improved / regressed only when the interval excludes 0; "
+              "an accuracy whose interval is wider than +-15 points is too small to decide.", "",
+              "| score | items | before (base) | after (trained) | change and verdict |", "|---|---:|---|---|---|"]
     for name, tot in (ev.get("totals") or {}).items():
-        lines.append(f"| {name} | {format_total(name, tot.get('base'))} | "
-                     f"{format_total(name, tot.get('trained'))} |")
+        lines.append(f"| {name} | {_cell(tot.get('n'))} | {format_total_with_interval(name, tot, 'base')} | "
+                     f"{format_total_with_interval(name, tot, 'trained')} | {format_change(name, tot)} |")
     lines.append("")
+    for key in ("judge_refused", "judge_unable"):
+        if ev.get(key):
+            lines += [f"Judge not used: {_cell(ev[key])}.", ""]
     if branch_md:
         body = branch_md.split("\n", 2)[-1] if branch_md.startswith("#") else branch_md
         lines += ["### Per leaf (branch report)", "", body.strip(), ""]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from lab_tools.errors import plural
+
 
 @click.command("release")
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
@@ -23,4 +25,4 @@ def release(run_dir, out_dir, taxonomy, allow_untrained):
     cfg = load_config(taxonomy) if taxonomy else None
     result = make_release(run_dir, out_dir, taxonomy=taxonomy, cfg=cfg, allow_untrained=allow_untrained)
     click.echo(f"release written to {result.out_dir} "
-               f"({len(result.info['leaves'])} leaves, samples {result.info['samples']})")
+               f"({plural(len(result.info['leaves']), 'leaf')}, samples {result.info['samples']})")

@@ -339,5 +339,6 @@ def _eval_summary(evaluation: dict | None) -> dict | None:
         return None
     report = evaluation.get("report") or {}
     return {"totals": report.get("totals"), "counts": report.get("counts"),
-            "rows": report.get("rows"), "tolerance": report.get("tolerance"),
+            "rows": report.get("rows"), "judge_unable": report.get("judge_unable"),
+            "judge_refused": report.get("judge_refused"),
             "judge": ((evaluation.get("trained") or {}).get("judge") or {}).get("judge")}

@@ -9,12 +9,21 @@ Specs (DESIGN.md, Backends):
 - ``openai:URL#MODEL``: any OpenAI-compatible server (vLLM, llama.cpp, ``transformers serve``),
   chat completions with bounded concurrency, timeouts and the openai client's own retries
   (exponential backoff with jitter, ``Retry-After``).
-- ``vllm:MODEL``: in-process vLLM (GPU), imported only when used.
+- ``vllm:MODEL``: in-process vLLM (GPU), imported only when used; its engine settings come from
+  ``generate.vllm_*`` (:func:`teacher_options`), and ``close()`` gives its GPU memory back.
 - ``scripted:`` / ``scripted:PATH``: the deterministic fake teacher of :mod:`lab_tools.sdg.fake`.
+
+One GPU owner at a time: an in-process GPU teacher (``on_gpu``) holds most of the GPU's memory
+(vLLM reserves ``gpu_memory_utilization`` of it up front), so whoever builds one closes it
+(:func:`close_teacher`) before a model that trains is loaded; ``lab build`` does so before its
+training stages (:func:`release_gpu_teachers`) and builds its ``vllm:`` judge lazily
+(:class:`LazyTeacher`). A served teacher (``openai:URL#MODEL`` in front of ``vllm serve`` on GPUs
+of its own) never competes with training: docs/multi-node.md.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import threading
@@ -139,6 +148,17 @@ class TransformersTeacher:
         self.name = f"transformers:{path.name}"
         self.identity = teacher_identity(f"transformers:{model_spec}", cache_dir)
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the loaded model sits on a CUDA device (False once closed)."""
+        model = getattr(self, "model", None)
+        return model is not None and getattr(getattr(model, "device", None), "type", "cpu") == "cuda"
+
+    def close(self) -> None:
+        """Drop the model (a later ``generate`` fails) and give its GPU memory back. Idempotent."""
+        self.model = None
+        _free_torch_memory()
+
     def count_tokens(self, text: str) -> int:
         return len(self.tok(text, add_special_tokens=False)["input_ids"])
 
@@ -148,6 +168,8 @@ class TransformersTeacher:
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         import torch
 
+        if self.model is None:
+            return [Completion("", error=f"{self.name} was closed") for _ in requests]
         out: list[Completion | None] = [None] * len(requests)
         prompts = []
         for i, r in enumerate(requests):
@@ -260,9 +282,22 @@ class OpenAITeacher:
 
 
 class VLLMTeacher:
-    """In-process vLLM engine (GPU). vLLM batches internally; ``seed`` is passed per request."""
+    """In-process vLLM engine (GPU). vLLM batches internally; ``seed`` is passed per request.
 
-    def __init__(self, model: str):
+    ``tensor_parallel_size`` (GPUs), ``gpu_memory_utilization`` (fraction of each GPU's memory the
+    engine reserves for weights and KV cache) and ``max_model_len`` (tokens; 0 = the model's
+    own) are vLLM ``LLM(...)`` arguments (``generate.vllm_*``). ``schedules_batches``: the engine
+    schedules a whole list of requests itself, so callers send everything at once.
+    ``close()`` gives the GPU memory back (see :meth:`close`).
+
+    Raises:
+        LabError: vLLM is not installed."""
+
+    on_gpu = True
+    schedules_batches = True
+
+    def __init__(self, model: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
+                 max_model_len: int = 0):
         try:
             from vllm import LLM, SamplingParams  # noqa: F401
         except ImportError as exc:
@@ -270,7 +305,11 @@ class VLLMTeacher:
                            f"{exc}") from exc
         from vllm import LLM
 
-        self.llm = LLM(model=model)
+        kwargs = dict(model=model, tensor_parallel_size=tensor_parallel_size,
+                      gpu_memory_utilization=gpu_memory_utilization)
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        self.llm = LLM(**kwargs)
         self.tok = self.llm.get_tokenizer()
         self.name = f"vllm:{Path(model).name}"
         self.identity = teacher_identity(f"vllm:{model}")
@@ -281,6 +320,8 @@ class VLLMTeacher:
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         from vllm import SamplingParams
 
+        if self.llm is None:
+            return [Completion("", error=f"vllm: {self.name} was closed") for _ in requests]
         params = [SamplingParams(max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed)
                   for r in requests]
         try:
@@ -290,15 +331,120 @@ class VLLMTeacher:
         return [Completion(res.outputs[0].text, prompt_tokens=len(res.prompt_token_ids or []),
                            completion_tokens=len(res.outputs[0].token_ids)) for res in results]
 
+    def close(self) -> None:
+        """Shut the engine down and give its GPU memory back; idempotent, never raises. ``del llm``
+        alone does not free it (vllm-project/vllm#1908, #6544): the V1 engine core is shut down,
+        then ``vllm.distributed.parallel_state.cleanup_dist_env_and_memory`` (vLLM's own cleanup,
+        vllm-project/vllm#23793), else ``destroy_model_parallel`` and
+        ``destroy_distributed_environment`` when importable, then ``gc.collect()`` and
+        ``torch.cuda.empty_cache()``."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        try:
+            if callable(getattr(core, "shutdown", None)):
+                core.shutdown()
+        except Exception:  # noqa: BLE001 -- best effort: the rest of the cleanup still runs
+            pass
+        del llm, core
+        try:
+            from vllm.distributed import parallel_state as ps
+        except Exception:  # noqa: BLE001 -- an older or stripped vLLM: plain gc below
+            ps = None
+        if ps is not None:
+            names = ("cleanup_dist_env_and_memory",) if hasattr(ps, "cleanup_dist_env_and_memory") \
+                else ("destroy_model_parallel", "destroy_distributed_environment")
+            for name in names:
+                try:
+                    getattr(ps, name)()
+                except Exception:  # noqa: BLE001 -- nothing to destroy, or already destroyed
+                    pass
+        _free_torch_memory()
+
+
+def _free_torch_memory() -> None:
+    """``gc.collect()``, then ``torch.cuda.empty_cache()`` when torch is loaded and CUDA is up."""
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def close_teacher(teacher) -> None:
+    """Close ``teacher`` when it has a ``close()`` (in-process backends); others are left alone."""
+    close = getattr(teacher, "close", None)
+    if callable(close):
+        close()
+
+
+def release_gpu_teachers(backends: dict) -> list[str]:
+    """Close and remove every teacher of ``backends`` (spec -> teacher) that holds a GPU
+    (``on_gpu``: in-process vLLM, a transformers model on CUDA, a loaded :class:`LazyTeacher`);
+    views of a closed model (``+raw``) go with it. Returns the specs released."""
+    gone = [k for k, t in backends.items() if getattr(t, "on_gpu", False)]
+    for k in gone:
+        close_teacher(backends.pop(k))
+    for k in [k for k in backends if k.endswith("+raw") and k.removesuffix("+raw") in gone]:
+        backends.pop(k)
+    return gone
+
+
+class LazyTeacher:
+    """A teacher built on its first ``generate``/``count_tokens`` (``factory()``), so that holding
+    one costs no GPU memory until it is used; ``name``/``identity`` come from the spec without
+    loading. ``close()`` closes the built teacher (a later use builds it again). Memory freed
+    by others (gc, CUDA cache) is collected before building."""
+
+    def __init__(self, spec: str, factory, cache_dir=None):
+        self.spec, self._factory, self._teacher = spec, factory, None
+        self.name = teacher_name(spec, cache_dir)
+        self.identity = teacher_identity(spec, cache_dir)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self._teacher is not None and getattr(self._teacher, "on_gpu", False)
+
+    def _get(self):
+        if self._teacher is None:
+            _free_torch_memory()
+            self._teacher = self._factory()
+        return self._teacher
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        return self._get().generate(requests)
+
+    def count_tokens(self, text: str) -> int:
+        return self._get().count_tokens(text)
+
+    def close(self) -> None:
+        teacher, self._teacher = self._teacher, None
+        close_teacher(teacher)
+
+
+def teacher_options(g, **override) -> dict:
+    """The :func:`make_teacher` keyword arguments from ``generate`` settings ``g``
+    (:class:`lab_tools.config.GenerateConfig`): workers, batch size, timeout, retries and the
+    ``vllm_*`` engine settings; ``override`` replaces any of them (e.g. ``batch_size``)."""
+    return {"workers": g.workers, "batch_size": g.batch_size, "timeout": g.request_timeout,
+            "max_retries": g.max_retries, "tensor_parallel_size": g.vllm_tensor_parallel_size,
+            "gpu_memory_utilization": g.vllm_gpu_memory_utilization, "max_model_len": g.vllm_max_model_len,
+            **override}
+
 
 def make_teacher(spec: str, cache_dir=None, *, workers: int = 8, batch_size: int = 16,
-                 timeout: float = 120.0, max_retries: int = 3) -> Teacher:
+                 timeout: float = 120.0, max_retries: int = 3, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, max_model_len: int = 0) -> Teacher:
     """Build a teacher from ``transformers:PATH|embedded``, ``openai:URL#MODEL``, ``vllm:MODEL``,
     ``scripted:`` or ``scripted:PATH`` (a JSON script for the fake teacher).
 
     ``workers``: concurrent requests for ``openai``; ``timeout`` (seconds per request) and
     ``max_retries`` (the openai client's retries) for ``openai``; ``batch_size``: sequences per
-    forward pass for ``transformers``.
+    forward pass for ``transformers``; ``tensor_parallel_size``, ``gpu_memory_utilization`` and
+    ``max_model_len`` for ``vllm`` (:class:`VLLMTeacher`). :func:`teacher_options` gives them all
+    from the ``generate`` settings.
 
     Raises:
         LabError: unknown scheme, missing path, or a backend that is not installed.
@@ -315,7 +461,8 @@ def make_teacher(spec: str, cache_dir=None, *, workers: int = 8, batch_size: int
     if scheme == "vllm":
         if not rest:
             raise LabError(f"teacher {spec!r}: expected vllm:MODEL", field="generate.teacher")
-        return VLLMTeacher(rest)
+        return VLLMTeacher(rest, tensor_parallel_size=tensor_parallel_size,
+                           gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
     if scheme == "scripted":
         from lab_tools.sdg.fake import ScriptedTeacher
 

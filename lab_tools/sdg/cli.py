@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 
 
 def _select(root: Path, leaves: tuple[str, ...], base: str | None) -> list[str] | None:
@@ -51,11 +51,16 @@ def _table(report) -> None:
     for s in report.leaves:
         if s.error:
             console.print(f"[red]{s.leaf}: {s.error}[/red]")
-    phases = ", ".join(f"{p}: {n}" for p, n in report.phases.items())
-    n_err = sum(sum(s.errors.values()) for s in report.leaves)
-    errs = f"; {n_err} teacher/judge requests failed" if n_err else ""
-    console.print(f"samples by phase: {phases}{errs}; wrote {report.paths['card_json'].parent} "
-                  f"in {report.seconds:.1f} s")
+    # the outcome line is the same on a rerun that reads leaves from the cache; timing apart
+    console.print(report.summary(), markup=False, highlight=False)
+    console.print(report.cache_note(), markup=False, highlight=False)
+
+
+def _deprecated_no_progress(ctx, param, value):
+    """--no-progress still works (scripts), with a warning that it is now --quiet."""
+    if value:
+        click.echo("warning: --no-progress is deprecated, use --quiet", err=True)
+    return value
 
 
 @click.command("generate")
@@ -68,12 +73,15 @@ def _table(report) -> None:
 @click.option("--teacher", default=None,
               help="transformers:PATH|embedded, openai:URL#MODEL, vllm:MODEL or scripted:[PATH].")
 @click.option("--judge", default=None, help="Judge backend spec (default: the teacher).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("generated"),
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/generate"),
               show_default=True, help="Output directory for kt1/kt2/st.jsonl and the dataset card.")
 @click.option("--workers", type=int, default=None, help="Requests in flight for the openai backend.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="Extra config file applied over lab.yaml.")
-@click.option("--no-progress", is_flag=True, help="No progress bars (CI logs).")
+@click.option("--quiet", is_flag=True,
+              help="No progress output (bars, CI progress lines, the libraries' bars); the summary is still printed.")
+@click.option("--no-progress", is_flag=True, hidden=True, callback=_deprecated_no_progress,
+              help="Deprecated name of --quiet.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this process; ray: one Ray task per leaf, each worker with its own teacher "
                    "(needs the 'ray' extra and a cache dir every node sees).")
@@ -86,9 +94,14 @@ def _table(report) -> None:
               help="Reward model dir (`lab train --phase rm`) that picks the best assistant turn in self-play "
                    "and, with feedback.rm_scores_sdg, scores the SDG samples (pair evaluation by reward).")
 def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, config_file, no_progress,
-             engine, address, self_play, reward_model):
-    """Generate synthetic training data from taxonomy leaves (skills-SDG and knowledge-SDG, LAB 3.2)
-    into phase datasets kt1/kt2/st (LAB table 1), reusing cached leaves."""
+             engine, address, self_play, reward_model, quiet):
+    """Generate synthetic training data from the leaves of taxonomy ROOT (default ./taxonomy;
+    skills-SDG and knowledge-SDG, LAB 3.2) into phase datasets kt1/kt2/st (LAB table 1), reusing
+    cached leaves."""
+    from lab_tools.progress import silence_library_bars
+
+    no_progress = no_progress or quiet  # --no-progress: the deprecated name of --quiet
+    silence_library_bars(quiet=no_progress)
     from lab_tools.config import default_root, load_config
     from lab_tools.sdg.pipeline import generate_dataset
 
@@ -105,6 +118,10 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     selected = _select(root, tuple(leaves), base)
     if address and engine != "ray":
         raise LabError("--address is for --engine ray", field="--address")
+    if reward_model is not None:  # checked before any teacher is loaded, not after the SDG
+        from lab_tools.models import require_local_model_dir
+
+        require_local_model_dir(reward_model, "--reward-model", embedded=False)
     scorer = None
     if reward_model is not None and cfg.feedback.rm_scores_sdg:  # pair evaluation by reward
         from lab_tools.feedback.scorer import rm_scorer
@@ -129,4 +146,4 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
             raise LabError("--self-play needs --reward-model DIR (train one with `lab train --phase rm`)",
                            field="--reward-model")
         sp = generate_self_play(root, out_dir, cfg, reward_model, leaf_paths=selected, progress=not no_progress)
-        click.echo(f"self-play: {sp.kept} conversations kept ({sp.path}) in {sp.seconds:.1f} s")
+        click.echo(f"self-play: {plural(sp.kept, 'conversation')} kept ({sp.path}) in {sp.seconds:.1f} s")

@@ -6,7 +6,7 @@ end-to-end build can run the whole pipeline in milliseconds. A JSON script can o
 
 ```json
 {"delay": 0.05,
- "pair_eval": [{"match": "haiku", "reply": "1"}, {"reply": ["3", "2"]}],
+ "pair_eval": [{"match": "haiku", "reply": "Explanation: off topic.\\nScore: 1"}, {"reply": ["3", "2"]}],
  "question_eval": [{"match": "unsafe", "reply": "no"}],
  "skill_question": [{"match": "garbage", "reply": "__default__"}, {"reply": "???"}]}
 ```
@@ -195,10 +195,12 @@ class ScriptedTeacher:
                 return (f"Context: The {a} stands next to the {b}; visitors walk between them in about "
                         f"{h % 50 + 5} minutes and count {h % 9 + 2} signs on the way.\nQuestions:\n{listed}")
             return listed
+        if tag == "rmsp-user":  # the simulated user of self-play: a follow-up question of its own
+            return f"Thanks. Could you also say how the {a} compares with the {b}?"
         if tag in ("question_eval", "faithfulness", "self_contained"):
             return "yes"
-        if tag == "pair_eval":
-            return "3"
+        if tag == "pair_eval":  # LAB figure 4: explanation first, the score on the last line
+            return "Explanation: correct.\nScore: 3"  # four words: fits generate.eval_tokens >= 4
         if tag == "knowledge_qa":
             m = re.search(r"Document:\s*(.*?)\n\s*\nWrite one question", user, re.DOTALL)
             doc = (m.group(1) if m else user).strip()
@@ -209,8 +211,11 @@ class ScriptedTeacher:
             topic = " ".join(re.findall(r"[A-Za-z]+", sentences[i])[:4])
             answer = sentences[i] if (h // 5) % 2 else " ".join(sentences[i:] + sentences[:i])
             return f"Question: What is known about {topic} ({h % 1000})?\nAnswer: {answer}"
-        if "\n\n" in user:  # a grounded request (question, then its context): answer from the context
-            first = re.split(r"(?<=[.!?])\s+", user.rsplit("\n\n", 1)[1].strip())[0]
+        context = user.rsplit("\n\n", 1)[1].strip() if "\n\n" in user else ""
+        if context.endswith("Assistant:"):  # a raw Human/Assistant dialogue (feedback.raw): no context
+            context = ""
+        if context:  # a grounded request (question, then its context): answer from the context
+            first = re.split(r"(?<=[.!?])\s+", context)[0]
             return f"From the text: {first}"
         n = 1 + h % 4  # response: one to four sentences, each about other things (no loop)
         verbs = ("borders", "supplies", "outlasts", "mirrors")

@@ -22,7 +22,14 @@ Filters, in order (thresholds: :class:`lab_tools.config.FiltersConfig`, ``genera
 - ``answer not grounded in its context``: a grounded skill's (or knowledge) answer whose content
   words are mostly absent from its context;
 - ``extraction names nothing from the context``: an extraction answer sharing no content word
-  or number with its context.
+  or number with its context;
+- ``near-duplicate of a seed example`` (when the caller passes the leaf's seed texts, see
+  :func:`seed_texts`): the text near-copies a held-out seed question or answer
+  (:func:`lab_tools.sdg.quality.seed_copy`, the rule SDG applies to generated instructions).
+
+The same filters run wherever a model writes training data outside SDG (ALMoST synthetic
+comparisons, both sides; every RM-guided self-play turn, the simulated user's included):
+:func:`screen_turn` adds ``too short`` to :func:`check` for them.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import re
 import zlib
 from dataclasses import dataclass, field
 
-from lab_tools.sdg.quality import normalize, similarity, trigram_repeat_rate
+from lab_tools.errors import plural
+from lab_tools.sdg.quality import normalize, seed_copy, similarity, trigram_repeat_rate
 
 #: characters a complete reply may end with (sentence end, closing quote/bracket, code fence, emphasis)
 TERMINAL = ".!?…\"'”’)]}`*>|"
@@ -59,6 +67,10 @@ further once both few off per via""".split())
 
 #: the ``reason`` of a sample whose reward is below the reward scorer's threshold (:func:`select_top`)
 REWARD_REJECTION = "pair evaluation by reward"
+#: the ``reason`` of a text that near-copies a seed example of its leaf (the held-out evaluation set)
+SEED_COPY = "near-duplicate of a seed example"
+#: seed answers shorter than this (normalized words) are not checked for copies (:func:`seed_texts`)
+SEED_ANSWER_MIN_WORDS = 5
 
 
 @dataclass
@@ -192,16 +204,24 @@ def _repetition(answer: str, cfg, v: Verdict) -> Verdict | None:
 
 
 def check(question: str, answer: str, cfg, *, context: str | None = None, hit_limit: bool = False,
-          grounded: bool = False, extraction: bool = False, knowledge: bool = False) -> Verdict:
+          grounded: bool = False, extraction: bool = False, knowledge: bool = False,
+          seeds: list[str] | None = None) -> Verdict:
     """Run every rule-based filter on one sample and return its :class:`Verdict`.
 
     ``question``/``answer``: the sample's texts; ``context``: a grounded skill's context or the
     knowledge chunk (None otherwise); ``hit_limit``: the answer used its whole token bound;
-    ``grounded``/``extraction``/``knowledge``: which context rules apply; ``cfg``: a
+    ``grounded``/``extraction``/``knowledge``: which context rules apply; ``seeds``: the leaf's
+    seed texts (:func:`seed_texts`), when given an answer that near-copies one is rejected
+    (:data:`SEED_COPY`, ``cfg.seed_threshold``; this rule runs even with ``cfg.enabled`` off,
+    since it guards the held-out set, not quality); ``cfg``: a
     :class:`lab_tools.config.FiltersConfig`. The first failing filter gives the reason (order:
-    leakage, refusal, repetition, cut at the limit, restated question, grounding, extraction);
-    a kept sample's ``margins`` hold one entry per measured filter (see :func:`rule_score`)."""
+    seed copy, leakage, refusal, repetition, cut at the limit, restated question, grounding,
+    extraction); a kept sample's ``margins`` hold one entry per measured filter (see
+    :func:`rule_score`)."""
     v = Verdict()
+    copied = seed_copy(answer, seeds, cfg.seed_threshold) if seeds else None
+    if copied is not None:
+        return Verdict(SEED_COPY, f"copies {copied[:60]!r}")
     if not cfg.enabled:
         return v
     found = leakage(answer) if cfg.reject_leakage else None
@@ -231,6 +251,48 @@ def check(question: str, answer: str, cfg, *, context: str | None = None, hit_li
             return Verdict("extraction names nothing from the context",
                            f"{shared} content words shared < {cfg.extraction_min_shared}")
     return v
+
+
+def screen_turn(prompt: str, text: str, cfg, *, seeds: list[str], hit_limit: bool = False,
+                min_chars: int = 0) -> Verdict:
+    """The SDG filters for a turn a model wrote outside SDG that will train: either side of a
+    synthetic comparison (ALMoST, arXiv 2305.13735, 3.1) or a self-play turn of the assistant or
+    the simulated user (RMSP, 3.2). Quality controls of LAB 3.2 applied to them, one
+    implementation: ``too short`` (fewer than ``min_chars`` characters), then :func:`check` with
+    ``prompt`` as the question (the turn it answers) and the leaf's ``seeds`` (seed copies
+    rejected). No context rules: the prompt carries its context. ``cfg``: a
+    :class:`lab_tools.config.FiltersConfig`."""
+    t = text.strip()
+    if len(t) < min_chars:
+        return Verdict("too short", f"{plural(len(t), 'character')} < {min_chars}")
+    return check(prompt, t, cfg, hit_limit=hit_limit, seeds=seeds)
+
+
+def seed_texts(leaf) -> list[str]:
+    """Every held-out text of ``leaf`` (a :class:`lab_tools.taxonomy.leaf.Leaf`) that generated
+    training data must not near-copy (:mod:`lab_tools.eval.heldout` builds the evaluation set from
+    them): skills: each seed question, its answer, and a grounded seed's question with its
+    context (the held-out prompt); knowledge: each seed question and answer (the contexts are
+    document excerpts, which knowledge data rightly quotes). Answers of fewer than
+    :data:`SEED_ANSWER_MIN_WORDS` words are left out: a label ("Positive."), a date or a number is
+    what a right answer to another request says too, not a copy of the example."""
+    out: list[str] = []
+
+    def answer(a: str | None) -> None:
+        if a and len(normalize(a).split()) >= SEED_ANSWER_MIN_WORDS:
+            out.append(a)
+
+    for s in leaf.seed_examples:
+        if s.question:
+            out.append(s.question)
+            if s.context and leaf.kind != "knowledge":
+                out.append(f"{s.question}\n\n{s.context}")
+        answer(s.answer)
+        for q, a in s.qna:
+            if q:
+                out.append(q)
+            answer(a)
+    return list(dict.fromkeys(out))
 
 
 def rule_score(margins: dict[str, float]) -> float:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from lab_tools.errors import plural
 from lab_tools.sdg.filters import REWARD_REJECTION
 
 PHASES = ("kt1", "kt2", "st")
@@ -68,7 +69,7 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
                 "faithfulness or self-contained evaluation by a model; only rule-based filters ran.", ""]),
              f"Scorer (ranks the kept samples; the best `generate.samples` per leaf are kept): "
              f"{', '.join(f'`{x}`' for x in card['scorers']) or 'none'} ({SCORERS})", "",
-             *([f"Pair evaluation by reward rejected {card['reward_rejected']} samples below "
+             *([f"Pair evaluation by reward rejected {plural(card['reward_rejected'], 'sample')} below "
                 "`feedback.rm_score_threshold` (see rejected.jsonl).", ""] if card["reward_rejected"] else []),
              "| phase | samples |", "|---|---|"]
     lines += [f"| {p} | {card['phases'][p]} |" for p in PHASES]

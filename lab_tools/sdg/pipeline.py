@@ -25,7 +25,7 @@ from pathlib import Path
 from lab_tools.config import Config
 from lab_tools.errors import LabError, plural
 from lab_tools.sdg import knowledge, skills
-from lab_tools.sdg.backends import make_teacher, teacher_identity, teacher_name
+from lab_tools.sdg.backends import close_teacher, make_teacher, teacher_identity, teacher_name, teacher_options
 from lab_tools.sdg.cache import LeafCache, cache_key
 from lab_tools.sdg.phases import PHASES, write_dataset_card, write_phase_datasets
 from lab_tools.sdg.stages import LeafContext, new_state
@@ -295,15 +295,21 @@ def generate_dataset(root, leaf_paths, out_dir, cfg: Config, *, teacher=None, ju
         run_on_ray(jobs, cfg, teacher, judge, _Progress(progress), tname, jname, stats, shards,
                    address=address)
     elif jobs:
-        opts = dict(workers=g.workers, batch_size=g.batch_size, timeout=g.request_timeout,
-                    max_retries=g.max_retries)
-        if teacher is None:
-            teacher = make_teacher(g.teacher, cfg.cache_dir, **opts)
-        if judge is None:
-            judge = teacher if jspec == g.teacher else make_teacher(jspec, cfg.cache_dir, **opts)
-        for job in jobs:
-            job.ctx.count_tokens = teacher.count_tokens
-        _run_jobs(jobs, teacher, judge, g, _Progress(progress), tname, jname, stats, shards)
+        opts = teacher_options(g)
+        built = []  # what this call builds it also closes (one GPU owner at a time: backends.py)
+        try:
+            if teacher is None:
+                teacher = make_teacher(g.teacher, cfg.cache_dir, **opts)
+                built.append(teacher)
+            if judge is None:
+                judge = teacher if jspec == g.teacher else make_teacher(jspec, cfg.cache_dir, **opts)
+                built.append(judge)
+            for job in jobs:
+                job.ctx.count_tokens = teacher.count_tokens
+            _run_jobs(jobs, teacher, judge, g, _Progress(progress), tname, jname, stats, shards)
+        finally:
+            for model in {id(m): m for m in built}.values():
+                close_teacher(model)
 
     for leaf in others:
         shard = LeafCache(sdg_cache, _key(leaf, cfg, tident, jident, scorer)).shard()

@@ -151,14 +151,35 @@ def parse_yes_no(text: str | None) -> bool | None:
     return None
 
 
+# a grade at the very end of a line: "3", "[[3]]", "3/3", "3 out of 3", "(2).", "**3**"
+_SCORE_TAIL = r"[\[(*\s]*(\d+)\s*(?:/\s*\d+|out\s+of\s+\d+)?[\s\])*.!\"'`]*$"
+_SCORE_MARKED = re.compile(r"\b(?:score|rating|grade|rate\s+it)\b\W{0,6}(?:(?:is|of|as)\s+)?" + _SCORE_TAIL,
+                           re.IGNORECASE)
+_SCORE_ALONE = re.compile(r"^\W*" + _SCORE_TAIL)
+_EXPLANATION = re.compile(r"\W*explanation\b", re.IGNORECASE)
+
+
 def parse_score(text: str | None, scale=(1, 2, 3)) -> int | None:
-    """The first digit in ``scale`` found in the reply ("3", "[[3]]", "Score: 3/3"); None if none."""
-    for m in re.finditer(r"\d+", clean(text)):
-        v = int(m.group())
-        if v in scale:
-            return v
-        break  # the first number is the grade; "10" or "0" is not on the scale
-    return None
+    """The grade at the END of a pair-evaluation reply (LAB 3.2.1, figure 4: the judge explains
+    first, then scores), so that numbers in the explanation are never taken for the grade.
+
+    Only the reply's last non-empty line is read. Its grade is the number that ends it (closing
+    brackets, "/3", "out of 3" and final punctuation allowed) when that number follows a marker
+    ("Score: 3", "**Rating:** [[2]]", "I would rate it 3."), stands alone on the line ("3",
+    "[[2]]"), or ends a one-line reply of at most six words that is no explanation ("Correct. 3";
+    not "Explanation: the sum is 3", cut before its score). None when there is no such number
+    (e.g. an explanation cut by the token bound) or it is not in ``scale`` ("10", "0")."""
+    lines = [ln for ln in clean(text).splitlines() if ln.strip()]
+    if not lines:
+        return None
+    last = lines[-1]
+    m = _SCORE_MARKED.search(last) or _SCORE_ALONE.match(last)
+    if m is None and len(lines) == 1 and len(last.split()) <= 6 and not _EXPLANATION.match(last):
+        m = re.search(_SCORE_TAIL, last)
+    if m is None:
+        return None
+    v = int(m.group(1))
+    return v if v in scale else None
 
 
 def refers_to_document(question: str) -> bool:

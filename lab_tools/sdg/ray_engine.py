@@ -117,6 +117,7 @@ def run_on_ray(jobs, cfg, teacher, judge, bar, tname: str, jname: str, stats: di
     """
     ray = _import_ray()
     from lab_tools.sdg import pipeline
+    from lab_tools.sdg.backends import teacher_options
 
     g = cfg.generate
     if teacher is not None:
@@ -124,8 +125,7 @@ def run_on_ray(jobs, cfg, teacher, judge, bar, tname: str, jname: str, stats: di
     else:
         models = Models(teacher_spec=g.teacher, judge_spec=g.judge or g.teacher,
                         cache_dir=None if cfg.cache_dir is None else str(cfg.cache_dir),
-                        opts=dict(workers=g.workers, batch_size=g.batch_size,
-                                  timeout=g.request_timeout, max_retries=g.max_retries))
+                        opts=teacher_options(g))
     started = not ray.is_initialized()
     if started:
         extra = {} if address else {"include_dashboard": False}  # a new local cluster only

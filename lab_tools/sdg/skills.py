@@ -5,9 +5,13 @@
 2. near-duplicate removal (against the seeds and each other), then instruction evaluation
    (on task, safe, answerable in text);
 3. response generation with a persona chosen from the leaf (precise or creative), then the
-   rule-based filters (:mod:`lab_tools.sdg.filters`, stage ``filters``) on every answer;
-4. pair evaluation on LAB's 3-point scale; pairs below ``cfg.pair_threshold`` are rejected; then
-   the best ``cfg.samples`` by score are kept (:func:`lab_tools.sdg.filters.select_top`).
+   rule-based filters (:mod:`lab_tools.sdg.filters`, stage ``filters``) on every answer, an
+   answer that near-copies a seed question or answer included;
+4. pair evaluation on LAB's 3-point scale (figure 4: 1 wrong, irrelevant, unsafe or cut; 2 correct
+   but brief; 3 complete, well explained, expert and safe), the judge explaining before it scores
+   and the score read from the end of its reply (:func:`lab_tools.sdg.quality.parse_score`);
+   pairs below ``cfg.pair_threshold`` are rejected; then the best ``cfg.samples`` by score are
+   kept (:func:`lab_tools.sdg.filters.select_top`).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
     """Instruction generation (LAB 3.2.1): each request shows this leaf's seed examples only, as an
     earlier turn in which the assistant lists them, then asks for a numbered list of
     ``per_request(ctx)`` new ones; ``ceil(samples * question_factor / per_request)`` requests.
+    The system prompt states the principles of LAB's figure 3 (``principles`` in skills.yaml).
     Grounded skills: the turn shows one seed context with its questions and asks for a new
     context with a list of questions about it (as InstructLab's grounded pipeline does: context
     first, then several questions per context)."""
@@ -93,6 +98,7 @@ def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
         return []
     n = per_request(ctx)
     spec = p["grounded_question"] if leaf.grounded else p["question"]
+    system = spec["system"].format(principles=p["principles"])  # LAB figure 3's principles
     out = []
     for i in range(-(-cfg.samples * cfg.question_factor // n)):
         # rotate which seed examples are shown so that the requests differ
@@ -106,7 +112,7 @@ def _build_questions(ctx: LeafContext, state: dict) -> list[ChatRequest]:
             asked = [seeds[(i + k) % len(seeds)].question for k in range(min(cfg.max_examples, len(seeds)))]
             answer = _numbered(asked)
         example = (spec["user"].format(task=_task(leaf), n=len(asked)), answer)
-        out.append(ChatRequest(fewshot(spec["system"], [example], spec["user"].format(task=_task(leaf), n=n)),
+        out.append(ChatRequest(fewshot(system, [example], spec["user"].format(task=_task(leaf), n=n)),
                                max_tokens=_bound(ctx), temperature=cfg.temperature,
                                seed=request_seed(cfg, leaf, "questions", i), tag="skill_question"))
     return out
@@ -188,6 +194,7 @@ def _consume_responses(ctx: LeafContext, state: dict, comps: list[Completion]) -
     cfg, leaf = ctx.cfg, ctx.leaf
     bound = min(cfg.answer_tokens, cfg.max_new_tokens)
     extraction = filters.is_extraction(leaf)
+    seeds = filters.seed_texts(leaf)  # an answer that copies a held-out seed never trains
     kept = []
     for cand, comp in zip(state["candidates"], comps):
         if failed(state, cand, "responses", comp):
@@ -198,7 +205,7 @@ def _consume_responses(ctx: LeafContext, state: dict, comps: list[Completion]) -
             continue
         verdict = filters.check(cand["question"], answer, cfg.filters, context=cand.get("context"),
                                 hit_limit=comp.completion_tokens >= bound, grounded=bool(cand.get("context")),
-                                extraction=extraction)
+                                extraction=extraction, seeds=seeds)
         if verdict.reason:
             reject(state, {**cand, "answer": answer}, "filters", verdict.reason, detail=verdict.detail,
                    raw=comp.text)

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 import pathspec
 
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.gitsafe import GitTree, find_repo, git_process, run_git
 from lab_tools.taxonomy.leaf import Leaf
 
@@ -160,7 +160,7 @@ def _read_tree(tree: GitTree, commit: str, subdir: str, patterns: list, label: s
             chosen.setdefault(p, i)
     total = sum(files[p][1] for p in chosen)
     if total > max_bytes:
-        raise where.error(f"the patterns select {len(chosen)} files of {total:,} bytes in all, over the "
+        raise where.error(f"the patterns select {plural(len(chosen), 'file')} of {total:,} bytes in all, over the "
                           f"limit of {max_bytes:,} bytes per leaf (lab.yaml documents.max_bytes_per_leaf)",
                           "document.patterns")
     docs = []

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from lab_tools.errors import plural
+
 SEVERITIES = ("error", "warning")
 FORMATS = ("text", "json", "github")
 
@@ -78,6 +80,7 @@ def render(findings: list[Finding], fmt: str = "text") -> str:
 
 
 def summary(findings: list[Finding], leaves: int) -> str:
-    """One line: ``N leaves checked: E errors, W warnings``."""
+    """One line: ``N leaves checked: E errors, W warnings`` (``1 leaf``, ``1 error``, ``1 warning``)."""
     errors = sum(f.is_error for f in findings)
-    return f"{leaves} leaves checked: {errors} errors, {len(findings) - errors} warnings"
+    return (f"{plural(leaves, 'leaf')} checked: {plural(errors, 'error')}, "
+            f"{plural(len(findings) - errors, 'warning')}")

@@ -36,7 +36,7 @@ import functools
 import os
 from pathlib import Path
 
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.taxonomy.findings import Finding, render, summary  # noqa: F401  (re-exported)
 from lab_tools.taxonomy.leaf import KINDS, LEAF_FILES, SYMLINK_MESSAGE
 from lab_tools.taxonomy.safeyaml import YamlDoc, load_yaml_doc
@@ -214,7 +214,7 @@ def _schema_findings(doc: YamlDoc, fam: str, version: int, shown: str) -> list[F
                 out.append(Finding(shown, line, col, _field(path + (key,)), "required field is missing"))
             continue
         if kw == "minItems":
-            msg = f"needs at least {err.validator_value} items, has {len(err.instance)}"
+            msg = f"needs at least {plural(err.validator_value, 'item')}, has {len(err.instance)}"
         elif kw == "uniqueItems":
             msg = "has duplicate items; every item must be different"
         elif kw == "minLength":

@@ -1,13 +1,18 @@
 """Phased training KT/1 -> KT/2 -> ST with replay buffers and checkpoint selection (LAB 3.3, table 1).
 
-| phase | own data  | replay buffer     | checkpoint selection                           |
-|-------|-----------|-------------------|------------------------------------------------|
-| kt1   | kt1.jsonl | none              | last epoch                                     |
-| kt2   | kt2.jsonl | kt1               | knowledge score: MC accuracy on heldout_mc     |
-| st    | st.jsonl  | kt1 and kt2       | judge score (MT-Bench 1-10) on heldout_prompts |
+| phase | own data  | replay buffer     | checkpoint selection (selection part of the held-out items)      |
+|-------|-----------|-------------------|------------------------------------------------------------------|
+| kt1   | kt1.jsonl | none              | knowledge score: MC accuracy on heldout_mc                       |
+| kt2   | kt2.jsonl | kt1               | knowledge score: MC accuracy on heldout_mc                       |
+| st    | st.jsonl  | kt1 and kt2       | judge score (MT-Bench 1-10) on heldout_prompts, or held-out      |
+|       |           |                   | reference log-likelihood when no judge may rate                  |
 
-Each phase starts from the checkpoint selected after the previous one; ties in selection prefer
-the earlier checkpoint (LAB: avoid overtraining). Everything is written under ``out_dir``:
+Each phase starts from the checkpoint selected after the previous one. The sets are the
+*selection* part of the held-out items, every leaf drawn in turn (:mod:`lab_tools.eval.sets`);
+the earliest checkpoint is the incumbent and a later one replaces it only when its gain's 95%
+interval lies above 0 (:mod:`lab_tools.eval.decisions`; LAB: avoid overtraining). The manifest
+records each decision: item ids and leaves, each candidate's score with n and interval, the
+comparisons and the choice. Everything is written under ``out_dir``:
 ``manifest.json`` (rewritten atomically after every phase, so a resumed run skips finished
 phases), ``metrics.csv``, ``loss.png``, and ``<phase>/epoch-N`` checkpoints.
 """
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab_tools.atomic import atomic_open
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.train.config import PHASES, Preset, load_preset
 from lab_tools.train.loop import train_phase, write_json
 
@@ -73,91 +78,145 @@ def _console(progress: bool):
     return Console(stderr=True, quiet=not progress, markup=False, highlight=False)
 
 
+def _cached(phase_dir: Path, key: str) -> dict:
+    """The per-checkpoint scores of ``phase_dir/scores.json`` when they were made on the set
+    ``key`` (item ids + what was scored), else an empty cache for that key."""
+    f = phase_dir / "scores.json"
+    try:
+        cache = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    return cache if cache.get("key") == key else {"key": key, "per_item": {}}
+
+
+def _st_judge(judge_factory, items: list[dict], base: str | None, candidates: list[str], sel, cache: dict):
+    """``(judge or None, status)``: the rating judge ST selection may use, after the identity check
+    and the calibration of :mod:`lab_tools.eval.judges` (its status is cached with the scores)."""
+    from lab_tools.eval.judges import calibrate_rating, judge_model_dir, refusal
+
+    if judge_factory is None:
+        return None, {"used": False, "reason": "the judge cannot rate (generate.model_judges is false)"}
+    where = getattr(judge_factory, "model_dir", None)
+    why = refusal(where() if where else None,
+                  {"base": base, **{f"candidate {Path(c).name}": c for c in candidates}})
+    if why:
+        return None, {"used": False, "reason": why}
+    judge = judge_factory()
+    name = getattr(judge, "name", str(judge))
+    old = cache.get("judge") or {}
+    judge_status = old if old.get("calibration") and old.get("judge") == name else \
+        calibrate_rating(judge, items, max_tokens=sel.judge_max_tokens)
+    return (judge if judge_status["used"] else None), judge_status
+
+
 def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, phase_dir: Path,
-            judge_factory, console) -> tuple[str, dict, str]:
-    """Score candidate checkpoints; returns ``(selected, {checkpoint: score}, method)``.
-    Scores are cached in ``phase_dir/scores.json`` so a resumed run does not redo them.
-    ``judge_factory`` None: the judge cannot rate (``generate.model_judges`` false), so ST is
-    selected by held-out reference log-likelihood alone, without generating answers."""
-    from lab_tools.eval.heldout import read_mc_items, read_prompts
+            judge_factory, console, base: str | None = None) -> tuple[str, dict, str, dict]:
+    """Choose a phase's checkpoint; returns ``(selected, {checkpoint: score}, method, decision)``.
+
+    The set is the *selection* part of the held-out items (:mod:`lab_tools.eval.sets`: every
+    leaf, round-robin, fixed seed; never the test part that released figures use). KT/1 and KT/2:
+    MC accuracy (per item right/wrong); ST: the judge's 1-10 rating when a judge may rate (not
+    the base nor a candidate, and not unable on the calibration set: :mod:`lab_tools.eval.judges`),
+    else held-out reference log-likelihood (nats/token). The earliest candidate is the incumbent; a
+    later one replaces it only with a measurable gain (:func:`lab_tools.eval.decisions.choose`).
+    ``decision`` is the record the manifest keeps (item ids and leaves, every candidate's score
+    with n and 95% interval, each comparison, the choice). Per-item scores are cached in
+    ``phase_dir/scores.json`` (keyed by the set) so a resumed run does not redo them.
+    ``judge_factory`` None: the judge cannot rate (``generate.model_judges`` false)."""
+    from lab_tools.eval.decisions import choose
     from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy, reference_logprob
+    from lab_tools.eval.sets import describe, selection_sets
     from lab_tools.models import load_model
 
     sel = preset.selection
-    if phase == "kt1":
-        return checkpoints[-1], {}, "last epoch"
-    if phase == "kt2":
-        items = read_mc_items(data_dir / "heldout_mc.jsonl")[: sel.max_mc_items]
-        if not items:
-            return checkpoints[-1], {}, "last epoch (no held-out multiple-choice items)"
-        method = f"knowledge score: MC accuracy on {len(items)} held-out items"
-    else:
-        items = read_prompts(data_dir / "heldout_prompts.jsonl")[: sel.max_prompts]
-        if not items:
-            return checkpoints[-1], {}, "last epoch (no held-out skill prompts)"
-        method = (f"judge score (1-10) on {len(items)} held-out prompts" if judge_factory is not None else
-                  f"held-out reference log-likelihood (nats/token) on {len(items)} prompts "
-                  "(the judge cannot rate: generate.model_judges is false)")
+    knowledge = phase in ("kt1", "kt2")
+    mc, prompts = selection_sets(data_dir, sel.max_mc_items, sel.max_prompts)
+    items = mc if knowledge else prompts
+    if not items:
+        what = "multiple-choice items" if knowledge else "skill prompts"
+        reason = f"last epoch (no held-out {what} to select on)"
+        return checkpoints[-1], {}, reason, {"chosen": checkpoints[-1], "verdict": reason, "items": []}
     candidates = checkpoints[-sel.max_checkpoints:]
     if len(candidates) == 1 and not sel.score_single:
-        return candidates[0], {}, "only candidate (not scored: selection.score_single is false)"
-    cache_file = phase_dir / "scores.json"
-    cache = json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
-    judge = None
+        reason = "only candidate (not scored: selection.score_single is false)"
+        return candidates[0], {}, reason, {"chosen": candidates[0], "verdict": reason, "items": describe(items)}
+    ids = describe(items)
+    cache = _cached(phase_dir, json.dumps([phase, ids]))
+    judge, judge_status = (None, None) if knowledge else _st_judge(judge_factory, items, base, candidates,
+                                                                   sel, cache)
+    if judge_status is not None:
+        cache["judge"] = judge_status
+    metric = "mc_accuracy" if knowledge else ("judge" if judge is not None else "reference")
     for ckpt in candidates:
-        if ckpt in cache:
+        got = cache["per_item"].setdefault(ckpt, {})
+        if metric in got:
             continue
         model, tok = load_model(ckpt)
-        if phase == "kt2":
-            score, detail = mc_accuracy(model, tok, items, batch_size=sel.batch_size)
+        if knowledge:
+            got["mc_accuracy"] = [float(r["correct"]) for r in mc_accuracy(model, tok, items,
+                                                                            batch_size=sel.batch_size)[1]]
         else:
-            refs = [v for v in reference_logprob(model, tok, items, batch_size=sel.batch_size)
-                    if v is not None]
-            ref = sum(refs) / len(refs) if refs else None
-            if judge_factory is None:  # no judge can rate: the reference log-likelihood is the score
-                score, detail = (math.nan if ref is None else ref), []
-            else:
+            if "reference" not in got:
+                got["reference"] = reference_logprob(model, tok, items, batch_size=sel.batch_size)
+            if judge is not None:
                 answers = answer_prompts(model, tok, items, sel.max_new_tokens, batch_size=sel.batch_size)
                 del model  # the judge may be an in-process model too
-                judge = judge or judge_factory()
-                score, detail = judge_scores(judge, items, answers, max_tokens=sel.judge_max_tokens)
-            cache[ckpt] = {"reference": ref}
-        console.print(f"[{phase}] {Path(ckpt).name}: score {score:.4g}")
-        cache[ckpt] = {**cache.get(ckpt, {}), "score": None if math.isnan(score) else score,
-                       "items": detail}
-        write_json(cache_file, cache)
-    key = "score"
-    if phase == "st" and all(cache[c]["score"] is None for c in candidates) and all(
-            cache[c].get("reference") is not None for c in candidates):
-        # A judge too small to grade (no parseable rating for any candidate) cannot select;
-        # fall back to the judge-free held-out reference log-likelihood rather than to a guess.
-        key = "reference"
-        method += "; no rating parsed, so by held-out reference log-likelihood (nats/token)"
+                got["judge"] = [r["rating"] for r in judge_scores(judge, items, answers,
+                                                                  max_tokens=sel.judge_max_tokens)[1]]
+        write_json(phase_dir / "scores.json", cache)
+    decision = choose(candidates, {c: cache["per_item"][c][metric] for c in candidates}, metric=metric,
+                      is_proportion=knowledge, items=ids)
+    if judge_status is not None:
+        decision["judge"] = judge_status
+    for c in candidates:
+        console.print(f"[{phase}] {Path(c).name}: {metric} {decision['candidates'][c]['value']}")
+    leaves = len({i["leaf"] for i in ids})
+    rule = ("; a later checkpoint replaces an earlier one only when its gain's 95% interval lies "
+            f"above 0 ({decision['verdict']})")
+    if knowledge:
+        method = (f"knowledge score: MC accuracy on {plural(len(items), 'held-out selection item')} of "
+                  f"{plural(leaves, 'leaf')}")
+    elif judge is not None:
+        method = (f"judge score (1-10) on {plural(len(items), 'held-out selection prompt')} of "
+                  f"{plural(leaves, 'leaf')}")
+    else:
+        method = (f"held-out reference log-likelihood (nats/token) on {plural(len(items), 'selection prompt')} of "
+                  f"{plural(leaves, 'leaf')}; no judge was used: {judge_status['reason']}")
+    return decision["chosen"], {c: decision["candidates"][c]["value"] for c in candidates}, method + rule, decision
 
-    def score(c):  # an unparseable judge mean (None) ranks lowest
-        return -math.inf if cache[c][key] is None else cache[c][key]
 
-    best = candidates[0]
-    for ckpt in candidates[1:]:  # strictly greater: ties (all-unscored too) keep the earlier one
-        if score(ckpt) > score(best):
-            best = ckpt
-    return best, {c: cache[c][key] for c in candidates}, method
+class _JudgeFactory:
+    """Builds the ST judge on first use (a Teacher, a backend spec, or None: the ``lab.yaml``
+    judge, else the teacher) and names its local model directory for the identity check
+    (:func:`lab_tools.eval.judges.judge_model_dir`) without loading it."""
+
+    def __init__(self, judge, cache_dir):
+        self.judge, self.cache_dir = judge, cache_dir
+
+    def spec(self):
+        if self.judge is not None:
+            return self.judge
+        from lab_tools.config import load_config
+
+        cfg = load_config(Path("."))
+        return cfg.generate.judge or cfg.generate.teacher
+
+    def model_dir(self):
+        from lab_tools.eval.judges import judge_model_dir
+
+        return judge_model_dir(self.spec(), self.cache_dir)
+
+    def __call__(self):
+        spec = self.spec()
+        if not isinstance(spec, str):
+            return spec
+        from lab_tools.sdg.backends import make_teacher
+
+        return make_teacher(spec, self.cache_dir)
 
 
 def _default_judge_factory(judge, cache_dir):
-    def make():
-        from lab_tools.sdg.backends import make_teacher
-
-        spec = judge
-        if spec is None:
-            from lab_tools.config import load_config
-
-            cfg = load_config(Path("."))
-            spec = cfg.generate.judge or cfg.generate.teacher
-        return make_teacher(spec, cache_dir)
-    if judge is not None and not isinstance(judge, str):
-        return lambda: judge
-    return make
+    return _JudgeFactory(judge, cache_dir)
 
 
 def write_metrics(out: Path, rows: list[dict]) -> Path:
@@ -228,10 +287,10 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     data, dropped = {}, {}
     for name in PHASES:
         data[name], dropped[name] = tokenize_dataset(
-            tok, read_samples(data_dir / f"{name}.jsonl"), preset.max_seq_len, source=name)
+            tok, read_samples(data_dir / f"{name}.jsonl"), preset.phase(name).max_seq_len, source=name)
     # RM-guided self-play demonstrations (multi-turn) are ST data of their own source (ALMoST 3.2)
     selfplay, dropped_selfplay = tokenize_dataset(tok, read_samples(data_dir / SELF_PLAY_FILE),
-                                                  preset.max_seq_len, source="selfplay")
+                                                  preset.phase("st").max_seq_len, source="selfplay")
     data["st"] += selfplay
     dropped["st"] += dropped_selfplay
     manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
@@ -284,7 +343,8 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         choice, failure = [None], None
         if state.is_main_process:  # the other ranks wait in broadcast_object_list
             try:
-                choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console)]
+                choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console,
+                              base=base)]
             except Exception as exc:  # the waiting ranks must stop too, not wait forever
                 failure, choice = exc, [f"checkpoint selection failed on rank 0: {exc}"]
         broadcast_object_list(choice)
@@ -292,12 +352,12 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
             raise failure
         if isinstance(choice[0], str):
             raise LabError(choice[0], field="selection")
-        selected, scores, method = choice[0]
+        selected, scores, method, decision = choice[0]
         manifest["phases"][phase] = {
             "samples": used, "dropped_too_long": dropped[phase], "steps": run.steps,
             "epochs": cfg.epochs, "world_size": run.world_size, "checkpoints": run.checkpoints,
             "scores": scores,
-            "selection": method, "selected": selected,
+            "selection": method, "decision": decision, "selected": selected,
             "seconds": {"train": round(t1 - t0, 2), "selection": round(time.perf_counter() - t1, 2)}}
         current = selected
         all_rows += run.rows

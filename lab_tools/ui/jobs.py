@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab_tools.errors import LabError
+from lab_tools.errors import LabError, plural
 from lab_tools.ui.form import LeafForm
 
 MAX_JOBS = 20  # finished jobs kept for polling; the oldest are forgotten
@@ -60,7 +60,7 @@ class _CountingTeacher:
     def generate(self, requests):
         job = self._job_ref()
         if job is not None and requests:
-            job.stage = f"{requests[0].tag or 'generating'}: {len(requests)} requests"
+            job.stage = f"{requests[0].tag or 'generating'}: {plural(len(requests), 'request')}"
         out = self._inner.generate(requests)
         if job is not None:
             job.requests += len(out)

@@ -19,8 +19,9 @@ def test_alignment_block_through_the_cli(tmp_path, tiny_model, run_lab):
                for q, r in [("Write a haiku about the sea.", "Waves fold into foam."),
                             ("What is the capital of France?", "Paris is the capital of France.")]]
     (data / "heldout_prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
-    (data / "heldout_mc.jsonl").write_text(json.dumps(
-        {"leaf": "knowledge/x", "question": "Capital of France?", "choices": ["Paris", "Rome"], "answer": 0}) + "\n")
+    (data / "heldout_mc.jsonl").write_text("".join(json.dumps(
+        {"leaf": "knowledge/x", "question": f"Capital of France ({i})?", "choices": ["Paris", "Rome"], "answer": 0})
+        + "\n" for i in range(2)))
     # three pairs in the Static HHH format (written here, so the test needs no shared corpus)
     pairs = [{"chosen": f"\n\nHuman: {q}\n\nAssistant: {good}", "rejected": f"\n\nHuman: {q}\n\nAssistant: {bad}",
               "type": t} for q, good, bad, t in [
@@ -36,12 +37,19 @@ def test_alignment_block_through_the_cli(tmp_path, tiny_model, run_lab):
     block = json.loads((tmp_path / "eval" / "alignment.json").read_text())
     assert set(block["static_hhh"]) == {"base", "st", "pref"}
     assert all(v["n"] == 3 and 0 <= v["accuracy"] <= 1 for v in block["static_hhh"].values())
-    # pref is the ST model here: same greedy answers, so every comparison is a tie and nothing differs
-    wr = block["win_rate"]["judge"]
-    assert (wr["win_rate"], wr["ties"], wr["n"]) == (0.5, 2, 2)
+    assert all(len(v["interval"]) == 2 for v in block["static_hhh"].values())
+    # the judge is the very model under test (and its base): refused, and the block says no
+    # capable judge was used
+    wr = block["win_rate"]
+    assert wr["judge"] is None and "is the base model" in wr["judges"][0]["reason"] and wr["no_capable_judge"]
+    # released figures use the test part: 1 of the 2 prompts, 1 of the 2 MC items
     tax = block["alignment_tax"]
-    assert tax["knowledge"]["st"] == tax["knowledge"]["pref"] and tax["mean_length"]["st"] == tax["mean_length"]["pref"]
+    assert tax["knowledge"]["st"] == tax["knowledge"]["pref"] and tax["knowledge"]["st"]["n"] == 1
+    assert tax["reference_loglik"]["st"]["n"] == 1 and tax["mean_length"]["st"] == tax["mean_length"]["pref"]
+    # pref is the ST model here: no change, and 1 item is too small to decide
+    assert tax["pref_vs_st"]["knowledge"]["verdict"] == "too small to decide"
     assert "Static HHH accuracy" in io.out and "Win rate of pref vs ST" in io.out
+    assert "No capable judge was used" in io.out and "(n 3)" in io.out
     assert (tmp_path / "eval" / "alignment.md").read_text().startswith("## Alignment")
 
 

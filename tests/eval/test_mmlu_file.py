@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lab_tools.errors import LabError
-from lab_tools.eval.evaluate import _round_robin, load_eval_set, load_mmlu_file
+from lab_tools.eval.evaluate import load_eval_set, load_mmlu_file
 
 
 def test_csv_without_and_with_header(tmp_path):
@@ -51,10 +51,6 @@ def test_jsonl_choices_or_letter_keys(tmp_path):
 
 
 def test_caps_keep_every_leaf(repo_root):
-    items = [{"leaf": leaf, "i": i} for leaf in "abc" for i in range(10)]
-    picked = _round_robin(items, "leaf", 6)
-    assert len(picked) == 6 and {p["leaf"] for p in picked} == {"a", "b", "c"}
-    assert _round_robin(items, "leaf", None) == items
     es = load_eval_set(taxonomy=repo_root / "taxonomy", max_mc=5, max_prompts=4)
     assert len(es.mc) <= 5 and len(es.prompts) <= 4
     assert len({i["leaf"] for i in es.mc}) == min(5, len({i["leaf"] for i in

@@ -92,8 +92,10 @@ def test_content_judge_prefers_the_good_side_in_both_orders(tok):
     prefs = ab_preferences(judge, tok, items, batch_size=3)
     assert prefs[0] == pytest.approx(0.9) and prefs[1] == pytest.approx(0.1)
     acc = hhh_accuracy(judge, tok, items)
-    assert acc["accuracy"] == 0.5 and acc["per_type"] == {"helpful": {"accuracy": 1.0, "n": 1},
-                                                         "honest": {"accuracy": 0.0, "n": 1}}
+    assert acc["accuracy"] == 0.5 and {k: (v["accuracy"], v["n"]) for k, v in acc["per_type"].items()} == {
+        "helpful": (1.0, 1), "honest": (0.0, 1)}
+    assert acc["per_type"]["honest"]["interval"] == pytest.approx([0.0, 0.793451], abs=1e-6)  # Wilson 0 of 1
+    assert acc["n"] == 2 and acc["too_small"]
 
 
 def test_pairwise_win_rate_counts_ties_without_asking(tok):
@@ -103,6 +105,7 @@ def test_pairwise_win_rate_counts_ties_without_asking(tok):
     assert (out["wins"], out["ties"], out["losses"], out["n"]) == (1, 1, 1, 3)
     assert out["win_rate"] == pytest.approx(0.5)
     assert judge.calls == 1  # two asked items x two orders in one batch; the tie never asked
+    assert out["verdicts"] == [1.0, 0.5, 0.0] and out["identical"] == 1 and len(out["interval"]) == 2
 
 
 def test_real_tiny_model_gives_preferences_in_range(tiny_model):

@@ -1,69 +1,79 @@
-"""Branch report: verdicts per leaf and the markdown table (lab_tools.eval.report)."""
+"""Branch report: verdicts per leaf from the paired interval, and the markdown (lab_tools.eval.report)."""
 
-from lab_tools.eval.report import TOLERANCE, branch_report, render_markdown
-
-
-def _scores(know: dict, judge: dict, mmlu: dict | None = None) -> dict:
-    return {
-        "knowledge": {"accuracy": sum(a for a, _ in know.values()) / max(len(know), 1), "n": 0,
-                      "per_leaf": {k: {"accuracy": a, "n": n} for k, (a, n) in know.items()}},
-        "judge": {"mean": sum(m for m, _ in judge.values()) / max(len(judge), 1), "n": 0,
-                  "per_leaf": {k: {"mean": m, "n": n, "kind": "compositional_skills"} for k, (m, n) in judge.items()}},
-        "mmlu": {"accuracy": 0.5, "n": 4, "per_source": {k: {"accuracy": a, "n": n} for k, (a, n) in (mmlu or {}).items()}}
-        if mmlu else None,
-    }
+from lab_tools.eval.report import branch_report, format_total, render_markdown
 
 
-def test_verdicts_follow_metric_tolerance():
-    base = _scores({"knowledge/a": (0.5, 4), "knowledge/b": (0.75, 4)},
-                   {"compositional_skills/x": (5.0, 3), "compositional_skills/y": (6.0, 3)},
-                   {"dev.csv": (0.25, 4)})
-    trained = _scores({"knowledge/a": (0.75, 4), "knowledge/b": (0.5, 4)},
-                      {"compositional_skills/x": (5.0 + TOLERANCE["judge"] / 2, 3),
-                       "compositional_skills/y": (3.0, 3), "compositional_skills/new": (7.0, 2)},
-                      {"dev.csv": (0.25, 4)})
+def _scores(know: dict, judge: dict | None = None, ref: dict | None = None) -> dict:
+    """One model's scores as score_model writes them; ``know``: {leaf: [right?]}, ``judge``:
+    {leaf: [rating | None]}, ``ref``: {leaf: [nats/token]}."""
+    out = {}
+    items = [{"leaf": leaf, "question": f"q{i}", "answer": 0, "pred": 0, "correct": bool(c)}
+             for leaf, cs in know.items() for i, c in enumerate(cs)]
+    if items:
+        out["knowledge"] = {"accuracy": sum(i["correct"] for i in items) / len(items), "n": len(items),
+                            "per_leaf": {leaf: {"accuracy": sum(cs) / len(cs), "n": len(cs)} for leaf, cs in know.items()},
+                            "items": items}
+    if judge:
+        its = [{"leaf": leaf, "score": r} for leaf, rs in judge.items() for r in rs]
+        valid = [i["score"] for i in its if i["score"] is not None]
+        out["judge"] = {"mean": sum(valid) / len(valid) if valid else None, "n": len(valid),
+                        "unparsed": len(its) - len(valid), "items": its,
+                        "per_leaf": {leaf: {"mean": (sum(r for r in rs if r is not None) / max(1, sum(r is not None for r in rs)))
+                                            if any(r is not None for r in rs) else None,
+                                            "n": sum(r is not None for r in rs), "unparsed": sum(r is None for r in rs),
+                                            "kind": "compositional_skills"} for leaf, rs in judge.items()}}
+    if ref:
+        its = [{"leaf": leaf, "value": v} for leaf, vs in ref.items() for v in vs]
+        out["reference"] = {"mean": sum(i["value"] for i in its) / len(its), "n": len(its), "items": its,
+                            "per_leaf": {leaf: {"mean": sum(vs) / len(vs), "n": len(vs), "kind": "compositional_skills"}
+                                         for leaf, vs in ref.items()}}
+    return out
+
+
+def test_verdicts_follow_the_interval_not_the_point_estimate():
+    base = _scores({"knowledge/up": [0] * 60, "knowledge/down": [1] * 60, "knowledge/noise": [1, 0] * 30,
+                    "knowledge/tiny": [0, 0, 0, 0]})
+    trained = _scores({"knowledge/up": [1] * 50 + [0] * 10, "knowledge/down": [0] * 50 + [1] * 10,
+                       "knowledge/noise": [1, 1] + [1, 0] * 29,  # +1 item of 60: within the interval
+                       "knowledge/tiny": [1, 1, 1, 1]})  # all 4 flipped, but 4 items cannot decide
     rep = branch_report(base, trained)
     verdict = {r["leaf"]: r["verdict"] for r in rep["rows"]}
-    assert verdict == {"knowledge/a": "improved", "knowledge/b": "regressed",
-                       "compositional_skills/x": "unchanged", "compositional_skills/y": "regressed",
-                       "compositional_skills/new": "n/a", "mmlu:dev.csv": "unchanged"}
-    assert rep["counts"] == {"improved": 1, "regressed": 2, "unchanged": 2, "n/a": 1}
-    row = next(r for r in rep["rows"] if r["leaf"] == "knowledge/a")
-    assert abs(row["delta"] - 0.25) < 1e-9 and row["metric"] == "mc_accuracy" and row["n"] == 4
+    assert verdict == {"knowledge/up": "improved", "knowledge/down": "regressed",
+                       "knowledge/noise": "no measurable change", "knowledge/tiny": "too small to decide"}
+    assert rep["counts"] == {"improved": 1, "regressed": 1, "no measurable change": 1, "too small to decide": 1,
+                             "n/a": 0}
+    up = next(r for r in rep["rows"] if r["leaf"] == "knowledge/up")
+    assert abs(up["delta"] - 50 / 60) < 1e-6 and up["low"] > 0 and up["n"] == 60
+    total = rep["totals"]["knowledge"]
+    assert total["n"] == 184 and total["delta"]["interval"] and total["verdict"] in (
+        "improved", "regressed", "no measurable change", "too small to decide")
     md = render_markdown(rep)
     for leaf in verdict:
         assert f"`{leaf}`" in md
-    assert "+25.0%" in md and "Improved 1, regressed 2, unchanged 2" in md
+    assert "+83.3% [" in md and "Improved 1, regressed 1, no measurable change 1, too small to decide 1" in md
+    assert "knowledge (n 184)" in md
 
 
 def test_without_base_every_row_is_not_compared():
-    rep = branch_report(None, _scores({"knowledge/a": (1.0, 2)}, {}))
+    rep = branch_report(None, _scores({"knowledge/a": [1, 1]}))
     assert [r["verdict"] for r in rep["rows"]] == ["n/a"]
     assert rep["rows"][0]["base"] is None and rep["totals"]["knowledge"]["base"] is None
 
 
-def test_unrated_leaf_is_listed_not_compared():
-    scores = {"judge": {"mean": None, "n": 0, "per_leaf": {
-        "compositional_skills/x": {"mean": None, "n": 0, "unparsed": 2, "kind": "compositional_skills"}}}}
-    rep = branch_report(scores, scores)
-    assert [(r["leaf"], r["verdict"], r["unrated"]) for r in rep["rows"]] == [("compositional_skills/x", "n/a", 2)]
-    assert "0 (+2 unrated)" in render_markdown(rep)
+def test_a_judge_that_cannot_rate_most_answers_is_reported_unable_and_not_compared():
+    base = _scores({}, judge={"s/x": [None, None, 5.0] * 4})
+    trained = _scores({}, judge={"s/x": [None, None, 9.0] * 4})
+    rep = branch_report(base, trained)
+    assert [(r["leaf"], r["verdict"], r["unrated"]) for r in rep["rows"]] == [("s/x", "n/a", 8)]
+    assert "unable to judge" in rep["judge_unable"]
+    assert "4 (+8 unrated)" in render_markdown(rep) and "unable to judge" in render_markdown(rep)
 
 
 def test_reference_loglik_rows_compare_skills_without_a_judge():
-    from lab_tools.eval.report import format_total
-
-    def scores(values: dict) -> dict:
-        return {"reference": {"mean": sum(values.values()) / len(values), "n": len(values),
-                              "per_leaf": {k: {"mean": v, "n": 1, "kind": "compositional_skills"}
-                                           for k, v in values.items()}},
-                "judge": {"mean": None, "n": 0, "per_leaf": {}}}
-
-    tol = TOLERANCE["ref_logprob"]
-    rep = branch_report(scores({"s/a": -2.0, "s/b": -2.0, "s/c": -2.0}),
-                        scores({"s/a": -1.5, "s/b": -2.0 - 2 * tol, "s/c": -2.0 + tol / 2}))
-    verdict = {r["leaf"]: r["verdict"] for r in rep["rows"] if r["metric"] == "ref_logprob"}
-    assert verdict == {"s/a": "improved", "s/b": "regressed", "s/c": "unchanged"}
-    md = render_markdown(rep)
+    base = _scores({}, ref={"s/a": [-2.0] * 10, "s/b": [-2.0] * 10, "s/c": [-2.0, -2.1] * 5})
+    trained = _scores({}, ref={"s/a": [-1.5] * 10, "s/b": [-2.5] * 10, "s/c": [-2.1, -2.0] * 5})
+    verdict = {r["leaf"]: r["verdict"] for r in branch_report(base, trained)["rows"]}
+    assert verdict == {"s/a": "improved", "s/b": "regressed", "s/c": "no measurable change"}
+    md = render_markdown(branch_report(base, trained))
     assert "reference log-lik (nats/token)" in md and "+0.500" in md
     assert format_total("reference", -1.25) == "-1.250" and format_total("knowledge", 0.5) == "50.0%"

@@ -68,7 +68,14 @@ def test_build_runs_comparisons_and_reward_model(tmp_path, repo_root, tiny_model
     pref = manifest["phases"]["pref"]
     assert pref["method"] == "dpo" and pref["steps"] > 0 and manifest["selected"] == pref["selected"]
     assert fb["self_play"]["kept"] == len(selfplay) and fb["preference"]["kept"] == pref["kept"]
-    assert "alignment.json" in info["files"] and fb["alignment"]["win_rate"]["judge"]["n"] > 0
+    assert "alignment.json" in info["files"]
+    # the judge is scripted (no next-token A/B judge) and only the tiny student is local: no capable
+    # judge was used, the reward model's win rate (with n and interval) is reported instead
+    wr = fb["alignment"]["win_rate"]
+    assert wr["judge"] is None and wr["no_capable_judge"] and wr["reward_model"]["n"] > 0
+    assert len(wr["reward_model"]["interval"]) == 2
+    assert pref["decision"]["metric"] == "win rate vs ST (reward model)" and pref["judges"]
+    assert "No capable judge was used" in card
     from lab_tools.feedback.evaluate import hhh_default_path
 
     assert hhh_default_path().is_file()  # shipped in the package: a clone without ../shared has it

@@ -35,7 +35,7 @@ def _setup(tmp_path: Path, script: dict, name: str = "run") -> tuple[Path, list[
                          "batch_size": 2}}
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(conf))
     args = ["generate", str(root), "--teacher", f"scripted:{tmp_path / f'{name}.json'}", "--out",
-            str(tmp_path / f"{name}-out"), "--config", str(tmp_path / f"{name}.yaml"), "--no-progress"]
+            str(tmp_path / f"{name}-out"), "--config", str(tmp_path / f"{name}.yaml"), "--quiet"]
     return root, args
 
 

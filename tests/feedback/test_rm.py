@@ -98,7 +98,9 @@ def test_rm_learns_a_separable_task_on_unseen_leaves(tmp_path, tiny_model, run_l
 
 
 def test_post_validation_drops_the_pairs_the_first_rm_ranks_wrong(tmp_path, tiny_model, run_lab):
-    """Through `lab train --phase rm` (settings from a config file)."""
+    """Through `lab train --phase rm` (settings from a config file), cross-fitted over 3 folds of
+    the 4 training leaves (tests/feedback/test_postval.py: why not in-sample). With 2 folds each
+    fold RM trains on half the leaves and, on this tiny model, also drops a few clean pairs."""
     import yaml
 
     rows = _rows(flip=0.2, seed=1)
@@ -107,7 +109,7 @@ def test_post_validation_drops_the_pairs_the_first_rm_ranks_wrong(tmp_path, tiny
           ("rm_learning_rate", "rm_epochs", "rm_batch_size", "rm_max_length", "rm_heldout_leaves")}
     conf = tmp_path / "lab-rm.yaml"
     conf.write_text(yaml.safe_dump({"cache_dir": str(tmp_path / "cache"),
-                                    "feedback": dict(fb, rm_post_validation=True)}))
+                                    "feedback": dict(fb, rm_post_validation=True, rm_post_validation_folds=3)}))
     code, cap = run_lab(["train", "--phase", "rm", "--data", str(tmp_path), "--model", str(tiny_model),
                          "--out", str(tmp_path / "rm"), "--config", str(conf), "--quiet"])
     assert code == 0, cap.err
@@ -116,6 +118,8 @@ def test_post_validation_drops_the_pairs_the_first_rm_ranks_wrong(tmp_path, tiny
     n_flipped = sum(r["metadata"]["flipped"] for r in rows)
     assert n_flipped >= 4
     assert pv["pairs_before"] == 48 and 1 <= pv["dropped"] <= n_flipped + 5
+    assert pv["method"] == "cross-fitted" and len(pv["folds"]) == 3
+    assert sum(f["pairs_scored"] for f in pv["folds"]) == 48 and sum(f["dropped"] for f in pv["folds"]) == pv["dropped"]
     assert manifest["train_pairs"] == 48 - pv["dropped"]
     assert pv["first_heldout_accuracy"] is not None and manifest["heldout_accuracy"] >= 0.8
     assert "post-validation: dropped" in cap.out and "longer answer wins" in cap.out

@@ -48,8 +48,12 @@ def test_summary_per_leaf_with_known_margins():
     out = ev._summary(pairs, [1.0, -0.5, 0.0], lambda p: p["metadata"]["leaf"], "per_leaf")
     assert out["n"] == 3 and out["accuracy"] == pytest.approx(1 / 3)  # a tie (0.0) is wrong
     assert out["length_baseline"] == pytest.approx(1 / 3)
-    assert out["per_leaf"]["a"] == {"n": 2, "accuracy": 0.5, "length_baseline": 0.5}
-    assert out["per_leaf"]["b"] == {"n": 1, "accuracy": 0.0, "length_baseline": 0.0}
+    keys = ("n", "accuracy", "length_baseline")
+    assert {k: out["per_leaf"]["a"][k] for k in keys} == {"n": 2, "accuracy": 0.5, "length_baseline": 0.5}
+    assert {k: out["per_leaf"]["b"][k] for k in keys} == {"n": 1, "accuracy": 0.0, "length_baseline": 0.0}
+    # every accuracy carries its Wilson 95% interval: 1 of 3 -> [0.0615, 0.7923]
+    assert out["interval"] == pytest.approx([0.061492, 0.792341], abs=1e-5)
+    assert out["per_leaf"]["b"]["interval"][0] == 0.0 and out["per_leaf"]["b"]["length_baseline_interval"][0] == 0.0
 
 
 def test_rewards_do_not_depend_on_batching(tiny_model):

@@ -42,12 +42,18 @@ def run_dir(tmp_path, tiny_model, repo_root):
                             "kt2": {"learning_rate": 5e-5, "epochs": 1}, "st": {"learning_rate": 2e-5, "epochs": 2}},
         "phases": {"kt1": {"samples": {"kt1": 6}, "steps": 2, "selected": str(ckpt), "selection": "last"},
                    "kt2": {"skipped": "no samples"},
-                   "st": {"samples": {"st": 3, "replay_kt1": 1}, "steps": 4, "scores": {str(ckpt): 6.5},
-                          "selection": "judge", "selected": str(ckpt)}},
+                   "st": {"samples": {"st": 3, "replay_kt1": 1}, "steps": 4, "scores": {str(ckpt): -1.5},
+                          "selection": "reference", "selected": str(ckpt),
+                          "decision": {"verdict": "only candidate", "candidates": {str(ckpt): {
+                              "value": -1.5, "n": 6, "interval": [-1.75, -1.25], "method": "bootstrap 2000"}},
+                              "judge": {"used": False, "reason": "the judge (x) is the base model (y)"}}}},
         "selected": str(ckpt)})
     (run / "eval").mkdir()
-    write_json(run / "eval" / "eval.json", {"report": {"totals": {"knowledge": {"base": 0.25, "trained": 0.5}},
-                                                       "counts": {"improved": 1}, "rows": []}})
+    write_json(run / "eval" / "eval.json", {"report": {"totals": {"knowledge": {
+        "base": 0.25, "trained": 0.5, "n": 8, "base_interval": [0.071479, 0.590725],
+        "trained_interval": [0.215216, 0.784784], "verdict": "too small to decide",
+        "delta": {"value": 0.25, "n": 8, "interval": [-0.125, 0.625], "method": "paired bootstrap 2000, seed 0"}}},
+        "counts": {"too small to decide": 1}, "rows": []}})
     (run / "eval" / "branch_report.md").write_text("# Branch report\n\n| leaf |\n")
 
     class Cfg:  # the settings provenance() reads
@@ -90,7 +96,11 @@ def test_release_provenance_checksums_and_model(run_dir, repo_root):
         assert d["commit"] and d["commit"] in card
     assert "Teacher: `scripted:`" in card and "Student (base model): `embedded`" in card
     assert "learning_rate" in card and "0.0001" in card and "![training loss per phase](loss.png)" in card
-    assert "| knowledge | 25.0% | 50.0% |" in card
+    # every figure with n and its interval; a set too small to decide says so
+    assert ("| knowledge | 8 | 25.0% [7.1% to 59.1%] | 50.0% [21.5% to 78.5%] | "
+            "+25.0% [-12.5% to +62.5%]: too small to decide |") in card
+    assert "epoch-1: -1.500 [-1.750 to -1.250] (n 6)" in card
+    assert "ST selection used no judge: the judge (x) is the base model (y)." in card
     assert info["samples"] == {p: sum(c[p] for c in counts.values()) for p in ("kt1", "kt2", "st")}
 
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -46,6 +46,20 @@ def test_parse_score(text, expected):
     assert quality.parse_score(text) == expected
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("Explanation: the answer names 3 colours but gets 1 of them wrong.\nScore: 2", 2),
+    ("Explanation: 6 x 7 = 42 is right and the 2 steps are shown. Score: 3", 3),
+    ("Explanation: all 3 facts are right but there is no context.\n**Score:** [[2]]", 2),
+    ("Explanation: 2 of the 3 steps are wrong.\n\nScore: 1/3", 1),
+    ("Explanation: it lists 3 steps and then stops at step 2", None),   # cut before its score
+    ("Explanation: the sum is 3", None),                                # no score line
+])
+def test_parse_score_reads_the_score_after_the_explanation(text, expected):
+    """LAB figure 4: the judge explains first, then scores; numbers in the explanation are not
+    the score (the score is read from the end of the reply)."""
+    assert quality.parse_score(text) == expected
+
+
 def test_similarity_and_near_duplicates():
     a = "Write a haiku about the rain falling on the roof"
     assert quality.similarity(a, a) == 1.0

@@ -129,9 +129,9 @@ def test_cli_engine_ray_runs_and_address_needs_it(run_lab, cluster, taxonomy, fa
     cfg = tmp_path / "lab.yaml"
     cfg.write_text(f"cache_dir: {tmp_path / 'cache'}\ngenerate:\n  samples: 2\n")
     code, cap = run_lab(["generate", str(taxonomy), "--teacher", "scripted:", "--out", str(tmp_path / "o"),
-                         "--config", str(cfg), "--no-progress", "--address", "auto"])
+                         "--config", str(cfg), "--quiet", "--address", "auto"])
     assert code != 0 and "--engine ray" in cap.err
     code, cap = run_lab(["generate", str(taxonomy), "--teacher", "scripted:", "--out", str(tmp_path / "o"),
-                         "--config", str(cfg), "--no-progress", "--engine", "ray"])
+                         "--config", str(cfg), "--quiet", "--engine", "ray"])
     assert code == 0, cap.err
     assert (tmp_path / "o" / "st.jsonl").read_text()

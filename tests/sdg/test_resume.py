@@ -31,7 +31,7 @@ def _cmd(root: Path, out: Path, cache: Path, script: Path) -> list[str]:
     cfg = cache.parent / f"{cache.name}.yaml"
     cfg.write_text(f"cache_dir: {cache}\ngenerate:\n  samples: 4\n")
     return [sys.executable, "-m", "lab_tools", "generate", str(root), "--teacher", f"scripted:{script}",
-            "--out", str(out), "--config", str(cfg), "--no-progress"]
+            "--out", str(out), "--config", str(cfg), "--quiet"]
 
 
 def _samples(out: Path) -> list[str]:

@@ -30,7 +30,7 @@ def _generate(run_lab, taxonomy, tmp_path, name, rm, *, on=True, threshold=None)
                    + (f"  rm_score_threshold: {threshold}\n" if threshold is not None else ""))
     out = tmp_path / name / "out"
     code, io = run_lab(["generate", str(taxonomy), "--teacher", "scripted:", "--config", str(cfg),
-                        "--out", str(out), "--no-progress", "--reward-model", str(rm)])
+                        "--out", str(out), "--quiet", "--reward-model", str(rm)])
     assert code == 0, io.err
     return out
 

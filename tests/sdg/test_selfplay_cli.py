@@ -16,7 +16,7 @@ def test_generate_self_play_writes_multi_turn_st_demonstrations(taxonomy, fake_d
                    "  sp_threshold: -1000000000.0\n")
     out = tmp_path / "out"
     base = ["generate", str(taxonomy), "--teacher", "scripted:", "--config", str(cfg), "--out", str(out),
-            "--no-progress"]
+            "--quiet"]
     code, io = run_lab(base + ["--self-play"])
     assert code == 1 and "--reward-model" in io.err and "Traceback" not in io.err
     rm = make_tiny_reward_model(tiny_model, tmp_path / "rm")

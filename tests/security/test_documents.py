@@ -88,7 +88,7 @@ def ws(tmp_path, monkeypatch, cache_dir) -> Workspace:
 
 def generate_fails(ws: Workspace, run_lab, field: str, words: str) -> str:
     """``lab generate`` on the PR's taxonomy exits 1 with ``qna.yaml:LINE: FIELD: ...words...``."""
-    code, cap = run_lab(["generate", "pr/taxonomy", "--out", "out", "--config", "trusted.yaml", "--no-progress"])
+    code, cap = run_lab(["generate", "pr/taxonomy", "--out", "out", "--config", "trusted.yaml", "--quiet"])
     assert code == 1, cap.out + cap.err
     assert "Traceback" not in cap.err
     where = f"{QNA}:{ws.line_of(field)}: {field}: "

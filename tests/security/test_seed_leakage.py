@@ -81,7 +81,7 @@ def _script(tmp_path) -> str:
 def test_near_copies_of_seed_questions_reach_no_phase_file(taxonomy, tmp_path, cache_dir, run_lab):
     out = tmp_path / "out"
     code, cap = run_lab(["generate", str(taxonomy), "--teacher", f"scripted:{_script(tmp_path)}",
-                         "--samples", "2", "--out", str(out), "--no-progress"])
+                         "--samples", "2", "--out", str(out), "--quiet"])
     assert code == 0, cap.out + cap.err
     trained = [m["content"] for p in ("kt1", "kt2", "st") for s in read_jsonl(out / f"{p}.jsonl")
                for m in s["messages"] if m["role"] == "user"]
@@ -147,7 +147,7 @@ def test_grounded_seed_context_with_another_question_reaches_no_phase_file(tmp_p
         {"reply": f"Context: {fresh}\nQuestions:\n1. When does the jazz night start?"}]}), encoding="utf-8")
     out = tmp_path / "out"
     code, cap = run_lab(["generate", str(root), "--teacher", f"scripted:{script}", "--samples", "2",
-                         "--out", str(out), "--no-progress"])
+                         "--out", str(out), "--quiet"])
     assert code == 0, cap.out + cap.err
     trained = [s["messages"][0]["content"] for s in read_jsonl(out / "st.jsonl")]
     assert trained and all(fresh in t for t in trained)  # the fresh context went through

@@ -77,7 +77,7 @@ def test_unreachable_teacher_fails_caches_nothing_and_nothing_trains(repo, cache
     port = _closed_port()
     spec = f"openai:http://127.0.0.1:{port}/v1#{MODEL}"
     run = tmp_path / "run"
-    gen = ["generate", str(repo), "--teacher", spec, "--judge", spec, "--out", str(run / "data"), "--no-progress"]
+    gen = ["generate", str(repo), "--teacher", spec, "--judge", spec, "--out", str(run / "data"), "--quiet"]
 
     code, io = run_lab(gen)
     assert code == 1, io.out + io.err
@@ -154,7 +154,7 @@ def test_teacher_failing_some_requests_under_the_threshold_succeeds_with_errors_
     spec = f"openai:{httpserver.url_for('/v1')}#{MODEL}"
     out = tmp_path / "out"
     code, io = run_lab(["generate", str(root), "--teacher", spec, "--samples", "8", "--out", str(out),
-                        "--no-progress"])
+                        "--quiet"])
     assert code == 0, io.out + io.err
     sent = seen["response"]
     assert sent >= 8  # samples 8: responses for at least 8 instructions
@@ -162,7 +162,7 @@ def test_teacher_failing_some_requests_under_the_threshold_succeeds_with_errors_
     assert leaf["errors"] == {"responses": 1} and leaf["requests_by_stage"]["responses"] == sent
     assert leaf["lost"] == {"responses": 1} and "responses" not in leaf["rejected"]
     assert 0 < leaf["kept"] <= 8 and not leaf["error"] and not leaf["cached"]
-    assert "err responses" in io.out and f"1/{sent}" in io.out and "1 teacher/judge requests failed" in io.out
+    assert "err responses" in io.out and f"1/{sent}" in io.out and "1 teacher/judge request failed" in io.out
     assert f"responses: 1/{sent}" in (out / "dataset_card.md").read_text()
     assert len(_shards(cache_dir)) == 1
 

@@ -27,14 +27,7 @@ def test_micro_batch_must_hold_one_sample():
         preset_from_dict({"max_seq_len": 512, "micro_batch_tokens": 256})
 
 
-@pytest.mark.parametrize("name,context", [("merlinite-7b", 2048), ("labradorite-13b", 4096)])
-def test_lab_presets_carry_table_2_values(name, context):
-    p = load_preset(name)
-    assert p.max_seq_len == context
-    for ph in PHASES:
-        assert p.phase(ph).effective_batch_size == 3840
-        assert p.phase(ph).learning_rate == pytest.approx(2e-5)
-    assert p.kt1.replay_fraction == 0 and p.kt2.replay_fraction > 0 and p.st.replay_fraction > 0
+# The LAB presets against table 2: tests/train/test_presets_paper.py
 
 
 def test_tiny_cpu_is_small():

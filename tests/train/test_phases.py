@@ -78,14 +78,22 @@ def test_manifest_selection_and_checkpoints(full_run):
     for phase in ("kt1", "kt2", "st"):
         ckpts = m["phases"][phase]["checkpoints"]
         assert len(ckpts) == 2 and all(Path(c, "model.safetensors").is_file() for c in ckpts)
-    assert m["phases"]["kt1"]["selected"].endswith("kt1/epoch-2")
-    kt2 = m["phases"]["kt2"]
-    best = max(kt2["scores"].values())
-    assert kt2["selected"] == next(c for c, s in kt2["scores"].items() if s == best)  # earliest best
+    # KT/1 is selected too; every phase scored both epochs on the selection part of the held-out
+    # items (2 of the 4 MC items, the 1 prompt), far too few to show a gain: the earlier stays (LAB)
+    for phase in ("kt1", "kt2", "st"):
+        entry = m["phases"][phase]
+        assert entry["selected"].endswith(f"{phase}/epoch-1"), (phase, entry["selection"])
+        assert entry["decision"]["verdict"] == "too small to decide" and len(entry["scores"]) == 2
+        assert all(c["n"] == (2 if phase != "st" else 1) for c in entry["decision"]["candidates"].values())
+        assert {i["leaf"] for i in entry["decision"]["items"]} == {
+            "knowledge/leaf" if phase != "st" else "compositional_skills/leaf"}
+    assert m["phases"]["kt2"]["selection"].startswith("knowledge score")
+    # the fake judge rates everything 7: on its calibration pair (reference vs a poor answer) it
+    # gives a tie, so it is unable to judge and ST is selected by reference log-likelihood
     st = m["phases"]["st"]
-    assert st["scores"] and set(st["scores"].values()) == {7.0}
-    assert st["selected"].endswith("st/epoch-1")  # tie -> the earlier checkpoint (LAB)
-    assert len(full_run["judge"].requests) == 2  # one held-out prompt x two checkpoints
+    assert not st["decision"]["judge"]["used"] and "unable to judge" in st["decision"]["judge"]["reason"]
+    assert all(v < 0 for v in st["scores"].values()) and "reference log-likelihood" in st["selection"]
+    assert len(full_run["judge"].requests) == 2  # the calibration pair only
     assert m["selected"] == st["selected"] == str(full_run["result"].selected)
     AutoModelForCausalLM.from_pretrained(m["selected"])
     AutoTokenizer.from_pretrained(m["selected"])
@@ -177,12 +185,11 @@ def test_st_selection_falls_back_to_reference_loglik_when_no_rating_parses(full_
             return [Completion(text="I like turtles.") for _ in requests]
 
     ckpts = full_run["result"].manifest["phases"]["st"]["checkpoints"]
-    selected, scores, method = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
-                                       tmp_path, lambda: MuteJudge(), _console(False))
-    assert "reference log-likelihood" in method
+    selected, scores, method, decision = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
+                                                 tmp_path, lambda: MuteJudge(), _console(False))
+    assert "reference log-likelihood" in method and "unable to judge" in method
     assert all(isinstance(v, float) and v < 0 for v in scores.values())
-    best = max(scores.values())
-    assert selected == next(c for c in ckpts if scores[c] == best)  # earliest best
+    assert selected == ckpts[0] and decision["verdict"] == "too small to decide"  # 1 prompt decides nothing
 
 
 def test_st_selection_without_a_rating_judge_uses_reference_loglik_and_generates_nothing(full_run, tmp_path,
@@ -198,13 +205,13 @@ def test_st_selection_without_a_rating_judge_uses_reference_loglik_and_generates
 
     monkeypatch.setattr(scoring, "answer_prompts", no_answers)
     ckpts = full_run["result"].manifest["phases"]["st"]["checkpoints"]
-    selected, scores, method = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
-                                       tmp_path, None, _console(False))
+    selected, scores, method, decision = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
+                                                 tmp_path, None, _console(False))
     assert "reference log-likelihood" in method and "model_judges" in method
     assert all(isinstance(v, float) and v < 0 for v in scores.values())
-    assert selected == next(c for c in ckpts if scores[c] == max(scores.values()))
-    cached = json.loads((tmp_path / "scores.json").read_text())
-    assert all(cached[c]["reference"] == scores[c] for c in ckpts)
+    assert selected == ckpts[0]
+    cached = json.loads((tmp_path / "scores.json").read_text())["per_item"]
+    assert all(cached[c]["reference"][0] == pytest.approx(scores[c], abs=1e-6) for c in ckpts)
 
 
 def test_self_play_demonstrations_train_in_st_as_their_own_source(tiny_model, phase_data, fast_preset, tmp_path):

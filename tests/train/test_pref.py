@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab_tools.errors import LabError
-from lab_tools.train.config import preset_from_dict
+from lab_tools.train.config import SelectionConfig, preset_from_dict
 from lab_tools.tiny import make_tiny_reward_model
 
 PAIRS = [("What is the capital of France?", "Paris is the capital of France.", "no no no no"),
@@ -75,14 +75,18 @@ def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model, run_lab)
     code, io = run_lab(["train", "--phase", "pref", "--data", str(data), "--out", str(run), "--preset",
                         str(preset), "--judge", f"transformers:{tiny_model}", "--quiet"])
     assert code == 0, io.err
-    assert "preference phase (dpo, 6 comparisons, 6 steps)" in io.out and "win rate vs ST" in io.out
+    assert "preference phase (dpo, 6 comparisons, 6 steps)" in io.out and "decision:" in io.out
     entry = json.loads((run / "manifest.json").read_text())["phases"]["pref"]
     assert entry["method"] == "dpo" and entry["steps"] == 6 and len(entry["checkpoints"]) == 2
     after = _margin(entry["candidate"])
     assert after > before + 0.05, (before, after)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["phases"]["pref"]["candidates"].keys() == set(entry["checkpoints"])
-    assert all(0 <= c["win_rate"] <= 1 for c in entry["candidates"].values())
+    # the judge named by --judge is the ST model itself: refused, so held-out reference
+    # log-likelihood decided (no reward model), and the record says so
+    assert not entry["judges"][0]["used"] and "is the ST model" in entry["judges"][0]["reason"]
+    assert entry["decision"]["metric"].startswith("reference log-likelihood")
+    assert all(c["reference"]["n"] == 2 for c in entry["candidates"].values())  # the selection part
     assert manifest["selected"] == entry["selected"]
     # no optimizer state left behind once the phase is done; candidates load in plain transformers
     from transformers import AutoModelForCausalLM
@@ -95,32 +99,61 @@ def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model, run_lab)
         manifest["phases"]["pref"]
 
 
-def test_knowledge_regression_keeps_st(tmp_path, tiny_model, monkeypatch):
+def _planted(monkeypatch, mc_right, reference=-1.0):
+    """``pref._measure`` planted: every model answers "x", reference ``reference`` on every prompt,
+    MC right as ``mc_right(model_dir, item_index)`` says."""
     import lab_tools.train.pref as pref
 
-    run, data = _run(tmp_path, tiny_model)
-    (data / "heldout_mc.jsonl").write_text(json.dumps(
-        {"leaf": "k/x", "question": "q?", "choices": ["a", "b"], "answer": 0}) + "\n")
-    scores = iter([0.75, 0.5])  # ST, then the selected pref candidate
-    monkeypatch.setattr(pref, "_mc", lambda model_dir, items, sel: next(scores))
-    entry = pref.train_pref(run, data, preset=_preset(epochs=1), judge_dir=str(tiny_model), progress=False)
-    assert entry["kept"] == "st" and entry["selected"] == str(tiny_model)
-    assert "regressed the knowledge score" in entry["reason"]
-    assert json.loads((run / "manifest.json").read_text())["selected"] == str(tiny_model)
+    monkeypatch.setattr(pref, "_measure", lambda d, prompts, items, sel, answers=True: {
+        "answers": ["x"] * len(prompts), "reference": [reference] * len(prompts),
+        "mc": [float(mc_right(d, i)) for i in range(len(items))]})
+
+
+def _many(data: Path, prompts: int = 40, mc: int = 60) -> None:
+    (data / "heldout_prompts.jsonl").write_text("".join(json.dumps(
+        {"leaf": f"s/{i % 2}", "messages": [{"role": "user", "content": f"Task {i}"}], "reference": f"Done {i}."})
+        + "\n" for i in range(prompts)))
+    (data / "heldout_mc.jsonl").write_text("".join(json.dumps(
+        {"leaf": f"k/{i % 3}", "question": f"q{i}?", "choices": ["a", "b"], "answer": 0}) + "\n" for i in range(mc)))
+
+
+def test_knowledge_regression_keeps_st(tmp_path, monkeypatch):
+    from lab_tools.train.pref import select_pref
+
+    _, data = _run(tmp_path, tmp_path / "no-model")
+    _many(data)
+    _planted(monkeypatch, lambda d, i: d == "st-dir" or i % 2)  # pref loses half the knowledge items
+    rm = lambda prompts, xs, ys: [1.0] * len(prompts)  # noqa: E731  the RM prefers pref everywhere
+    out = select_pref("st-dir", ["c1"], data, None, SelectionConfig(max_prompts=40, max_mc_items=60),
+                      rm_verdicts=rm)
+    assert out["decision"]["pref_vs_st"]["verdict"] == "measurable gain"
+    assert out["kept"] == "st" and out["selected"] == "st-dir"
+    assert "regressed the knowledge score" in out["reason"]
+    assert out["decision"]["guards"]["knowledge"]["n"] == 30 and out["knowledge"] == {"st": 1.0, "pref": 0.5}
+    # the same pref without the regression replaces ST, and the record says no capable judge was used
+    _planted(monkeypatch, lambda d, i: True)
+    out = select_pref("st-dir", ["c1"], data, None, SelectionConfig(max_prompts=40, max_mc_items=60),
+                      rm_verdicts=rm)
+    assert out["kept"] == "pref" and out["selected"] == "c1" and "no capable judge was used" in out["reason"]
 
 
 def test_selection_prefers_the_earlier_candidate_on_a_tie(tmp_path, tiny_model, monkeypatch):
     import lab_tools.eval.preference as preference
-    import lab_tools.train.pref as pref
+    from lab_tools.train.pref import select_pref
 
     _, data = _run(tmp_path, tiny_model)
-    rates = iter([0.5, 0.75, 0.75])
-    monkeypatch.setattr(pref, "_answers", lambda model_dir, prompts, sel: ["x"] * len(prompts))
-    monkeypatch.setattr(preference, "pairwise_win_rate", lambda *a, **k: {
-        "win_rate": next(rates), "wins": 0, "ties": 0, "losses": 0, "n": 3})
-    out = pref.select_pref(str(tiny_model), ["c1", "c2", "c3"], data, str(tiny_model),
-                           _preset().selection)
-    assert out["candidate"] == "c2" and out["kept"] == "pref"
+    _many(data)
+    _planted(monkeypatch, lambda d, i: True)
+    rates = {"c1": 0.0, "c2": 1.0, "c3": 1.0}
+    monkeypatch.setattr(preference, "pairwise_win_rate", lambda model, tok, prompts, xs, ys, **k: {
+        "verdicts": [rates[calls.pop(0)]] * len(prompts)})
+    calls = ["c1", "c2", "c3"]
+    out = select_pref("st-dir", ["c1", "c2", "c3"], data, str(tiny_model),
+                      SelectionConfig(max_prompts=40, max_mc_items=60))
+    assert out["judges"][0]["used"]
+    assert out["candidate"] == "c2" and out["kept"] == "pref"  # c3 ties c2: the earlier one stays
+    assert [c["verdict"] for c in out["decision"]["candidates"]["comparisons"]] == ["measurable gain",
+                                                                                     "no measurable gain"]
 
 
 def test_refuses_without_comparisons_or_st(tmp_path, tiny_model):
@@ -156,7 +189,7 @@ def test_rloo_with_a_tiny_reward_model_logs_reward_and_kl(tmp_path, tiny_model):
 SCRIPT = """
 import sys
 from lab_tools.train.pref import train_pref
-from lab_tools.train.config import preset_from_dict
+from lab_tools.train.config import SelectionConfig, preset_from_dict
 import json
 preset = preset_from_dict(json.loads(sys.argv[3]))
 train_pref(sys.argv[1], sys.argv[2], preset=preset, judge_dir=sys.argv[4], progress=False)

@@ -295,7 +295,7 @@ def test_preview_progress_is_reported_while_it_runs(ui_repo, tmp_path):
     assert view["state"] == "done", view
     running = [s for s in seen if s[0] == "running" and s[2] > 0]
     assert running, seen[:5]
-    assert any(":" in stage and "requests" in stage for _, stage, _ in running)
+    assert any(":" in stage and "request" in stage for _, stage, _ in running)
     counts = [s[2] for s in seen]
     assert counts == sorted(counts) and counts[-1] == view["requests"] > running[0][2]
 

@@ -8,6 +8,9 @@ const $ = (id) => document.getElementById(id);
 const S = { meta: null, path: null, kind: null, form: null, findings: [], seq: 0, timer: null, poll: null, dirty: false };
 // unsaved edits are never dropped silently: switching leaves or closing the tab asks first
 const keepEdits = () => !S.dirty || window.confirm(`${S.path} has unsaved edits; discard them?`);
+// a count and its noun in the right number: plural(1, "error") is "1 error", plural(2, "error") "2 errors"
+const plural = (n, noun) => `${n} ${n === 1 ? noun : noun + "s"}`;
+const counts = (errors, warnings) => `${plural(errors, "error")}, ${plural(warnings, "warning")}`;
 
 async function api(method, url, body) {
   const opts = { method, headers: { "X-Lab-Token": TOKEN } };
@@ -53,7 +56,7 @@ async function loadTree() {
       const child = node[name];
       if (child.__leaf) {
         const l = child.__leaf;
-        const title = `${l.errors} errors, ${l.warnings} warnings`;
+        const title = counts(l.errors, l.warnings);
         return el("li", {}, el("button", { class: "leaf", type: "button", "data-path": l.path, title,
           onclick: () => openLeaf(l.path) }, name), el("span", { class: `badge ${l.status}`, title }, l.status));
       }
@@ -62,7 +65,7 @@ async function loadTree() {
     box.replaceChildren(render(root));
     for (const o of data.other) {
       box.append(el("div", { class: `finding ${o.status === "errors" ? "error" : "warning"}` },
-        `${o.file}: ${o.errors} errors, ${o.warnings} warnings (not a leaf)`));
+        `${o.file}: ${counts(o.errors, o.warnings)} (not a leaf)`));
     }
   } catch (e) { box.textContent = "could not load the taxonomy: " + e.message; }
 }
@@ -259,7 +262,7 @@ function showChecked(data) {
   renderText($("attr"), data.attribution, data.findings.filter((f) => f.file === "attribution.txt"));
   const errors = data.findings.filter((f) => f.severity === "error").length;
   const warnings = data.findings.length - errors;
-  $("status").textContent = errors || warnings ? `${errors} errors, ${warnings} warnings` : "valid: no findings";
+  $("status").textContent = errors || warnings ? counts(errors, warnings) : "valid: no findings";
   $("status").className = errors ? "bad" : "ok";
   placeFindings();
 }
@@ -289,7 +292,7 @@ function jumpTo(f) {
 // ---- save and preview -------------------------------------------------------------------------
 async function save() {
   const errors = (S.findings || []).filter((f) => f.severity === "error").length;
-  if (errors && !window.confirm(`This leaf has ${errors} errors; save it anyway?`)) return;
+  if (errors && !window.confirm(`This leaf has ${plural(errors, "error")}; save it anyway?`)) return;
   const body = { path: S.path, form: S.form };
   if ($("do-commit").checked) body.commit = { branch: $("branch").value, message: $("commit-message").value };
   const box = $("save-result");
@@ -314,10 +317,10 @@ async function preview() {
     S.poll = setInterval(async () => {
       let j;
       try { j = await api("GET", "/api/preview/" + job.id); } catch (e) { prog.textContent = e.message; clearInterval(S.poll); $("preview-btn").disabled = false; return; }
-      prog.replaceChildren(el("progress", {}), ` ${j.state} · ${j.stage} · ${j.requests} teacher requests answered · ${j.seconds} s`);
+      prog.replaceChildren(el("progress", {}), ` ${j.state} · ${j.stage} · ${plural(j.requests, "teacher request")} answered · ${j.seconds} s`);
       if (j.state === "done" || j.state === "failed") {
         clearInterval(S.poll); $("preview-btn").disabled = false;
-        prog.textContent = j.state === "done" ? `done in ${j.seconds} s (${j.requests} teacher requests)` : "preview failed";
+        prog.textContent = j.state === "done" ? `done in ${j.seconds} s (${plural(j.requests, "teacher request")})` : "preview failed";
         if (j.state === "done") body.innerHTML = j.html;  // rendered by the bot's escaping renderer
         else alertBox(body, j.error);
       }
