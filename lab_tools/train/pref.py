@@ -373,7 +373,8 @@ def train_pref(run_dir, data_dir, *, preset, judge_dir: str | None, rm_dir: str 
     from lab_tools.train.onpolicy import policy_reward_shift
 
     shift = policy_reward_shift(st["selected"], choice["candidate"], rows, rm_dir, pc, preset.selection)
-    entry = {"method": pc.method, "comparisons": len(rows), "steps": steps, "onpolicy": onpolicy, "policy_reward": shift,
+    entry = {"method": pc.method, "comparisons": len(rows), "steps": steps,
+             "onpolicy": onpolicy, "policy_reward": shift,
              "reward_model": rm_dir, "checkpoints": candidates, "log": history,
              **choice, "seconds": {"train": round(t1 - t0, 2), "selection": round(time.perf_counter() - t1, 2)}}
     manifest["phases"]["pref"] = entry
