@@ -53,7 +53,9 @@ def cli():
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `lab` console script: runs the CLI, mapping LabError to its exit code.
+    """Entry point of the `lab` console script: runs the CLI, mapping LabError to its exit code
+    and an OSError about a named file (an unwritable ``--out``, a full disk) to ``error: PATH:
+    reason`` with exit code 1, never a traceback.
 
     When stderr is not a terminal (CI), the libraries' own progress bars are turned off before
     any of them is imported (:func:`lab_tools.progress.silence_library_bars`; ``--quiet`` does
@@ -77,6 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except OSError as err:  # a path we cannot read or write (--out on a read-only disk, a full disk)
+        if err.filename is None:
+            raise  # not about a file the user named: a bug, keep the traceback
+        where = err.filename + (f" -> {err.filename2}" if err.filename2 else "")
+        click.echo(f"error: {where}: {err.strerror or err}", err=True)
+        sys.exit(1)
     # standalone_mode=False hands back ctx.exit(N) codes instead of exiting: honour them.
     if isinstance(rc, int) and rc:
         sys.exit(rc)

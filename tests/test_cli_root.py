@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_help_does_not_import_torch():
@@ -138,3 +139,19 @@ def test_generate_accepts_quiet_and_the_deprecated_no_progress(tmp_path, run_lab
         assert code == 0, cap.err
         assert "progress:" not in cap.err and (tmp_path / out / "st.jsonl").is_file()
         assert ("deprecated" in cap.err) == (flag == "--no-progress")
+
+
+def test_unwritable_out_is_a_clean_error(tmp_path):
+    """`lab generate --out` where nothing can be written: the path and the reason, exit 1, no
+    traceback (a file stands where the output folder's parent should be)."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "out"
+    proc = subprocess.run([sys.executable, "-m", "lab_tools", "generate", "taxonomy", "--teacher", "scripted",
+                           "--out", str(out), "--quiet"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert str(blocker) in proc.stderr and "Traceback" not in proc.stderr
