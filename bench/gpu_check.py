@@ -632,6 +632,7 @@ def render(report: dict) -> str:
     lines = [f"# GPU check: {report['card']}, {report['date']}{' (DRY RUN: CPU, tiny models)' if report['dry_run'] else ''}",
              "",
              f"command: `{report['command']}`; budget {report['budget_s']} s, total {report.get('total_seconds', '?')} s",
+             *([f"**{report['stopped']}**: the parts below that did not finish were cut short"] if report.get("stopped") else []),
              "; ".join(f"{k} {val or 'absent'}" for k, val in v.items()),
              f"peak dense bf16: {fmt(report['peak_tflops']) + ' TFLOP/s' if report['peak_tflops'] else 'n/a'} "
              f"({report['peak_source']})"]
@@ -763,6 +764,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     units = [u for u in UNITS if any(p in parts for p in u[1].split("|"))]
+    running = None
     try:
         for name, _part, needs, cap, least in units:
             if name == "mfu-7b-nockpt" and args.dry_run:
@@ -786,7 +788,9 @@ def main() -> int:
             ctx_path.write_text(json.dumps(ctx, default=str), encoding="utf-8")
             print(f"[gpu_check] {name}: start (limit {timeout:.0f} s, {left:.0f} s of the budget left)",
                   file=sys.stderr, flush=True)
+            running = name
             res = run_unit(name, timeout, ctx_path, work)
+            running = None
             report["units"][name] = res
             if res.get("ok") and name.startswith("prep-"):
                 ctx["deps"][name] = {"dir": res["dir"]}
@@ -801,6 +805,8 @@ def main() -> int:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
         report["stopped"] = f"stopped by {type(exc).__name__} {getattr(exc, 'code', '')}".strip()
+        if running:
+            report["units"][running] = {"ok": False, "seconds": None, "error": f"cut short: {report['stopped']}"}
     finally:
         save()
         if args.keep:
