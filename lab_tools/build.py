@@ -49,6 +49,7 @@ import click
 
 from lab_tools.atomic import write_json_atomic
 from lab_tools.errors import LabError, plural
+from lab_tools.plan import plan_options
 
 STAGES = ("validate", "licenses", "generate", "comparisons", "reward_model", "self_play", "train", "pref",
           "evaluate", "alignment", "release")
@@ -543,11 +544,7 @@ def print_summary(console, result: BuildResult, force: bool = False) -> None:
               help="Extra config file applied over lab.yaml.")
 @click.option("--quiet", is_flag=True,
               help="No progress output (bars, CI progress lines, the libraries' bars); the summary table is still printed.")
-@click.option("--plan", is_flag=True,
-              help="Print each GPU stage's models and peak memory per GPU (from config.json, no weights loaded) and exit.")
-@click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")
-@click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), default=80.0, show_default=True,
-              help="With --plan: memory of one GPU in GiB, the verdict's bound.")
+@plan_options("GPU stage")
 def build(root, preset, out_dir, resume, teacher, judge, student, config_file, quiet, plan, as_json, gpu_memory):
     """The main job on taxonomy ROOT: validate → licenses → generate → train → evaluate → release,
     skipping every stage whose inputs have not changed since the last build."""

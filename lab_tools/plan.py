@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import click
+
 from lab_tools.errors import ConfigError, LabError
 from lab_tools.train.config import PHASES, load_preset, preset_path
 from lab_tools.train.plan import (DTYPE_BYTES, FORMULAS, SHARDINGS, GiB, ModelShape, TrainJob, generate_parts,
@@ -406,9 +408,19 @@ def render(plan: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_options(what: str):
+    """The ``--plan``, ``--json`` and ``--gpu-memory`` options of ``lab build`` and ``lab train``
+    (one declaration for both); ``what``: the units the plan lists, for the help text."""
+    def add(f):
+        f = click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), default=80.0,
+                         show_default=True, help="With --plan: memory of one GPU in GiB, the verdict's bound.")(f)
+        f = click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")(f)
+        return click.option("--plan", is_flag=True, help=f"Print each {what}'s models and peak memory per GPU "
+                            "(from config.json, no weights loaded) and exit.")(f)
+    return add
+
+
 def plan_cli(command: str, cfg, *, as_json: bool, gpu_memory: float, **kwargs) -> None:
     """Print the plan (text, or JSON with ``as_json``); exit status 0 either way."""
-    import click
-
     plan = make_plan(command, cfg, gpu_memory=gpu_memory, **kwargs)
     click.echo(json.dumps(plan, indent=2) if as_json else render(plan))

@@ -22,7 +22,7 @@ import dataclasses
 from pathlib import Path
 
 from lab_tools.errors import plural
-from lab_tools.eval.stats import format_estimate
+from lab_tools.eval.stats import Estimate, format_estimate
 
 
 # Held-out items the build's alignment stage scores per policy (ST, pref; Static HHH for base too):
@@ -90,9 +90,8 @@ def reward_model_stage(b):
     res = evaluate_saved(rm_dir, comparisons, hhh_path=hhh_default_path(), hhh_pairs=b.cfg.feedback.hhh_pairs)
 
     def fig(d: dict, key: str, interval: str) -> str:  # n and the Wilson 95% interval on every figure
-        return format_estimate({"value": d.get(key), "n": d.get("n", 0), "interval": d.get(interval),
-                                "too_small": bool(d.get(interval)) and d[interval][1] - d[interval][0] > 0.30},
-                               percent=True)
+        low, high = d.get(interval) or (None, None)
+        return format_estimate(Estimate(d.get(key), d.get("n", 0), low, high, "wilson", proportion=True), percent=True)
 
     held, static = res["heldout"], res["static_hhh"] or {}
     summary = (f"{manifest['train_pairs']} training pairs; held-out: RM {fig(held, 'accuracy', 'interval')} vs "
@@ -152,7 +151,7 @@ def pref_stage(b):
     """The preference phase after ST of the build's training run (``train/pref``); pref replaces
     ST only with a measurable gain on the selection set, by a judge that may judge (else the
     reward model with reference log-likelihood as a guard), and no knowledge regression."""
-    from lab_tools.eval.stats import format_estimate
+    from lab_tools.eval.stats import Estimate, format_estimate
     from lab_tools.train.pref import (capable_judge_for, pairwise_judge_dir, policy_reward_line, rm_verdicts_fn,
                                       train_pref)
 

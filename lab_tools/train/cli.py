@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from lab_tools.errors import UsageError
+from lab_tools.plan import plan_options
 
 
 def _check_models(cfg, model, phase, reward_model) -> None:
@@ -52,11 +53,7 @@ def _check_models(cfg, model, phase, reward_model) -> None:
                    "the reward model's win rate reported beside the judge's.")
 @click.option("--allow-untrained", is_flag=True,
               help="Accept a run in which no phase has samples of its own (the base model passes through).")
-@click.option("--plan", is_flag=True,
-              help="Print each phase's models and peak memory per GPU (from config.json, no weights loaded) and exit.")
-@click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")
-@click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), default=80.0, show_default=True,
-              help="With --plan: memory of one GPU in GiB, the verdict's bound.")
+@plan_options("phase")
 def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, quiet, phase, reward_model,
           allow_untrained, plan, as_json, gpu_memory):
     """Train the student through KT/1 -> KT/2 -> ST with replay buffers and checkpoint selection."""
