@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make lock`: re-resolve requirements/lock.txt, the one lock behind scripts/install.sh, make build,
 # make test and .ci/run. It pins the package's dependencies and the extras `dev` and `pdf`
-# (test, feedback, ray, ui, serving), every file with its sha256 (installed with
+# (test, feedback, ray, eval, ui, serving), every file with its sha256 (installed with
 # pip --require-hashes --no-deps), for CPython 3.11 on x86_64 Linux (manylinux_2_28).
 #
 # Not in the lock, on purpose:
