@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
     args = ap.parse_args()
 
-    from lab_tools.build import quiet_libraries
+    from lab_tools.progress import quiet_libraries
     from lab_tools.config import load_config
     from lab_tools.feedback.comparisons import generate_comparisons
     from lab_tools.sdg.backends import make_teacher

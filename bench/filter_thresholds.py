@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lab_tools.config import FiltersConfig  # noqa: E402
+from lab_tools.config_sections import FiltersConfig  # noqa: E402
 from lab_tools.errors import LabError  # noqa: E402
 from lab_tools.sdg import filters, quality  # noqa: E402
 from lab_tools.taxonomy.leaf import iter_leaf_paths, load_leaf  # noqa: E402

@@ -416,7 +416,7 @@ def w_rm(name: str, ctx: dict) -> dict:
     from transformers import set_seed
     from trl import RewardTrainer
 
-    from lab_tools.config import FeedbackConfig
+    from lab_tools.config_sections import FeedbackConfig
     from lab_tools.feedback.evaluate import load_rm
     from lab_tools.feedback.rm import _bf16, _dataset, reward_config, rm_peft_config
     from lab_tools.plan import plan_reward_model

@@ -98,7 +98,7 @@ def bench_trl(model_path, samples, steps, lr, max_len, bf16, *, packed: bool, eb
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from lab_tools.train.loop import trainable_config
+    from lab_tools.train.checkpoints import trainable_config
 
     tok = AutoTokenizer.from_pretrained(model_path)
     if tok.pad_token is None:

@@ -13,6 +13,7 @@ import sys
 import click
 
 from lab_tools.errors import LabError
+from lab_tools.progress import silence_library_bars
 
 # name -> (module, attribute, one-line help shown by `lab --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -22,9 +23,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("lab_tools.eval.cli", "evaluate", "Knowledge and judge scores, base vs trained."),
     "release": ("lab_tools.release.cli", "release", "Cut a release directory with a model card."),
     "build": ("lab_tools.build", "build", "The main job: validate -> generate -> train -> evaluate -> release."),
-    "chat": ("lab_tools.chat", "chat", "Chat with a model in the terminal."),
+    "chat": ("lab_tools.chat", "chat", "Chat with a model (or an OpenAI-compatible endpoint) in the terminal."),
+    "serve": ("lab_tools.serve_cli", "serve", "Serve a release as an OpenAI-compatible endpoint on 127.0.0.1."),
     "bot": ("lab_tools.bot.cli", "bot", "The contribution bot (PR preview comments)."),
     "ui": ("lab_tools.ui.cli", "ui", "Write, check and preview a leaf in the browser (local page)."),
+    "config": ("lab_tools.config_cli", "config", "Write a commented lab.yaml; show the effective settings and their sources."),
+    "runs": ("lab_tools.runs", "runs", "List build runs; show one run's stages, fingerprints, times and release."),
 }
 
 
@@ -60,8 +64,6 @@ def main(argv: list[str] | None = None) -> None:
     When stderr is not a terminal (CI), the libraries' own progress bars are turned off before
     any of them is imported (:func:`lab_tools.progress.silence_library_bars`; ``--quiet`` does
     the same on a terminal); our own plain progress lines stay."""
-    from lab_tools.progress import silence_library_bars
-
     silence_library_bars()
     try:
         rc = cli.main(args=argv, standalone_mode=False)

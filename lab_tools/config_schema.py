@@ -16,7 +16,8 @@ import json
 import types
 import typing
 
-from lab_tools.config import Config, range_of
+from lab_tools.config import Config
+from lab_tools.config_rules import range_of
 
 SCHEMA_ID = "https://lab-tools.invalid/schemas/lab.yaml.schema.json"
 _SCALARS = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null", dict: "object"}
@@ -47,7 +48,7 @@ def _number(value) -> int | float:
 
 
 def _with_range(schema: dict, rng) -> dict:
-    """``schema`` with the bounds of :class:`~lab_tools.config.Range` ``rng`` (on the items of a list)."""
+    """``schema`` with the bounds of :class:`~lab_tools.config_rules.Range` ``rng`` (on the items of a list)."""
     target = schema["items"] if schema.get("type") == "array" else schema  # optional: bounds skip null
     for attr, keyword in _BOUNDS:
         if getattr(rng, attr) is not None:
@@ -71,6 +72,9 @@ def _section_schema(cls) -> dict:
         rng = range_of(cls, f.name)
         if rng is not None:
             schema = _with_range(schema, rng)
+        choices = (getattr(cls, "CHOICES", None) or {}).get(f.name)
+        if choices is not None:
+            schema["enum"] = list(choices)
         default = _default(f)
         if not dataclasses.is_dataclass(hints[f.name]):
             schema["default"] = default
@@ -80,8 +84,9 @@ def _section_schema(cls) -> dict:
             "additionalProperties": False}
 
 
-def build_schema() -> dict:
-    """The JSON Schema (draft 2020-12) of ``lab.yaml``; see :func:`lab_tools.config.config_json_schema`.
+def config_json_schema() -> dict:
+    """A JSON Schema (draft 2020-12) of ``lab.yaml`` for editors, built from the section
+    dataclasses, their defaults and ``RANGES``; the committed copy is ``schemas/lab.yaml.schema.json``.
 
     Raises:
         TypeError: a config field has a type this builder cannot express (a bug to fix here).
@@ -93,7 +98,7 @@ def build_schema() -> dict:
 
 def main() -> None:
     """Print the schema (``python -m lab_tools.config_schema > schemas/lab.yaml.schema.json``)."""
-    print(json.dumps(build_schema(), indent=2))
+    print(json.dumps(config_json_schema(), indent=2))
 
 
 if __name__ == "__main__":

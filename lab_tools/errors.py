@@ -9,6 +9,8 @@ Correct input is silent.
 
 from __future__ import annotations
 
+from lab_tools.redact import strip_credentials
+
 
 class LabError(Exception):
     """A user-facing error: bad input, bad config, a failed stage.
@@ -20,13 +22,16 @@ class LabError(Exception):
         field: dotted field path inside the file (e.g. ``seed_examples.2.answer``), if any.
 
     ``str(err)`` renders as ``file:line: field: message`` with absent parts left out.
-    The CLI prints it and exits with code 1 (``UsageError`` exits 2).
+    The CLI prints it and exits with code 1 (``UsageError`` exits 2). Credentials in a URL the
+    message quotes (a teacher spec ``openai:http://user:token@host/v1#m``) are stripped
+    (:func:`lab_tools.redact.strip_credentials`): messages end up in CI logs and PR comments.
     """
 
     exit_code = 1
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  field: str | None = None):
+        message = strip_credentials(message)
         super().__init__(message)
         self.message = message
         self.file = file

@@ -118,19 +118,87 @@ def run_git(tree: GitTree, *args: str, check: bool = True, timeout: float = 120)
     return proc.stdout
 
 
-def git_process(tree: GitTree, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+class GitOutgrown(LabError):
+    """A git process stopped by :func:`git_process` because its ``watch`` folder grew past
+    ``max_bytes`` (a download over its cap)."""
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass  # a temporary file git renamed or removed meanwhile
+    return total
+
+
+def git_process(tree: GitTree, *args: str, timeout: float = 120, input: bytes | None = None,
+                watch: Path | None = None, max_bytes: int | None = None) -> subprocess.CompletedProcess:
     """Run ``git ARGS`` on ``tree`` exactly as :func:`run_git` does, but return the finished
     process unchecked, with ``stdout``/``stderr`` as bytes: for binary blobs (``cat-file blob``)
     and for callers that tell git's failures apart (a fetch refused by the server, a redirect).
 
+    ``input``: bytes for git's standard input (``cat-file --batch-check``). ``watch`` and
+    ``max_bytes``: the bytes of files under ``watch`` are polled every 50 ms and git (its whole
+    process group: remote helper, index-pack) is killed as soon as they exceed ``max_bytes``,
+    so a download stops at its cap instead of after it (with ``fetch.unpackLimit=1`` git streams
+    the pack to disk as it arrives).
+
     Raises:
         LabError: git is missing or ran past ``timeout`` seconds.
+        GitOutgrown: ``watch`` grew past ``max_bytes`` (the process is killed first).
     """
+    stdin = {} if input is not None else {"stdin": subprocess.DEVNULL}
+    if watch is None or max_bytes is None:
+        try:
+            return subprocess.run(["git", *args], cwd=tree.work_tree, env=safe_env(tree), capture_output=True,
+                                  timeout=timeout, input=input, **stdin)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise LabError(f"git {args[0] if args else ''} failed: {exc}") from None
+    import signal
+    import threading
+    import time
+
     try:
-        return subprocess.run(["git", *args], cwd=tree.work_tree, env=safe_env(tree),
-                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = subprocess.Popen(["git", *args], cwd=tree.work_tree, env=safe_env(tree), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.PIPE if input is not None else
+                                subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
         raise LabError(f"git {args[0] if args else ''} failed: {exc}") from None
+    outgrown, done = [], threading.Event()
+
+    def kill() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def poll() -> None:
+        while not done.wait(0.05):
+            size = _folder_bytes(Path(watch))
+            if size > max_bytes:
+                outgrown.append(size)
+                kill()
+                return
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        kill()
+        proc.communicate()
+        raise LabError(f"git {args[0] if args else ''} failed: {exc}") from None
+    finally:
+        done.set()
+        watcher.join()
+    if outgrown:
+        raise GitOutgrown(f"git {args[0] if args else ''} stopped after {time.monotonic() - started:.1f} s: "
+                          f"{outgrown[0]:,} bytes received, over the cap of {max_bytes:,}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def open_repo(tree: GitTree, *, user_config: bool = False):

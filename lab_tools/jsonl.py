@@ -39,3 +39,12 @@ def read_jsonl(path: str | Path) -> list:
         LabError: as :func:`iter_jsonl`.
     """
     return [row for _, row in iter_jsonl(path)] if Path(path).is_file() else []
+
+
+def count_lines(path: str | Path) -> int:
+    """The number of non-blank lines of a JSONL file, without parsing them (0 when it does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with path.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())

@@ -8,13 +8,20 @@ build a fresh model from the GGUF's config, load the dequantized state dict, sav
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 from lab_tools.atomic import atomic_dir, write_json_atomic
+from lab_tools.config import default_cache_dir
 from lab_tools.errors import LabError
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+#: the embedded model's Hub repository and license (its model card; the GGUF's ``general.license``)
+EMBEDDED_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_LICENSE = "apache-2.0"
+# the files of a model directory that :func:`model_digest` covers: weights, config, tokenizer
+DIGEST_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".jinja")
 
 
 def embedded_gguf() -> Path:
@@ -42,8 +49,6 @@ def embedded_model_dir(cache_dir: str | Path | None = None) -> Path:
     Converted from the GGUF on first use (~1 minute on 2 cores), atomically (a crash leaves no
     half-written cache), then reused. ``cache_dir`` defaults to the lab-tools user cache.
     """
-    from lab_tools.config import default_cache_dir
-
     target = Path(cache_dir or default_cache_dir()) / "models" / EMBEDDED_NAME
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
         _drop_gguf_quantization(target / "config.json")  # caches written before this fix
@@ -135,6 +140,24 @@ def resolve_model(spec: str | Path, cache_dir: str | Path | None = None, *, opti
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
                    "vocab.txt", "tiktoken.model")
+
+
+def model_digest(spec: str | Path, cache_dir: str | Path | None = None) -> str:
+    """sha256 hex over a model directory's weight, config and tokenizer files (names + bytes,
+    :data:`DIGEST_SUFFIXES`); the identity of a model in cached evaluation scores and judge refusals.
+
+    Raises:
+        LabError: not a local model directory (see :func:`resolve_model`).
+    """
+    path = resolve_model(spec, cache_dir)
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file() and f.name.endswith(DIGEST_SUFFIXES):
+            h.update(f.name.encode() + b"\0")
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
 
 
 def load_tokenizer(path: str | Path, *, chat_template: bool = True):

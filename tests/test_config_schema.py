@@ -1,4 +1,4 @@
-"""The JSON Schema of ``lab.yaml`` for editors (:func:`lab_tools.config.config_json_schema`): built
+"""The JSON Schema of ``lab.yaml`` for editors (:func:`lab_tools.config_schema.config_json_schema`): built
 from the config dataclasses and their ``RANGES``, it accepts the shipped ``lab.yaml``, refuses what
 the loader refuses, and the committed ``schemas/lab.yaml.schema.json`` is its current output."""
 
@@ -11,7 +11,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from lab_tools.config import config_json_schema, load_config
+from lab_tools.config import load_config
+from lab_tools.config_schema import config_json_schema
 from lab_tools.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

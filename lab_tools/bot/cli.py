@@ -13,12 +13,14 @@ from pathlib import Path
 
 import click
 
+from lab_tools.bot.commands import handle_comment, read_event
+from lab_tools.bot.github import GitHubClient, run_url
+from lab_tools.bot.preview import run_preview
+from lab_tools.config import default_root, load_config
 from lab_tools.errors import UsageError, plural
 
 
 def _config(root: Path, config_file: str | None, samples: int | None, teacher: str | None):
-    from lab_tools.config import load_config
-
     # with a trusted --config, the PR's own lab.yaml (found from root) is not read at all
     cfg = load_config(None if config_file else root, config_file)
     cfg.override("bot.samples", samples)
@@ -27,8 +29,6 @@ def _config(root: Path, config_file: str | None, samples: int | None, teacher: s
 
 
 def _root(taxonomy: str | None) -> Path:
-    from lab_tools.config import default_root
-
     root = Path(taxonomy) if taxonomy else default_root()
     if not root.is_dir():
         raise UsageError(f"taxonomy root {root} is not a directory")
@@ -36,8 +36,6 @@ def _root(taxonomy: str | None) -> Path:
 
 
 def _client(repo: str, cfg):
-    from lab_tools.bot.github import GitHubClient
-
     return GitHubClient(repo, bot_login=cfg.bot.login)
 
 
@@ -80,9 +78,6 @@ def _run_options(f):
 def preview(repo, pr, taxonomy, base, samples, config_file, teacher, out, output, validate_only, dry_run):
     """Diff, validate and license-check the PR's changed leaves, generate a few samples for each,
     then write the one sticky comment and the commit status. Exits 1 when the preview failed."""
-    from lab_tools.bot.github import run_url
-    from lab_tools.bot.preview import run_preview
-
     root = _root(taxonomy)
     cfg = _config(root, config_file, samples, teacher)
     if not dry_run and not repo:
@@ -107,9 +102,6 @@ def preview(repo, pr, taxonomy, base, samples, config_file, teacher, out, output
 @_run_options
 def command(event_path, taxonomy, base, samples, config_file, teacher, out):
     """Answer a `/lab preview` or `/lab validate` comment (write permission required)."""
-    from lab_tools.bot.commands import handle_comment, read_event
-    from lab_tools.bot.github import run_url
-
     if not event_path:
         raise UsageError("--event is required (or set GITHUB_EVENT_PATH)")
     try:

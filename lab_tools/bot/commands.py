@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab_tools.bot.preview import run_preview
 from lab_tools.bot.render import inline
 
 #: the sub-commands understood after ``/lab``
@@ -73,8 +74,6 @@ def handle_comment(gh, event: CommentEvent, root: str | Path, cfg, **preview_kwa
 
     ``gh``: a :class:`lab_tools.bot.github.GitHubClient`; ``preview_kwargs`` go to
     :func:`lab_tools.bot.preview.run_preview`. Raises LabError on GitHub API failures."""
-    from lab_tools.bot.preview import run_preview
-
     command = parse_command(event.body)
     if command is None or not event.is_pull or event.user_type == "Bot":
         return "ignored"

@@ -4,7 +4,10 @@ REST endpoints used (and nothing else, so a test server can answer them all):
 ``GET /repos/{o}/{r}``, ``GET /repos/{o}/{r}/pulls/{n}``, ``GET|POST /repos/{o}/{r}/issues/{n}/comments``,
 ``PATCH /repos/{o}/{r}/issues/comments/{id}``, ``POST /repos/{o}/{r}/statuses/{sha}``,
 ``GET /repos/{o}/{r}/collaborators/{user}/permission`` and, only when a write team is configured,
-``GET /orgs/{org}/teams/{slug}`` + ``GET /teams/{id}/memberships/{user}``.
+``GET /orgs/{org}/teams/{slug}`` + ``GET /teams/{id}/memberships/{user}``; and, to know which
+comments are our own, ``GET /user`` (the token's login) or, for an app installation token (GitHub
+Actions' ``GITHUB_TOKEN``, which ``GET /user`` refuses with 403), ``POST /graphql`` ``{ viewer {
+login } }``.
 
 As in GitHub Actions, the API base comes from ``GITHUB_API_URL`` and the token from ``GITHUB_TOKEN``.
 """
@@ -48,8 +51,12 @@ class GitHubClient:
         repo: ``OWNER/NAME``.
         token: API token (default ``$GITHUB_TOKEN``).
         base_url: REST API base (default ``$GITHUB_API_URL``, else ``https://api.github.com``).
-        bot_login: login of the account the bot comments as; None accepts any ``Bot``-type user
-            (e.g. ``github-actions[bot]``), so a marker pasted by a person is never taken over.
+        bot_login: login of the account the bot comments as when the API cannot tell
+            (:meth:`login`); the API's answer wins when there is one.
+
+    Our sticky comment is the one with :data:`MARKER` written by the token's own account
+    (:meth:`login`), never one picked by author type: another app's or a person's comment with the
+    marker pasted in is left alone.
 
     Raises:
         LabError: no token, or the repository cannot be read.
@@ -65,6 +72,7 @@ class GitHubClient:
         base_url = (base_url or os.environ.get("GITHUB_API_URL") or "https://api.github.com").rstrip("/")
         self._gh = Github(base_url=base_url, auth=Auth.Token(token), retry=None, timeout=30)
         self.bot_login = bot_login
+        self._login: str | None = None
         self._pulls: dict[int, object] = {}
         try:
             self.repo = self._gh.get_repo(repo)
@@ -89,15 +97,53 @@ class GitHubClient:
         except GithubException as exc:
             raise _github_error(exc, f"reading pull request #{number}") from exc
 
+    def login(self) -> str:
+        """The login the token comments as, asked once per client: ``GET /user``
+        (PyGithub ``get_user().login``: a personal or a user token), else, for an app installation
+        token, GraphQL ``viewer.login`` (``github-actions`` or ``<app-slug>``, shown on comments as
+        ``github-actions[bot]`` / ``<app-slug>[bot]``), else the configured ``bot.login``.
+
+        Raises:
+            LabError: the API names no login and ``bot.login`` is not set (the bot would otherwise
+                have to guess whose comment to edit).
+        """
+        from github import GithubException
+
+        if self._login is None:
+            try:
+                self._login = self._gh.get_user().login
+            except GithubException as exc:
+                if getattr(exc, "status", None) not in (401, 403, 404):
+                    raise _github_error(exc, "reading the token's own login (GET /user)") from exc
+                self._login = self._viewer_login() or self.bot_login
+            if not self._login:
+                raise LabError("cannot tell which account this token comments as (GET /user and the "
+                               "GraphQL viewer both refused): set bot.login in lab.yaml", field="bot.login")
+        return self._login
+
+    def _viewer_login(self) -> str | None:
+        """GraphQL ``viewer { login }`` (answered for app installation tokens), or None."""
+        from github import GithubException
+
+        try:  # PyGithub's GraphQL endpoint: API base without /v3, plus /graphql (GHES too)
+            _, data = self._gh.requester.graphql_query("query { viewer { login } }", {})
+        except GithubException:
+            return None
+        login = (((data or {}).get("data") or {}).get("viewer") or {}).get("login")
+        return str(login) if login else None
+
     def _is_ours(self, comment) -> bool:
+        """A comment is ours when it holds :data:`MARKER` and its author is the token's account
+        (:meth:`login`); an app's comments carry its login with ``[bot]`` appended, which only an
+        app can have (logins of people cannot hold brackets), so that form counts for a Bot."""
         if MARKER not in (comment.body or ""):
             return False
         user = comment.user
         if user is None:
             return False
-        if self.bot_login:
-            return user.login == self.bot_login
-        return user.type == "Bot"
+        me = self.login()
+        author = user.login or ""
+        return author == me or (user.type == "Bot" and author == f"{me}[bot]")
 
     def find_comment(self, number: int):
         """The bot's sticky comment on PR ``number`` (PyGithub IssueComment) or None."""

@@ -19,15 +19,17 @@ import time
 import traceback
 from pathlib import Path
 
+from lab_tools.bot.bounded import bounded_generate, pick_leaves
 from lab_tools.bot.render import FindingView, LeafView, Preview, render_comment
 from lab_tools.errors import LabError, plural
+from lab_tools.feedback.comparisons import first_comparison, generate_comparisons
+from lab_tools.gitsafe import find_repo, run_git
+from lab_tools.redact import PathRedactor, repository_top
 from lab_tools.taxonomy.leaf import KINDS
 
 
 def _tree(root: Path):
     """The repository holding ``root`` (:func:`lab_tools.gitsafe.find_repo`), or None outside git."""
-    from lab_tools.gitsafe import find_repo
-
     try:
         return find_repo(root)
     except LabError:
@@ -38,8 +40,6 @@ def _rev(root: Path, ref: str) -> str | None:
     """The commit id ``ref`` names in the repository holding ``root``, or None. Git runs with an
     explicit git dir and work tree (:mod:`lab_tools.gitsafe`), never discovering from inside the
     PR's taxonomy (which may hold planted git metadata)."""
-    from lab_tools.gitsafe import run_git
-
     tree = _tree(root)
     if tree is None:
         return None
@@ -205,9 +205,15 @@ def build_preview(root: str | Path, cfg, *, base: str | None = None, samples: in
         for v in leaves.values():
             if v.errors and mode == "preview":
                 v.skipped = "fix the errors above to see generated samples"
+        ok, over = pick_leaves(ok, cfg.bot.max_leaves)  # bounded work per pull request
+        if mode == "preview":
+            preview.skipped_leaves = over
+            for p in over:
+                leaves[p].skipped = (f"this preview generates {cfg.bot.max_leaves} changed leaves at most "
+                                     "(bot.max_leaves); the run after merge generates every leaf")
         if mode == "preview" and ok:
             stage = "generate"
-            report = _generate(root, ok, cfg, k, out_dir, leaves)
+            report = _generate(root, ok, cfg, k, out_dir, leaves, preview, deadline=start + cfg.bot.time_budget)
             preview.teacher = str(getattr(report, "teacher", "") or preview.teacher)
             preview.judge = str(getattr(report, "judge", "") or preview.judge)
     except Exception as exc:  # noqa: BLE001 -- any failure must still end in a comment
@@ -225,8 +231,6 @@ def _public_paths(preview: Preview, root: Path, cache: Path) -> None:
     """Machine paths out of the comment: the messages that can quote one (errors, findings, the
     teacher spec) name paths relative to the repository (:class:`lab_tools.redact.PathRedactor`;
     generated samples are shown as they are)."""
-    from lab_tools.redact import PathRedactor, repository_top
-
     public = PathRedactor(repository_top(root) or root.resolve(), {"cache": cache}, catch_all=False)
     preview.teacher, preview.judge = public.text(preview.teacher), public.text(preview.judge)
     if preview.failure:
@@ -238,22 +242,26 @@ def _public_paths(preview: Preview, root: Path, cache: Path) -> None:
             f.message = public.text(f.message)
 
 
-def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[str, LeafView]):
-    from lab_tools.sdg.pipeline import generate_dataset
-
-    cfg.generate.samples = k
+def _generate(root: Path, paths: list[str], cfg, k: int, out_dir, leaves: dict[str, LeafView],
+              preview: Preview, *, deadline: float):
+    """The preview's generation, bounded (:mod:`lab_tools.bot.bounded`): ``k`` samples per leaf
+    in at most ``bot.max_attempts`` rounds, nothing started after ``deadline``, prompts cut to
+    ``bot.max_prompt_tokens``. Fills each leaf's view and the preview's budget notes."""
     with tempfile.TemporaryDirectory(prefix="lab-preview-") as tmp:
-        out = Path(out_dir) if out_dir else Path(tmp)
+        out = Path(out_dir) if out_dir else Path(tmp) / "out"
         out.mkdir(parents=True, exist_ok=True)
-        report = generate_dataset(root, paths, out, cfg, progress=False)
-        by_leaf, rejected = _read_samples(out), _read_rejected(out)
+        run = bounded_generate(root, paths, cfg, k, out, deadline, scratch=Path(tmp))  # shared with `lab ui`
+        report = run.report
         for p in paths:
-            leaves[p].rejected = rejected.get(p, [])
-            leaves[p].stats, leaves[p].seconds, leaves[p].error = _leaf_stats(report, p)
-            leaves[p].samples = _samples_for(by_leaf, p)
-        if cfg.feedback.enabled:  # one synthetic comparison (ALMoST) per changed leaf
-            from lab_tools.feedback.comparisons import first_comparison, generate_comparisons
-
+            o, view = run.outcomes[p], leaves[p]
+            view.samples, view.rejected, view.stats = o.samples, o.rejected, o.stats
+            view.seconds, view.error, view.attempts = o.seconds, o.error, o.attempts
+            view.shortfall = run.shortfalls[p]
+        preview.budget_cut += run.budget_cut
+        preview.truncated_prompts += run.truncated_prompts
+        if cfg.feedback.enabled and time.monotonic() >= deadline:
+            preview.budget_cut.append("the synthetic comparisons of every leaf")
+        elif cfg.feedback.enabled:  # one synthetic comparison (ALMoST) per changed leaf
             generate_comparisons(root, out, cfg, leaf_paths=paths, progress=False, require_pairs=False)
             for p in paths:
                 leaves[p].comparison = first_comparison(out, p)

@@ -1,79 +1,26 @@
 """The preview comment: markdown built from a :class:`Preview`, with everything from the PR escaped.
 
 Everything that comes from a pull request (leaf paths, seed text, generated text, validator
-messages that quote the file) is untrusted. Two escaping contexts are used:
-
-- :func:`inline` -- one line of prose, safe both in markdown and inside HTML tags such as
-  ``<summary>``: markdown and HTML punctuation become numeric character references (CommonMark
-  6.2: "entity and numeric character references cannot be used in place of symbols indicating
-  structure"), so ``[x](y)``, ``![x](y)``, ``<img>`` and ``**`` render as literal text;
-- :func:`code_block` -- a fenced block whose fence is longer than any backtick run inside
-  (CommonMark 4.5), so the text cannot close it; HTML and markdown are inert inside it.
-
-In both, ``@name`` and ``#123`` get a zero-width joiner after the sigil, so GitHub neither
-notifies anyone nor cross-links issues; ``scheme://`` gets one after the colon, so no autolink.
+messages that quote the file) is untrusted. It is escaped by the project's one rule,
+:mod:`lab_tools.markdown` (the model and dataset cards use the same): :func:`inline` for a line
+of prose (also inside ``<summary>``), :func:`code_block` for samples.
 The comment body is kept under GitHub's limit of 65,536 characters (:data:`GITHUB_LIMIT`) by
 dropping generated samples leaf by leaf, with a note saying what was left out.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from lab_tools.errors import plural
+from lab_tools.markdown import ZWJ, clip, code_block, inline, neutralize  # noqa: F401 (re-exported)
+from lab_tools.sdg.datacard import scores_of
 from lab_tools.sdg.phases import leaf_quality, quality_line
 
 #: hidden marker that identifies the bot's one sticky comment on a pull request
 MARKER = "<!-- lab-tools:preview -->"
 #: GitHub's maximum issue-comment body length, in characters
 GITHUB_LIMIT = 65536
-ZWJ = "\u200d"
-
-# characters that can start markdown or HTML structure anywhere in a line
-_INLINE_ESCAPES = {c: f"&#{ord(c)};" for c in "&<>\"'`*_[]()!|~\\{}$"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
-_SIGIL = re.compile(r"([@#])(?=[\w-])")
-_SCHEME = re.compile(r"(?i)(\w):(?=//)")
-_WWW = re.compile(r"(?i)\bwww\.")
-_LEADING = re.compile(r"^([#>+\-=]|[0-9](?=[0-9]*[.)]))")
-
-
-def neutralize(text: str) -> str:
-    """Defuse mentions (``@user``, ``@org/team``), issue references (``#12``) and autolinks
-    (``https://``, ``www.``) with zero-width joiners; drop control and bidi-override characters."""
-    text = _CONTROL.sub("", text)
-    text = _SIGIL.sub(lambda m: m.group(1) + ZWJ, text)
-    text = _SCHEME.sub(lambda m: m.group(1) + ":" + ZWJ, text)
-    return _WWW.sub(lambda m: m.group(0)[:3] + ZWJ + ".", text)
-
-
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, with an ellipsis note when cut."""
-    if len(text) <= limit:
-        return text
-    return text[:limit].rstrip() + f" … [{plural(len(text) - limit, 'character')} more]"
-
-
-def inline(text, limit: int = 300) -> str:
-    """One line of untrusted text, inert in markdown and in HTML (see module docstring).
-
-    Newlines become spaces; ``limit`` characters at most (before escaping)."""
-    text = clip(" ".join(str(text).split()), limit)
-    text = neutralize(text)
-    out = "".join(_INLINE_ESCAPES.get(c, c) for c in text)
-    # a line-leading "#", ">", "-", "1." would start a heading/quote/list if this ends up first
-    return _LEADING.sub(lambda m: f"&#{ord(m.group(1))};", out)
-
-
-def code_block(text, lang: str = "", limit: int = 4000) -> str:
-    """A fenced code block holding untrusted ``text`` verbatim (clipped to ``limit`` characters).
-
-    The fence is one backtick longer than the longest backtick run in ``text`` (at least 3)."""
-    text = neutralize(clip(str(text), limit).replace("\r\n", "\n").replace("\r", "\n"))
-    runs = [len(r) for r in re.findall(r"`+", text)]
-    fence = "`" * max(3, max(runs, default=0) + 1)
-    return f"{fence}{lang}\n{text}\n{fence}"
 
 
 def details(summary_html: str, body_md: str, open_: bool = False) -> str:
@@ -106,7 +53,9 @@ class LeafView:
     ``error``: why generation failed for this leaf (the run went on with the others);
     ``rejected``: filtered-out candidates ``{"stage", "reason", "question"?, "answer"?, "raw"?}``;
     ``comparison``: one synthetic comparison (a ``comparisons.jsonl`` row: ``prompt``/``chosen``/
-    ``rejected`` messages and ``metadata`` with the two configurations) when feedback is enabled."""
+    ``rejected`` messages and ``metadata`` with the two configurations) when feedback is enabled;
+    ``attempts``: generation rounds it took (:mod:`lab_tools.bot.bounded`); ``shortfall``: why it
+    holds fewer samples than the preview announces (filters and their counts), else None."""
     path: str
     kind: str = ""
     findings: list[FindingView] = field(default_factory=list)
@@ -117,6 +66,8 @@ class LeafView:
     error: str | None = None
     rejected: list[dict] = field(default_factory=list)
     comparison: dict | None = None
+    attempts: int = 0
+    shortfall: str | None = None
 
     @property
     def errors(self) -> int:
@@ -128,7 +79,9 @@ class LeafView:
 class Preview:
     """Everything the comment shows. ``mode``: ``preview`` (with generation) or ``validate``;
     ``failure``: what failed (stage and message) when the run itself broke, else None;
-    ``seconds``: wall time of the whole run."""
+    ``seconds``: wall time of the whole run; ``skipped_leaves``: changed leaves not generated
+    (over ``bot.max_leaves``); ``budget_cut``: what the time budget stopped (leaf and stage);
+    ``truncated_prompts``: teacher prompts cut to fit (``bot.max_prompt_tokens`` or the context)."""
     sha: str
     base: str | None = None
     mode: str = "preview"
@@ -140,6 +93,9 @@ class Preview:
     failure: str | None = None
     seconds: float = 0.0
     run_url: str | None = None
+    skipped_leaves: list[str] = field(default_factory=list)
+    budget_cut: list[str] = field(default_factory=list)
+    truncated_prompts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -163,11 +119,16 @@ def _stats_line(leaf: LeafView) -> str:
         counts = s.get(key) or {}
         if counts:
             parts.append(f"{label}: " + ", ".join(f"{inline(k, 40)} {int(v)}" for k, v in counts.items()))
+    if leaf.attempts > 1:
+        parts.append(f"{leaf.attempts} attempts")
     if s.get("cached"):
         parts.append("from cache")
     elif leaf.seconds is not None:
         parts.append(f"{leaf.seconds:.1f} s")
-    return " · ".join(parts)
+    line = " · ".join(parts)
+    if leaf.shortfall:  # fewer than announced: why, filter by filter, next to the count
+        line += f"\n\n⚠️ **Short:** {inline(leaf.shortfall, 1000)}"
+    return line
 
 
 def _score(value) -> str:
@@ -181,7 +142,7 @@ def _sample_md(i: int, sample: dict, text_limit: int) -> str:
     meta = sample.get("metadata") or {}
     q = next((m.get("content", "") for m in msgs if m.get("role") == "user"), "")
     a = next((m.get("content", "") for m in reversed(msgs) if m.get("role") == "assistant"), "")
-    scores = dict(meta.get("scores") or {})
+    scores = scores_of(meta)  # the phase files' list of {name, value} or the cache's mapping
     if meta.get("score") is not None:
         scores.setdefault("score", meta["score"])
     phase = meta.get("phase")
@@ -298,6 +259,17 @@ def _header(p: Preview) -> str:
         lines += ["", "No leaf changed in this pull request."]
     if p.deleted:
         lines += ["", "Deleted leaves: " + ", ".join(f"<code>{inline(d, 200)}</code>" for d in p.deleted[:50])]
+    if p.skipped_leaves:  # bounded work per pull request (bot.max_leaves)
+        shown = ", ".join(f"<code>{inline(d, 200)}</code>" for d in p.skipped_leaves[:50])
+        more = f" and {len(p.skipped_leaves) - 50} more" if len(p.skipped_leaves) > 50 else ""
+        lines += ["", f"⏭️ Not generated ({_n(len(p.skipped_leaves), 'leaf', 'leaves')} over "
+                  f"<code>bot.max_leaves</code>, validated all the same): {shown}{more}."]
+    if p.budget_cut:
+        lines += ["", "⏱️ The preview's time budget (<code>bot.time_budget</code>) stopped: "
+                  + "; ".join(inline(c, 300) for c in p.budget_cut[:50]) + "."]
+    if p.truncated_prompts:
+        lines += ["", f"✂️ {_n(p.truncated_prompts, 'teacher prompt')} cut to fit "
+                  "(<code>bot.max_prompt_tokens</code> or the model's context)."]
     return "\n".join(lines)
 
 

@@ -24,11 +24,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lab_tools.atomic import write_json_atomic, write_text_atomic
+from lab_tools.engines.load import load_scoring_model
 from lab_tools.errors import LabError
+from lab_tools.eval.decisions import compare, win_rate
+from lab_tools.eval.evalset import load_eval_set
+from lab_tools.eval.judges import calibrate_capable, calibrate_pairwise, make_judge, refusal
+from lab_tools.eval.preference import hhh_accuracy, load_static_hhh
+from lab_tools.eval.stats import bootstrap_mean, format_estimate, proportion
+from lab_tools.feedback.evaluate import hhh_default_path
+from lab_tools.progress import Progress, token_budget
+from lab_tools.runpaths import resolve
+from lab_tools.train.pref_select import pairwise_judge_dir, rm_verdicts_fn
 
 
 def run_models(run_dir: str | Path) -> dict[str, str]:
-    """``{"base", "st", "pref"}`` model dirs of a training run (``pref`` absent without the phase).
+    """``{"base", "st", "pref"}`` model dirs of a training run (``pref`` absent without the phase),
+    the manifest's paths resolved against ``run_dir`` (:func:`lab_tools.runpaths.resolve`).
 
     Raises:
         LabError: no manifest, or no trained ST phase.
@@ -41,19 +53,18 @@ def run_models(run_dir: str | Path) -> dict[str, str]:
     st = (phases.get("st") or {}).get("selected")
     if not st:
         raise LabError("the run has no ST-selected checkpoint to evaluate", file=str(mpath), field="phases.st")
-    out = {"base": manifest["base_model"], "st": st}
+    out = {"base": manifest["base_model"], "st": str(resolve(st, Path(run_dir)))}
     if (phases.get("pref") or {}).get("candidate"):
-        out["pref"] = phases["pref"]["candidate"]
+        out["pref"] = str(resolve(phases["pref"]["candidate"], Path(run_dir)))
     return out
 
 
-def _win_rates(models, prompts, answers, *, judge_dir, rm_dir, capable_judge, batch_size, say) -> dict:
+def _win_rates(models, prompts, answers, *, judge_dir, rm_dir, capable_judge, batch_size, say,
+               engine: str = "auto", compute_type: str = "int8", bar: Progress | None = None) -> dict:
     """Pref-vs-ST win rates by each judge that may judge (:mod:`lab_tools.eval.judges`: never the
-    base, ST or pref model, never one unable on the calibration set), and by the reward model."""
-    from lab_tools.eval.decisions import win_rate
-    from lab_tools.eval.judges import calibrate_capable, calibrate_pairwise, refusal
+    base, ST or pref model, never one unable on the calibration set), and by the reward model;
+    ``bar``: their scored or decoded tokens move it (:func:`lab_tools.progress.token_budget`)."""
     from lab_tools.eval.preference import capable_judge_win_rate, pairwise_win_rate
-    from lab_tools.models import load_model
 
     wr = {"judge": None, "reward_model": None, "capable_judge": None, "judges": []}
     why = "no in-process pairwise judge (the judge is a server or scripted)" if judge_dir is None else \
@@ -61,22 +72,21 @@ def _win_rates(models, prompts, answers, *, judge_dir, rm_dir, capable_judge, ba
     if why:
         wr["judges"].append({"kind": "pairwise", "judge": judge_dir, "used": False, "reason": why})
     else:
-        judge, jtok = load_model(judge_dir)
-        status = calibrate_pairwise(judge, jtok, prompts, name=str(judge_dir), batch_size=batch_size)
+        judge, jtok = load_scoring_model(judge_dir, engine=engine, compute_type=compute_type)
+        status = calibrate_pairwise(judge, jtok, prompts, name=str(judge_dir), batch_size=batch_size, progress=bar)
         wr["judges"].append({"kind": "pairwise", **status})
         if status["used"]:
             wr["judge"] = pairwise_win_rate(judge, jtok, prompts, answers["pref"], answers["st"],
-                                            batch_size=batch_size)
+                                            batch_size=batch_size, progress=bar, task="pref vs ST judge")
         del judge
     if capable_judge is not None:
         status = calibrate_capable(capable_judge, prompts)
         wr["judges"].append({"kind": "capable", **status})
         if status["used"]:
-            wr["capable_judge"] = capable_judge_win_rate(capable_judge, prompts, answers["pref"], answers["st"])
+            with token_budget(bar, "pref vs ST capable judge", 2 * 8 * len(prompts)):  # 2 replies of <= 8 tokens
+                wr["capable_judge"] = capable_judge_win_rate(capable_judge, prompts, answers["pref"], answers["st"])
     if rm_dir:
-        from lab_tools.train.pref import rm_verdicts_fn
-
-        wr["reward_model"] = win_rate(rm_verdicts_fn(rm_dir)(prompts, answers["pref"], answers["st"]))
+        wr["reward_model"] = win_rate(rm_verdicts_fn(rm_dir)(prompts, answers["pref"], answers["st"], progress=bar))
     for s in wr["judges"]:
         if not s["used"]:
             say(f"[alignment] {s['kind']} judge not used: {s['reason']}")
@@ -88,16 +98,17 @@ def _win_rates(models, prompts, answers, *, judge_dir, rm_dir, capable_judge, ba
 def evaluate_alignment(models: dict[str, str], prompts: list[dict], mc_items: list[dict], *,
                        hhh_items: list | None, judge_dir: str | None, rm_dir: str | None = None,
                        capable_judge=None, max_new_tokens: int = 64, batch_size: int = 4,
-                       progress=None) -> dict:
+                       progress=None, engine: str = "auto", compute_type: str = "int8") -> dict:
     """The alignment block (see module doc) for ``models`` (``{"base", "st", "pref"?}`` dirs).
 
-    ``prompts``: held-out skill prompts (the *test* part: :func:`lab_tools.eval.evaluate.load_eval_set`);
+    ``prompts``: held-out skill prompts (the *test* part: :func:`lab_tools.eval.evalset.load_eval_set`);
     ``mc_items``: held-out knowledge items (test part); ``hhh_items``:
     :class:`lab_tools.eval.preference.ABItem` list (None: skip); ``judge_dir``: the local causal LM
     of the pairwise judge (None: none); ``rm_dir``: the reward model; ``capable_judge``: a Teacher
     that answers A/B in words, or None. A judge that is the base, ST or pref model, or unable on
     the calibration set, is not used (``win_rate.judges`` says why; ``win_rate.no_capable_judge``
-    when no judge was used at all).
+    when no judge was used at all). ``engine``/``compute_type``: what runs the models' scores,
+    answers and the pairwise judge (``generate.engine``: :func:`lab_tools.engines.load.load_scoring_model`).
 
     Returns ``{"static_hhh": {label: {"accuracy", "n", "interval", "per_type"}}, "win_rate":
     {"judge", "reward_model", "capable_judge": win-rate dicts with n and interval | None,
@@ -105,32 +116,55 @@ def evaluate_alignment(models: dict[str, str], prompts: list[dict], mc_items: li
     "mean_length": {label: chars}, "pref_vs_st": {"knowledge", "reference_loglik": paired
     comparison}}}``; a part with nothing to score is None. Intervals: 95% (Wilson for
     proportions, bootstrap for means and differences: :mod:`lab_tools.eval.stats`).
+    ``progress``: a callable that prints a status line (None: silent); with it, a
+    :class:`lab_tools.progress.Progress` (stage ``alignment``) shows items per model and the tokens
+    scored or decoded within each part, so it moves mid-batch in a terminal and in a CI log.
     """
-    from lab_tools.eval.decisions import compare
-    from lab_tools.eval.preference import hhh_accuracy
-    from lab_tools.eval.scoring import answer_prompts, mc_accuracy, reference_logprob
-    from lab_tools.eval.stats import bootstrap_mean, proportion
-    from lab_tools.models import load_model
-
     say = progress or (lambda *_: None)
+    # bars, or `progress:` lines in a CI log, that move as tokens are scored or decoded
+    with Progress(progress is not None, stage="alignment", transient=True) as bar:
+        return _evaluate(models, prompts, mc_items, hhh_items=hhh_items, judge_dir=judge_dir, rm_dir=rm_dir,
+                         capable_judge=capable_judge, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         say=say, bar=bar, engine=engine, compute_type=compute_type)
+
+
+def _evaluate(models, prompts, mc_items, *, hhh_items, judge_dir, rm_dir, capable_judge, max_new_tokens,
+              batch_size, say, bar: Progress, engine, compute_type) -> dict:
+    """:func:`evaluate_alignment`'s work; ``bar``: item task per model label (Static HHH pairs,
+    MC items, reference and answer prompts), token tasks per part (:func:`token_budget`)."""
+    from lab_tools.eval.scoring import answer_prompts, mc_accuracy, reference_logprob
     out = {"models": dict(models), "static_hhh": {}, "win_rate": None,
            "alignment_tax": {"knowledge": {}, "reference_loglik": {}, "mean_length": {}, "pref_vs_st": None}}
     answers, per_item = {}, {}
     for label, path in models.items():
-        model, tok = load_model(path)
+        units = len(hhh_items or []) + (0 if label == "base" else len(mc_items) + 2 * len(prompts))
+        if units:
+            bar.add(label, units)
+        model, tok = load_scoring_model(path, engine=engine, compute_type=compute_type)
         if hhh_items:
-            out["static_hhh"][label] = hhh_accuracy(model, tok, hhh_items, batch_size=batch_size)
+            out["static_hhh"][label] = hhh_accuracy(model, tok, hhh_items, batch_size=batch_size, progress=bar,
+                                                    task=f"{label} static HHH")
+            bar.advance(label, len(hhh_items))  # units > 0 here
             say(f"[alignment] {label}: Static HHH {out['static_hhh'][label]['accuracy']:.3f}")
         if label == "base":
             continue
         tax = out["alignment_tax"]
-        mc = [float(r["correct"]) for r in mc_accuracy(model, tok, mc_items, batch_size=batch_size)[1]] \
-            if mc_items else []
-        refs = reference_logprob(model, tok, prompts, batch_size=batch_size) if prompts else []
+        mc = [float(r["correct"]) for r in mc_accuracy(model, tok, mc_items, batch_size=batch_size, progress=bar,
+                                                       task=f"{label} knowledge")[1]] if mc_items else []
+        if units:
+            bar.advance(label, len(mc_items))
+        refs = reference_logprob(model, tok, prompts, batch_size=batch_size, progress=bar,
+                                 task=f"{label} reference") if prompts else []
+        if units:
+            bar.advance(label, len(prompts))
         per_item[label] = {"knowledge": mc, "reference_loglik": refs}
         tax["knowledge"][label] = proportion(mc).to_dict() if mc else None
         tax["reference_loglik"][label] = bootstrap_mean(refs).to_dict() if any(v is not None for v in refs) else None
-        answers[label] = answer_prompts(model, tok, prompts, max_new_tokens, batch_size=batch_size) if prompts else []
+        with token_budget(bar, f"{label} answers", len(prompts) * max_new_tokens):  # decode steps move it
+            answers[label] = (answer_prompts(model, tok, prompts, max_new_tokens, batch_size=batch_size)
+                              if prompts else [])
+        if units:
+            bar.advance(label, len(prompts))
         tax["mean_length"][label] = (sum(len(a) for a in answers[label]) / len(answers[label])
                                      if answers[label] else None)
         del model
@@ -141,8 +175,9 @@ def evaluate_alignment(models: dict[str, str], prompts: list[dict], mc_items: li
             "reference_loglik": compare(per_item["st"]["reference_loglik"], per_item["pref"]["reference_loglik"],
                                         is_proportion=False) if prompts else None}
     if "pref" in models and prompts:
-        wr = _win_rates(models, prompts, answers, judge_dir=judge_dir, rm_dir=rm_dir, capable_judge=capable_judge,
-                        batch_size=batch_size, say=say)
+        wr = _win_rates(models, prompts, answers, engine=engine, compute_type=compute_type,
+                        judge_dir=judge_dir, rm_dir=rm_dir, capable_judge=capable_judge,
+                        batch_size=batch_size, say=say, bar=bar)
         out["win_rate"] = wr
         shown = [(k, wr[k]["win_rate"]) for k in ("judge", "capable_judge", "reward_model") if wr[k]]
         if shown:
@@ -154,8 +189,6 @@ def alignment_markdown(block: dict) -> str:
     """The alignment section of the branch report / model card (markdown): every figure with its
     n and 95% interval, "too small to decide" where a proportion's interval is wider than +-15
     points, which judges were not used and why."""
-    from lab_tools.eval.stats import format_estimate
-
     pct = lambda v: format_estimate(v, percent=True)  # noqa: E731
     num = lambda v: format_estimate(v)  # noqa: E731
     lines = ["## Alignment (synthetic feedback)", "",
@@ -212,15 +245,9 @@ def alignment_cli(run_dir, root, data_dir, cfg, out_dir, *, judge_spec=None, rm_
     """``lab evaluate --training-run``: :func:`evaluate_alignment` on the run's models with the
     held-out test items of ``data_dir`` (or the taxonomy), Static HHH from ``hhh_file`` (default the
     file shipped with the package), the pairwise judge of
-    :func:`lab_tools.train.pref.pairwise_judge_dir`, and the configured judge as the capable judge
+    :func:`lab_tools.train.pref_select.pairwise_judge_dir`, and the configured judge as the capable judge
     when it is a server (``openai:``/``vllm:``); writes ``alignment.json`` and ``alignment.md``."""
     import click
-
-    from lab_tools.atomic import write_json_atomic, write_text_atomic
-    from lab_tools.eval.evaluate import load_eval_set
-    from lab_tools.eval.preference import load_static_hhh
-    from lab_tools.feedback.evaluate import hhh_default_path
-    from lab_tools.train.pref import pairwise_judge_dir
 
     models = run_models(run_dir)  # the run is checked before anything is loaded
     if hhh_file and not Path(hhh_file).is_file():
@@ -228,14 +255,13 @@ def alignment_cli(run_dir, root, data_dir, cfg, out_dir, *, judge_spec=None, rm_
     spec = judge_spec or cfg.generate.judge or cfg.generate.teacher
     capable = None
     if str(spec).split(":", 1)[0] in ("openai", "vllm"):
-        from lab_tools.eval.cli import make_judge
-
         capable = make_judge(spec, cfg.cache_path)
     hhh = load_static_hhh(Path(hhh_file) if hhh_file else hhh_default_path())
     evalset = load_eval_set(taxonomy=root, data_dir=data_dir, mmlu_files=[], max_mc=max_mc, max_prompts=max_prompts)
     block = evaluate_alignment(models, evalset.prompts, evalset.mc, hhh_items=hhh,
                                judge_dir=pairwise_judge_dir(spec, cfg), rm_dir=rm_dir, capable_judge=capable,
-                               max_new_tokens=max_new_tokens,
+                               max_new_tokens=max_new_tokens, engine=cfg.generate.engine,
+                               compute_type=cfg.generate.engine_compute_type,
                                progress=(lambda m: click.echo(m, err=True)) if progress else None)
     out = Path(out_dir)
     write_json_atomic(out / "alignment.json", block, indent=1)

@@ -3,7 +3,7 @@
 - **Identity** (:func:`refusal`): a judge is never the model under test nor its base. An
   in-process judge's model directory (:func:`judge_model_dir`) is compared with each of them by
   resolved path and, when the weight files' names and sizes match, by a sha256 over the weights
-  (:func:`lab_tools.eval.evaluate.model_digest`), so a copy of the base elsewhere is caught too.
+  (:func:`lab_tools.models.model_digest`), so a copy of the base elsewhere is caught too.
   A server judge (``openai:``/``vllm:`` by name) cannot be inspected and is taken as configured.
 - **Calibration** (:func:`calibrate_rating`, :func:`calibrate_pairwise`, :func:`calibrate_capable`):
   up to :data:`CALIBRATION_ITEMS` held-out prompts, each with its own reference answer against a
@@ -22,7 +22,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab_tools.eval import preference, scoring  # as modules: tests replace their functions
 from lab_tools.eval.stats import proportion
+from lab_tools.models import embedded_model_dir, model_digest
+from lab_tools.sdg.backends import make_teacher
 
 CALIBRATION_ITEMS = 8
 UNABLE_SHARE = 0.5
@@ -31,8 +34,8 @@ POOR_ANSWER = "I don't know."
 
 def judge_model_dir(judge, cache_dir=None) -> Path | None:
     """The local model directory behind ``judge``: a spec ``transformers:PATH|embedded`` or
-    ``vllm:DIR`` (resolved), a path, or a loaded backend whose ``model.name_or_path`` is a
-    directory; None for a server or scripted judge (nothing to inspect)."""
+    ``vllm:DIR`` (resolved), a path, or a loaded backend whose ``model.name_or_path`` (PyTorch) or
+    ``model_dir`` (CTranslate2) is a directory; None for a server or scripted judge (nothing to inspect)."""
     if judge is None:
         return None
     if isinstance(judge, (str, Path)):
@@ -44,12 +47,10 @@ def judge_model_dir(judge, cache_dir=None) -> Path | None:
         elif scheme != "vllm":
             return None
         if rest == "embedded":
-            from lab_tools.models import embedded_model_dir
-
             return embedded_model_dir(cache_dir)
         p = Path(rest).expanduser()
         return p.resolve() if (p / "config.json").is_file() else None
-    name = getattr(getattr(judge, "model", None), "name_or_path", None)
+    name = getattr(getattr(judge, "model", None), "name_or_path", None) or getattr(judge, "model_dir", None)
     return Path(name).resolve() if name and (Path(name) / "config.json").is_file() else None
 
 
@@ -71,8 +72,6 @@ def same_model(a, b) -> bool:
     wa = _weights(pa)
     if not wa or wa != _weights(pb):
         return False
-    from lab_tools.eval.evaluate import model_digest
-
     return model_digest(pa) == model_digest(pb)
 
 
@@ -122,13 +121,11 @@ def status(verdicts: list[float | None], *, judge: str) -> dict:
 def calibrate_rating(judge, prompts: list[dict], max_tokens: int = 512) -> dict:
     """:func:`status` of a 1-10 rating judge (a Teacher, :func:`lab_tools.eval.scoring.judge_scores`):
     the reference wins when it is rated above the poor answer."""
-    from lab_tools.eval.scoring import judge_scores
-
     pairs = calibration_pairs(prompts)
     if not pairs:
         return status([], judge=getattr(judge, "name", str(judge)))
     ps = [p for p, _, _ in pairs]
-    _, rated = judge_scores(judge, ps + ps, [g for _, g, _ in pairs] + [b for _, _, b in pairs],
+    _, rated = scoring.judge_scores(judge, ps + ps, [g for _, g, _ in pairs] + [b for _, _, b in pairs],
                             max_tokens=max_tokens)
     verdicts = []
     for good, poor in zip(rated[:len(pairs)], rated[len(pairs):]):
@@ -137,15 +134,18 @@ def calibrate_rating(judge, prompts: list[dict], max_tokens: int = 512) -> dict:
     return status(verdicts, judge=getattr(judge, "name", str(judge)))
 
 
-def calibrate_pairwise(model, tok, prompts: list[dict], *, name: str, batch_size: int = 4) -> dict:
+def calibrate_pairwise(model, tok, prompts: list[dict], *, name: str, batch_size: int = 4,
+                       progress=None) -> dict:
     """:func:`status` of the next-token A/B judge (:func:`lab_tools.eval.preference.ab_preferences`,
-    both orders): a tie is an exactly even preference (a judge that ignores its input)."""
-    from lab_tools.eval.preference import ABItem, _render_context, ab_preferences
-
+    both orders): a tie is an exactly even preference (a judge that ignores its input).
+    ``progress`` (a :class:`lab_tools.progress.Progress`, or None): moves its task
+    ``judge calibration tokens`` per forward pass."""
     pairs = calibration_pairs(prompts)
-    items = [ABItem(context=_render_context([m for m in p["messages"] if m["role"] in ("user", "assistant")]),
-                    a=good, b=poor) for p, good, poor in pairs]
-    prefs = ab_preferences(model, tok, items, batch_size=batch_size) if items else []
+    items = [preference.ABItem(context=preference.render_context([m for m in p["messages"]
+                                                                  if m["role"] in ("user", "assistant")]),
+                               a=good, b=poor) for p, good, poor in pairs]
+    prefs = preference.ab_preferences(model, tok, items, batch_size=batch_size, progress=progress,
+                                      task="judge calibration") if items else []
     verdicts = [0.5 if abs(p - 0.5) < 1e-9 else 1.0 if p > 0.5 else 0.0 for p in prefs]
     return status(verdicts, judge=name)
 
@@ -154,11 +154,17 @@ def calibrate_capable(judge, prompts: list[dict]) -> dict:
     """:func:`status` of a judge that answers A/B in words
     (:func:`lab_tools.eval.preference.capable_judge_win_rate`, both orders): a split or an
     unparseable reply is a tie."""
-    from lab_tools.eval.preference import capable_judge_win_rate
-
     pairs = calibration_pairs(prompts)
     if not pairs:
         return status([], judge=getattr(judge, "name", str(judge)))
-    out = capable_judge_win_rate(judge, [p for p, _, _ in pairs], [g for _, g, _ in pairs],
+    out = preference.capable_judge_win_rate(judge, [p for p, _, _ in pairs], [g for _, g, _ in pairs],
                                  [b for _, _, b in pairs])
     return status(out["verdicts"], judge=getattr(judge, "name", str(judge)))
+
+
+def make_judge(spec: str | None, cache_dir, **engine):
+    """A judge :class:`~lab_tools.sdg.backends.Teacher` from a backend spec; None for ``none``/empty.
+    ``engine``: ``engine`` / ``compute_type`` of :func:`~lab_tools.sdg.backends.make_teacher`."""
+    if not spec or spec.lower() == "none":
+        return None
+    return make_teacher(spec, cache_dir, **engine)

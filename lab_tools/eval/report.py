@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from lab_tools.eval.decisions import GAIN, LOSS, SAME, TOO_SMALL
+from lab_tools.eval.decisions import compare, GAIN, LOSS, SAME, TOO_SMALL
+from lab_tools.markdown import code
 
 PROPORTION = {"mc_accuracy": True, "judge": False, "ref_logprob": False}
 VERDICTS = {GAIN: "improved", LOSS: "regressed", SAME: "no measurable change", TOO_SMALL: "too small to decide"}
@@ -54,7 +55,7 @@ class LeafRow:
 
 
 def _leaf_scores(scores: dict | None) -> dict[tuple[str, str], dict]:
-    """Flatten one model's score dict (see :func:`lab_tools.eval.evaluate.score_model`) into
+    """Flatten one model's score dict (see :func:`lab_tools.eval.model_scores.score_model`) into
     ``{(leaf, metric): {"score", "n", "kind", "items": [per-item score] | None}}``."""
     out: dict[tuple[str, str], dict] = {}
     if not scores:
@@ -84,8 +85,6 @@ def _leaf_scores(scores: dict | None) -> dict[tuple[str, str], dict]:
 
 def _compare(metric: str, base: list | None, trained: list | None) -> tuple[dict | None, str]:
     """``(gain dict | None, verdict)`` of trained vs base per-item scores (module doc)."""
-    from lab_tools.eval.decisions import compare
-
     if base is None or trained is None or len(base) != len(trained):
         return None, "n/a"
     cmp = compare(base, trained, is_proportion=PROPORTION[metric])
@@ -199,13 +198,14 @@ def format_change(name: str, tot: dict) -> str:
 
 def render_markdown(report: dict, *, base_name: str = "base", trained_name: str = "trained") -> str:
     """The branch report as a markdown table (GitHub flavoured), with totals and verdict counts;
-    Δ is the mean per-item change with its 95% interval."""
+    Δ is the mean per-item change with its 95% interval. Leaf paths are escaped
+    (:func:`lab_tools.markdown.code`): the report goes into the model card."""
     lines = [f"| leaf | metric | items | {base_name} | {trained_name} | Δ [95% interval] | verdict |",
              "|---|---|---:|---:|---:|---|---|"]
     for r in report["rows"]:
         metric = METRIC_LABELS[r["metric"]]
         items = f"{r['n']} (+{r['unrated']} unrated)" if r.get("unrated") else str(r["n"])
-        lines.append(f"| `{r['leaf']}` | {metric} | {items} | {_fmt(r['metric'], r['base'])} | "
+        lines.append(f"| {code(r['leaf'])} | {metric} | {items} | {_fmt(r['metric'], r['base'])} | "
                      f"{_fmt(r['metric'], r['trained'])} | {_fmt(r['metric'], r['delta'], True)}"
                      f"{_interval(r['metric'], r.get('low'), r.get('high'), True)} | {r['verdict']} |")
     c = report["counts"]

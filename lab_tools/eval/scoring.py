@@ -20,6 +20,10 @@ from __future__ import annotations
 import math
 import re
 
+from lab_tools.engines.ct2 import CT2Model
+from lab_tools.progress import TokenStreamer, report_tokens, token_budget
+from lab_tools.sdg.backends import ChatRequest
+
 JUDGE_SYSTEM = "You are a helpful assistant."
 
 JUDGE_TEMPLATE = (
@@ -57,22 +61,81 @@ def _question_ids(tokenizer, question: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def mc_accuracy(model, tokenizer, items: list[dict], batch_size: int = 8) -> tuple[float, list[dict]]:
-    """Multiple-choice accuracy by length-normalized log-likelihood (see module doc).
-
-    ``items``: ``{"leaf", "question", "choices": [str], "answer": int}`` (heldout_mc.jsonl).
-    Returns ``(accuracy in 0..1, per-item dicts {"leaf", "question", "answer", "pred", "correct",
-    "scores": [mean log-prob per choice]})``; accuracy is 0.0 for no items.
-    """
-    import torch
-
-    device = next(model.parameters()).device
-    rows = []  # (item index, choice index, ids, number of choice tokens)
+def _choice_rows(tokenizer, items: list[dict]) -> list[tuple[int, int, list[int], int]]:
+    """``(item index, choice index, ids, number of choice tokens)`` per choice: the question as
+    the chat template's user turn, the choice's tokens after it (EOS for an empty choice)."""
+    rows = []
     for i, it in enumerate(items):
         q = _question_ids(tokenizer, it["question"])
         for c, choice in enumerate(it["choices"]):
             a = tokenizer(choice, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
             rows.append((i, c, q + a, len(a)))
+    return rows
+
+
+def mc_token_count(tokenizer, items: list[dict]) -> int:
+    """Tokens :func:`mc_accuracy` runs through for ``items`` (question + choice, summed over every
+    choice): the size of a token budget (:func:`lab_tools.progress.token_budget`) that a caller
+    scoring ``items`` in several calls opens once, so the ETA covers them all."""
+    return sum(len(r[2]) for r in _choice_rows(tokenizer, items))
+
+
+def mc_accuracy(model, tokenizer, items: list[dict], batch_size: int = 8, *, progress=None,
+                task: str = "multiple choice") -> tuple[float, list[dict]]:
+    """Multiple-choice accuracy by length-normalized log-likelihood (see module doc).
+
+    ``items``: ``{"leaf", "question", "choices": [str], "answer": int}`` (heldout_mc.jsonl).
+    Returns ``(accuracy in 0..1, per-item dicts {"leaf", "question", "answer", "pred", "correct",
+    "scores": [mean log-prob per choice], "tokens": [choice tokens scored]})``; accuracy is 0.0
+    for no items. ``scores * tokens`` is each choice's summed log-likelihood, whose argmax is
+    lm-evaluation-harness's ``acc`` (:mod:`lab_tools.eval.lm_eval_task`). ``model``: a PyTorch
+    causal LM or a :class:`~lab_tools.engines.ct2.CT2Model` (``score_batch``: the same
+    log-probabilities, int8 weights unless loaded in float32).
+
+    Progress: the tokens of each forward pass (``batch_size`` rows) are reported
+    (:func:`lab_tools.progress.report_tokens`) into the budget the caller opened, or, with
+    ``progress`` (a :class:`lab_tools.progress.Progress`), into one of all rows' tokens opened
+    here as the task ``<task> tokens``.
+    """
+    rows = _choice_rows(tokenizer, items)
+    with token_budget(progress, task, sum(len(r[2]) for r in rows)):
+        if isinstance(model, CT2Model):
+            scores = _ct2_choice_scores(model, rows, batch_size)
+        else:
+            scores = _torch_choice_scores(model, tokenizer, rows, batch_size)
+    n_tokens = {(i, c): n for i, c, _, n in rows}
+    per_item, correct = [], 0
+    for i, it in enumerate(items):
+        s = [scores[(i, c)] for c in range(len(it["choices"]))]
+        pred = max(range(len(s)), key=lambda c: s[c])
+        ok = pred == it["answer"]
+        correct += ok
+        per_item.append({"leaf": it.get("leaf"), "question": it["question"], "answer": it["answer"],
+                         "pred": pred, "correct": ok, "scores": s,
+                         "tokens": [n_tokens[(i, c)] for c in range(len(it["choices"]))]})
+    return (correct / len(items) if items else 0.0), per_item
+
+
+def _ct2_choice_scores(model, rows: list[tuple], batch_size: int) -> dict[tuple[int, int], float]:
+    """:func:`_torch_choice_scores` by a :class:`~lab_tools.engines.ct2.CT2Model`: rows sorted by
+    length (little padding), ``batch_size`` per ``score`` call, which reports its tokens, so
+    progress moves per batch rather than once per call."""
+    order = sorted(range(len(rows)), key=lambda k: len(rows[k][2]))
+    scores: dict[tuple[int, int], float] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = [rows[k] for k in order[start:start + batch_size]]
+        for (i, c, _, n_ans), lp in zip(chunk, model.score([r[2] for r in chunk], batch_size=batch_size)):
+            scores[(i, c)] = sum(lp[-n_ans:]) / n_ans
+    return scores
+
+
+def _torch_choice_scores(model, tokenizer, rows: list[tuple], batch_size: int) -> dict[tuple[int, int], float]:
+    """Mean log-probability of each row's last ``n`` tokens (rows: ``(item, choice, ids, n)``)
+    by a PyTorch causal LM, ``batch_size`` right-padded rows per forward pass; each pass's real
+    tokens are reported to :func:`lab_tools.progress.report_tokens`."""
+    import torch
+
+    device = next(model.parameters()).device
     scores: dict[tuple[int, int], float] = {}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model.eval()
@@ -92,23 +155,18 @@ def mc_accuracy(model, tokenizer, items: list[dict], batch_size: int = 8) -> tup
                 targets = torch.tensor(seq[n - n_ans:], device=device)
                 lp = logp[k, n - n_ans - 1:n - 1].gather(-1, targets[:, None]).squeeze(-1)
                 scores[(i, c)] = float(lp.mean())
-    per_item, correct = [], 0
-    for i, it in enumerate(items):
-        s = [scores[(i, c)] for c in range(len(it["choices"]))]
-        pred = max(range(len(s)), key=lambda c: s[c])
-        ok = pred == it["answer"]
-        correct += ok
-        per_item.append({"leaf": it.get("leaf"), "question": it["question"], "answer": it["answer"],
-                         "pred": pred, "correct": ok, "scores": s})
-    return (correct / len(items) if items else 0.0), per_item
+            report_tokens(sum(len(r[2]) for r in chunk))  # progress inside the call
+    return scores
 
 
-def reference_logprob(model, tokenizer, prompts: list[dict], batch_size: int = 8) -> list[float | None]:
+def reference_logprob(model, tokenizer, prompts: list[dict], batch_size: int = 8, *, progress=None,
+                      task: str = "reference") -> list[float | None]:
     """Mean log-probability per token (nats) of each prompt's ``reference`` answer given its last
     user turn: the held-out likelihood of the seed answer (higher is better). It needs no judge,
     so it still compares base and trained models when the judge is too small to grade (the
     embedded 135M model gives no parseable ratings). Prompts without a reference give None.
-    Computed with :func:`mc_accuracy`'s scorer (one "choice": the reference)."""
+    Computed with :func:`mc_accuracy`'s scorer (one "choice": the reference), which reports its
+    forward passes' tokens; ``progress``/``task`` as there."""
     idx = [i for i, p in enumerate(prompts) if (p.get("reference") or "").strip()]
     items = []
     for i in idx:
@@ -117,7 +175,7 @@ def reference_logprob(model, tokenizer, prompts: list[dict], batch_size: int = 8
                       "answer": 0})
     out: list[float | None] = [None] * len(prompts)
     if items:
-        _, per_item = mc_accuracy(model, tokenizer, items, batch_size=batch_size)
+        _, per_item = mc_accuracy(model, tokenizer, items, batch_size=batch_size, progress=progress, task=task)
         for i, row in zip(idx, per_item):
             out[i] = row["scores"][0]
     return out
@@ -126,7 +184,14 @@ def reference_logprob(model, tokenizer, prompts: list[dict], batch_size: int = 8
 def answer_prompts(model, tokenizer, prompts: list[dict], max_new_tokens: int = 256,
                    batch_size: int = 8) -> list[str]:
     """Greedy answers to chat prompts (``{"messages": [...]}`` as in heldout_prompts.jsonl),
-    batched with left padding. Returns one decoded string per prompt (special tokens removed)."""
+    batched with left padding. Returns one decoded string per prompt (special tokens removed).
+    ``model``: a PyTorch causal LM or a :class:`~lab_tools.engines.ct2.CT2Model` (greedy there too,
+    stopped at the same end tokens)."""
+    if isinstance(model, CT2Model):
+        ids = [tokenizer(tokenizer.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True),
+                         add_special_tokens=False)["input_ids"] for p in prompts]
+        new = model.generate(ids, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
+        return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     import torch
 
     device = next(model.parameters()).device
@@ -142,9 +207,9 @@ def answer_prompts(model, tokenizer, prompts: list[dict], max_new_tokens: int = 
                                                    add_generation_prompt=True)
                      for p in prompts[start:start + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
+            with torch.no_grad():  # the streamer reports decode steps x batch to the progress
                 gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                                     pad_token_id=tokenizer.pad_token_id, streamer=TokenStreamer())
             new = gen[:, enc["input_ids"].shape[1]:]
             out += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
@@ -180,8 +245,6 @@ def judge_scores(judge, prompts: list[dict], answers: list[str], max_tokens: int
     unparseable or the judge failed), "explanation", "error"})``. The mean is ``nan`` when no
     rating could be parsed; callers must treat it as the worst score.
     """
-    from lab_tools.sdg.backends import ChatRequest
-
     reqs = [ChatRequest(messages=judge_request_messages(p, a), max_tokens=max_tokens,
                         temperature=0.0, seed=0) for p, a in zip(prompts, answers)]
     comps = judge.generate(reqs) if reqs else []

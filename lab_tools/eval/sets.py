@@ -3,7 +3,7 @@
 Every set a decision or a released figure rests on comes from here: KT/1, KT/2 and ST checkpoint
 selection (:mod:`lab_tools.train.phases`), the preference phase's selection
 (:mod:`lab_tools.train.pref`), the alignment evaluation and ``lab evaluate``
-(:func:`lab_tools.eval.evaluate.load_eval_set`).
+(:func:`lab_tools.eval.evalset.load_eval_set`).
 
 - **Item id** (:func:`item_id`): the row's ``id`` when it has one, else the first 16 hex digits of
   sha256 over its leaf and its question (MC items) or its messages (prompts), so the same
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+
+from lab_tools.eval.heldout import read_mc_items, read_prompts
 
 SEED = "lab-tools-heldout-1"
 PARTS = ("selection", "test")
@@ -105,8 +107,6 @@ def selection_sets(data_dir, max_mc: int | None, max_prompts: int | None) -> tup
         LabError: a malformed held-out row (see :mod:`lab_tools.eval.heldout`).
     """
     from pathlib import Path
-
-    from lab_tools.eval.heldout import read_mc_items, read_prompts
 
     d = Path(data_dir)
     return (draw(read_mc_items(d / "heldout_mc.jsonl"), "selection", max_mc),

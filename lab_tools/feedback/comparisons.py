@@ -30,27 +30,27 @@ error is never cached as finished.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from lab_tools.atomic import write_jsonl_atomic
 from lab_tools.errors import LabError, plural
 from lab_tools.feedback import pairing, rubric
-from lab_tools.feedback.raw import cut_at_next_turn
+from lab_tools.feedback.report import comparisons_markdown
+from lab_tools.feedback.sampling import Backends, LeafJob, answer_jobs, leaf_prompts, select_prompts
 from lab_tools.jsonl import read_jsonl
-from lab_tools.sdg.backends import ChatRequest
-from lab_tools.sdg import filters, quality
+from lab_tools.sdg import filters
 from lab_tools.sdg.cache import LeafCache, cache_key
+from lab_tools.sdg.datacard import set_card_section
+from lab_tools.sdg.rounds import SDGProgress
+from lab_tools.taxonomy.leaf import load_leaf
 
 # 2: SDG quality filters and the seed-copy rule on every response, prompts by the seed rule
 CACHE_FORMAT = "comparisons-2"
 STAGE = "comparisons"
 KEY_SETTINGS = ("prompts_per_leaf", "max_new_tokens", "temperature", "min_chars", "seed")
-PHASE_FILES = ("kt1.jsonl", "kt2.jsonl", "st.jsonl")
 
 
 @dataclass
@@ -67,175 +67,12 @@ class ComparisonReport:
     card: dict = field(default_factory=dict)
 
 
-def leaf_prompts(data_dir: str | Path, files: tuple[str, ...] = PHASE_FILES) -> dict[str, list[str]]:
-    """``{leaf: [instruction, ...]}`` from the phase datasets ``files`` in ``data_dir`` (file
-    order): the first user turn of each generated sample, duplicates removed."""
-    out: dict[str, list[str]] = {}
-    for name in files:
-        path = Path(data_dir) / name
-        if not path.is_file():
-            continue
-        for s in read_jsonl(path):
-            user = next((m["content"] for m in s.get("messages", []) if m.get("role") == "user"), None)
-            leaf = (s.get("metadata") or {}).get("leaf")
-            if user and leaf and user not in out.setdefault(leaf, []):
-                out[leaf].append(user)
-    return out
-
-
-def _seed(fb, leaf, conf, i: int) -> int:
-    src = f"{fb.seed}:{leaf.content_hash}:{conf.name}:{i}"
-    return int(hashlib.sha256(src.encode()).hexdigest()[:8], 16)
-
-
-def _request(fb, leaf, conf, prompt: str, i: int) -> ChatRequest:
-    msgs = rubric.messages(conf, leaf, prompt)
-    if conf.format == "raw":
-        msgs = [{"role": "user", "content": rubric.raw_prompt(msgs)}]
-    return ChatRequest(msgs, max_tokens=fb.max_new_tokens, temperature=fb.temperature,
-                       seed=_seed(fb, leaf, conf, i), tag="feedback")
-
-
-@dataclass
-class _Job:
-    leaf: object
-    prompts: list[str]
-    cache: LeafCache
-    state: dict
-    error: str | None = None
-    dropped_prompts: list = field(default_factory=list)
-
-
-class Backends:
-    """Teacher backends by spec, built once (``known``: a dict of already loaded ones, e.g. the
-    build's, which new ones are added to); a raw-format configuration gets a raw view of the same
-    loaded model."""
-
-    def __init__(self, cfg, known: dict | None = None):
-        self.cfg, self.known = cfg, known if known is not None else {}
-
-    def name(self, conf) -> str:
-        """The configuration's model as recorded in metadata (e.g. ``transformers:SmolLM2-135M-Instruct+raw``)."""
-        from lab_tools.sdg.backends import teacher_name
-
-        return teacher_name(conf.model, self.cfg.cache_path) + ("+raw" if conf.format == "raw" else "")
-
-    def identity(self, conf) -> str:
-        """The model's full identity (weights digest, server URL) for the cache key."""
-        from lab_tools.sdg.backends import teacher_identity
-
-        return teacher_identity(conf.model, self.cfg.cache_path) + ("+raw" if conf.format == "raw" else "")
-
-    def get(self, conf):
-        if conf.model not in self.known:
-            from lab_tools.sdg.backends import make_teacher, teacher_options
-
-            self.known[conf.model] = make_teacher(conf.model, self.cfg.cache_path, **teacher_options(
-                self.cfg.generate, batch_size=self.cfg.feedback.batch_size))
-        model = self.known[conf.model]
-        if conf.format == "raw":
-            from lab_tools.feedback.raw import RawTransformersTeacher
-            from lab_tools.sdg.backends import TransformersTeacher
-
-            if isinstance(model, TransformersTeacher):
-                key = conf.model + "+raw"
-                self.known.setdefault(key, RawTransformersTeacher(model))
-                return self.known[key]
-        return model
-
-
 def _key(leaf, prompts, confs, names, fb, fcfg) -> str:
     return cache_key({"format": CACHE_FORMAT, "leaf": leaf.path, "leaf_hash": leaf.content_hash,
                       "prompts": prompts, "demos": rubric.demos_version(),
                       "configurations": [dict(c.as_dict(), backend=names[c.name]) for c in confs],
                       "settings": {k: getattr(fb, k) for k in KEY_SETTINGS},
                       "filters": dataclasses.asdict(fcfg)})
-
-
-def select_prompts(leaf, prompts: list[str], n: int, seed_threshold: float,
-                   stage: str = STAGE) -> tuple[list[str], list[dict]]:
-    """``(chosen, dropped)``: the first ``n`` of ``prompts`` that do not near-copy a seed example
-    of ``leaf`` (:func:`lab_tools.sdg.quality.seed_copy` over :func:`lab_tools.sdg.filters.seed_texts`,
-    the rule SDG applies to its instructions, ``generate.filters.seed_threshold``), and a rejected
-    row (``stage``, step ``prompts``, reason) for each one passed over."""
-    seeds, chosen, dropped = filters.seed_texts(leaf), [], []
-    for p in prompts:
-        if len(chosen) >= n:
-            break
-        copied = quality.seed_copy(p, seeds, seed_threshold)
-        if copied is None:
-            chosen.append(p)
-        else:
-            dropped.append({"leaf": leaf.path, "prompt": p, "stage": stage, "step": "prompts",
-                            "reason": filters.SEED_COPY, "detail": f"copies {copied[:60]!r}"})
-    return chosen, dropped
-
-
-def _answers(comps, conf, max_tokens: int) -> list[dict]:
-    """Completions as stored answers; ``truncated``: stopped by the token bound (a raw reply cut
-    at the model's next turn is complete)."""
-    out = []
-    for c in comps:
-        text, cut = cut_at_next_turn(c.text) if conf.format == "raw" else (c.text.strip(), False)
-        out.append({"text": text, "tokens": c.completion_tokens, "error": c.error,
-                    "truncated": (not cut) and c.completion_tokens >= max_tokens})
-    return out
-
-
-def request_chunk(model, fb) -> float:
-    """Requests per ``generate`` call for teacher ``model`` (whole leaves: a leaf's prompts are
-    never split, so a call carries at least this many, unless fewer are left):
-    ``feedback.request_chunk`` when > 0; else every request of the configuration at once
-    (``inf``) for a teacher that keeps its own queue (a server: ``concurrent``; vLLM:
-    ``schedules_batches``), so the queue never runs empty between calls, or
-    ``2 * feedback.batch_size`` for an in-process batching teacher (transformers: nothing is
-    lost by chunking, and each chunk checkpoints and advances the progress bar).
-    Smaller chunks lose less to a crash: a leaf's responses are checkpointed after its call."""
-    if fb.request_chunk > 0:
-        return fb.request_chunk
-    if getattr(model, "concurrent", False) or getattr(model, "schedules_batches", False):
-        return float("inf")
-    return max(1, fb.batch_size) * 2
-
-
-def _run(jobs: list[_Job], confs, fb, backends: Backends, progress, max_error_fraction: float) -> float:
-    """Answer every job's prompts with each configuration it still lacks (checkpoint after each
-    configuration); returns the seconds spent in the backends' ``generate``. A leaf fails (no
-    checkpoint, ``error`` set) when more than ``max_error_fraction`` of one configuration's
-    requests failed (``generate.max_request_error_fraction``, as SDG); fewer failed requests
-    are invalid responses (``teacher error``), never pair members."""
-    gen_seconds = 0.0
-    max_errors = max_error_fraction
-    for i, conf in enumerate(confs):
-        todo = [j for j in jobs if j.error is None and len(j.state["responses"]) == i]
-        if not todo:
-            continue
-        model = backends.get(conf)
-        piece = request_chunk(model, fb)
-        progress.add(f"responses {conf.name}", sum(len(j.prompts) for j in todo))
-        group: list[_Job] = []
-        for n, job in enumerate(todo):
-            group.append(job)
-            if sum(len(j.prompts) for j in group) < piece and n < len(todo) - 1:
-                continue
-            reqs = [_request(fb, j.leaf, conf, p, k) for j in group for k, p in enumerate(j.prompts)]
-            t = time.monotonic()
-            comps = model.generate(reqs)
-            gen_seconds += time.monotonic() - t
-            at = 0
-            for j in group:
-                answers = _answers(comps[at:at + len(j.prompts)], conf, fb.max_new_tokens)
-                at += len(j.prompts)
-                errors = [a["error"] for a in answers if a["error"]]
-                if len(errors) > max_errors * len(answers) or len(errors) == len(answers):
-                    j.error = f"teacher error ({conf.name}, {len(errors)} of {len(answers)}): {errors[0]}"[:400]
-                    continue
-                j.state["responses"].append({"config": conf.name, "answers": answers})
-                j.state["seconds"] += (time.monotonic() - t) * len(j.prompts) / max(1, len(reqs))
-                j.cache.write_checkpoint(i, j.state)
-            progress.advance(f"responses {conf.name}", len(reqs))
-            group = []
-    return gen_seconds
 
 
 def _message(role: str, text: str) -> list[dict]:
@@ -247,7 +84,7 @@ def _screen(prompt: str, seeds: list[str], fcfg):
     return lambda r: filters.screen_turn(prompt, r.text, fcfg, seeds=seeds, hit_limit=r.truncated)
 
 
-def _shard(job: _Job, confs, names, fb, fcfg) -> dict:
+def _shard(job: LeafJob, confs, names, fb, fcfg) -> dict:
     """Pair every prompt's responses; the leaf's rows, drops and counts. ``fcfg``: the SDG
     filters' settings (``generate.filters``)."""
     leaf, rows, dropped = job.leaf, [], list(job.dropped_prompts)
@@ -311,9 +148,6 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
         LabError: bad ``feedback`` settings; a teacher error (after writing what finished); no
         comparison at all.
     """
-    from lab_tools.sdg.pipeline import _Progress
-    from lab_tools.taxonomy.leaf import load_leaf
-
     t0 = time.monotonic()
     fb, data_dir = cfg.feedback, Path(data_dir)
     confs = rubric.resolve_configurations(fb, cfg.generate.teacher, cfg.train.student)
@@ -327,7 +161,7 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
     for path in sorted(prompts):
         leaf = load_leaf(root, path)
         chosen, dropped_prompts = select_prompts(leaf, prompts[path], fb.prompts_per_leaf,
-                                                 cfg.generate.filters.seed_threshold)
+                                                 cfg.generate.filters.seed_threshold, STAGE)
         if not chosen:
             continue
         cache = LeafCache(root_cache, _key(leaf, chosen, confs, identities, fb, cfg.generate.filters))
@@ -338,10 +172,10 @@ def generate_comparisons(root, data_dir, cfg, *, leaf_paths: list[str] | None = 
         elif path in requested:
             ck = cache.checkpoint()
             state = ck[1] if ck else {"responses": [], "seconds": 0.0}
-            jobs.append(_Job(leaf, chosen, cache, state, dropped_prompts=dropped_prompts))
-    bar = _Progress(progress)
+            jobs.append(LeafJob(leaf, chosen, cache, state, dropped_prompts=dropped_prompts))
+    bar = SDGProgress(progress)
     try:
-        gen_seconds = _run(jobs, confs, fb, pool, bar, cfg.generate.max_request_error_fraction) if jobs else 0.0
+        gen_seconds = answer_jobs(jobs, confs, fb, pool, bar, cfg.generate.max_request_error_fraction) if jobs else 0.0
     finally:
         bar.stop()
     for job in jobs:
@@ -384,17 +218,10 @@ def _write_outputs(shards, cached, confs, names, fb, data_dir: Path, seconds: fl
 
 
 def _update_card(data_dir: Path, block: dict) -> None:
-    """Set the ``feedback`` block of ``dataset_card.json`` (written by the SDG stage) and append
-    a section to ``dataset_card.md``."""
-    jpath, mpath = data_dir / "dataset_card.json", data_dir / "dataset_card.md"
-    card = json.loads(jpath.read_text(encoding="utf-8")) if jpath.is_file() else {}
-    card["feedback"] = block
-    write_json_atomic(jpath, card, indent=2, newline=True)
-    from lab_tools.feedback.report import comparisons_markdown
-
-    md = mpath.read_text(encoding="utf-8") if mpath.is_file() else "# Dataset card\n"
-    md = md.split("\n## Synthetic comparisons", 1)[0].rstrip("\n") + "\n\n" + comparisons_markdown(block)
-    write_text_atomic(mpath, md)
+    """Set the ``feedback`` block of ``dataset_card.json`` (written by the SDG stage) and the
+    ``## Synthetic comparisons`` section of the dataset card ``README.md`` (its front matter gains
+    the ``preference`` config: :func:`lab_tools.sdg.datacard.set_card_section`)."""
+    set_card_section(data_dir, "feedback", block, "Synthetic comparisons", comparisons_markdown(block))
 
 
 def print_table(report: ComparisonReport) -> None:

@@ -21,7 +21,9 @@ import re
 from pathlib import Path
 
 from lab_tools.errors import LabError
+from lab_tools.eval.stats import wilson
 from lab_tools.evaldata import static_hhh_path
+from lab_tools.progress import report_tokens, token_budget
 
 _TURN = re.compile(r"\n\nHuman: |\n\nAssistant: ")
 
@@ -107,16 +109,30 @@ def load_rm(path: str | Path, device: str | None = None, dtype=None):
     return model, tok
 
 
-def rewards(model, tok, conversations: list[list[dict]], *, batch_size: int = 8, max_length: int = 1024) -> list[float]:
+def rewards(model, tok, conversations: list[list[dict]], *, batch_size: int = 8, max_length: int = 1024,
+            progress=None, task: str = "reward model") -> list[float]:
     """One scalar reward per conversation (messages), right-padded batches of ``batch_size``
     conversations (sorted by length); a conversation over ``max_length`` tokens keeps its last
-    ``max_length`` (the response end, where the reward is read)."""
-    import torch
-
+    ``max_length`` (the response end, where the reward is read). With ``progress`` (a
+    :class:`lab_tools.progress.Progress`), a token budget of all conversations' tokens is opened
+    here (``<task> tokens``) and each forward pass reports its tokens into it; without, nothing is
+    reported, so the reward model scoring inside a generation budget (self-play's best-of-N, the
+    SDG scorer) does not count its tokens as decoded ones."""
     ids = [tok.apply_chat_template(c, tokenize=True, return_dict=True)["input_ids"][-max_length:]
            for c in conversations]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     scores: dict[int, float] = {}
+    with token_budget(progress, task, sum(len(i) for i in ids)) as budget:
+        _reward_passes(model, tok, ids, order, batch_size, scores, report=budget is not None)
+    return [scores[i] for i in range(len(ids))]
+
+
+def _reward_passes(model, tok, ids: list[list[int]], order: list[int], batch_size: int,
+                   scores: dict[int, float], *, report: bool) -> None:
+    """:func:`rewards`' forward passes: ``scores[i]`` for every conversation ``i`` of ``order``;
+    ``report``: each pass's real tokens to :func:`lab_tools.progress.report_tokens`."""
+    import torch
+
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
         width = max(len(ids[i]) for i in batch)
@@ -129,7 +145,8 @@ def rewards(model, tok, conversations: list[list[dict]], *, batch_size: int = 8,
             logits = model(input_ids=x.to(model.device), attention_mask=mask.to(model.device)).logits
         for row, i in enumerate(batch):
             scores[i] = float(logits[row, 0])  # the model reads it at the last non-pad token
-    return [scores[i] for i in range(len(ids))]
+        if report:
+            report_tokens(int(mask.sum()))  # progress inside the call
 
 
 def score_pairs(model, tok, pairs: list[dict], **kw) -> list[float]:
@@ -141,8 +158,6 @@ def score_pairs(model, tok, pairs: list[dict], **kw) -> list[float]:
 
 
 def _summary(pairs: list[dict], margins: list[float], group, key: str) -> dict:
-    from lab_tools.eval.stats import wilson
-
     def acc(idx):
         right, longer = sum(margins[i] > 0 for i in idx), sum(longer_wins(pairs[i]) for i in idx)
         return {"n": len(idx), "accuracy": right / len(idx) if idx else None,

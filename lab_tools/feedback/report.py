@@ -5,6 +5,9 @@ model card section and the build summary line. Every value comes from the ``feed
 from __future__ import annotations
 
 from lab_tools.errors import plural
+from lab_tools.eval.alignment import alignment_markdown
+from lab_tools.eval.stats import format_estimate, wilson
+from lab_tools.markdown import code
 
 
 def _count(n, noun: str) -> str:
@@ -27,8 +30,6 @@ def _pct(value) -> str:
 def _prop(value, n) -> str:
     """A proportion with its Wilson 95% interval and n (:mod:`lab_tools.eval.stats`), "too small
     to decide" when the interval is wider than +-15 points."""
-    from lab_tools.eval.stats import format_estimate, wilson
-
     if value is None or not n:
         return "–"
     return format_estimate(wilson(min(n, max(0.0, round(value * n * 2) / 2)), n), percent=True)
@@ -55,7 +56,7 @@ def comparisons_markdown(block: dict) -> str:
               "|---|---:|---:|---|---:|---:|---|"]
     for leaf in block.get("leaves", []):
         inv = ", ".join(f"{k}: {v}" for k, v in sorted(leaf.get("invalid", {}).items())) or "0"
-        lines.append(f"| `{_cell(leaf['leaf'])}` | {leaf['prompts']} | {leaf['pairs']} | {_cell(inv)} | "
+        lines.append(f"| {code(leaf['leaf'])} | {leaf['prompts']} | {leaf['pairs']} | {_cell(inv)} | "
                      f"{leaf['length_dropped']} | {leaf['few_valid']} | {'yes' if leaf.get('cached') else 'no'} |")
     lines += ["", "| dropped (reason) | count |", "|---|---:|"]
     lines += [f"| {_cell(k)} | {v} |" for k, v in sorted(block.get("dropped", {}).items())]
@@ -72,14 +73,14 @@ def rm_markdown(rm: dict) -> str:
              f"trained on {_count(train.get('train_pairs'), 'synthetic comparison')} of "
              f"{plural(len(train.get('train_leaves') or []), 'leaf')}; held out: "
              f"{plural(held.get('n', 0), 'comparison')} of "
-             f"leaves it never saw ({', '.join(f'`{x}`' for x in train.get('heldout_leaves') or []) or '–'}).", "",
+             f"leaves it never saw ({', '.join(code(x) for x in train.get('heldout_leaves') or []) or '–'}).", "",
              "Accuracies: value [95% Wilson interval] (n pairs); an interval wider than +-15 points is too "
              "small to decide whether the RM beats chance (50%) or the longer-answer baseline.", "",
              "| evaluation | pairs | reward model | longer answer wins |", "|---|---:|---|---|",
              f"| held-out synthetic comparisons (split by leaf) | {held.get('n', 0)} | "
              f"{_prop(held.get('accuracy'), held.get('n'))} | {_prop(held.get('length_baseline'), held.get('n'))} |"]
     for leaf, v in sorted((held.get("per_leaf") or {}).items()):
-        lines.append(f"| · `{_cell(leaf)}` | {v['n']} | {_prop(v['accuracy'], v['n'])} | "
+        lines.append(f"| · {code(leaf)} | {v['n']} | {_prop(v['accuracy'], v['n'])} | "
                      f"{_prop(v['length_baseline'], v['n'])} |")
     hhh = rm.get("static_hhh") or {}
     if hhh:
@@ -94,7 +95,7 @@ def rm_markdown(rm: dict) -> str:
                   f"RM trained on the other folds): {pv['dropped']} of {pv['pairs_before']} training pairs ranked the "
                   f"wrong way were dropped and the final RM trained on the rest. Held-out accuracy: fold RMs "
                   f"{_pct(pv['first_heldout_accuracy'])}, final {_pct(held.get('accuracy'))}."]
-        lines += [f"- fold {f['fold']}: leaves {', '.join(f'`{lf}`' for lf in f['leaves'])}; "
+        lines += [f"- fold {f['fold']}: leaves {', '.join(code(lf) for lf in f['leaves'])}; "
                   f"{f['pairs_scored']} pairs scored, {f['dropped']} dropped" for f in folds]
     return "\n".join(lines) + "\n"
 
@@ -151,8 +152,6 @@ def _later_stages(run) -> dict:
 def _pref_markdown(pref: dict) -> str:
     """The ``## Preference phase`` section: the decision (figure, n, interval, verdict), the
     candidates, the judges not used and why."""
-    from lab_tools.eval.stats import format_estimate
-
     dec = pref.get("decision") or {}
     vs_st = dec.get("pref_vs_st") or {}
     guard = (dec.get("guards") or {}).get("knowledge") or {}
@@ -198,11 +197,9 @@ def card_lines(info: dict) -> list[str]:
         lines.append(f"## RM-guided self-play\n\n{plural(sp['kept'], 'multi-turn conversation')} trained in ST "
                      f"(best of {plural(sp['candidates'], 'assistant candidate')} per turn by the reward model, up to "
                      f"{plural(sp['max_turns'], 'turn')}, mean {_cell(sp.get('mean_turns'))}; assistant `{sp.get('assistant')}`). Per leaf: "
-                     + (", ".join(f"`{k}` {v}" for k, v in sorted(sp["per_leaf"].items())) or "–") + ".\n")
+                     + (", ".join(f"{code(k)} {v}" for k, v in sorted(sp["per_leaf"].items())) or "–") + ".\n")
     if pref:
         lines.append(_pref_markdown(pref))
     if fb.get("alignment"):
-        from lab_tools.eval.alignment import alignment_markdown
-
         lines.append(alignment_markdown(fb["alignment"]))
     return lines

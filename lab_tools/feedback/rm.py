@@ -29,7 +29,9 @@ loss; no trainer of our own) on ``comparisons.jsonl``.
 
 Output: a Hugging Face sequence-classification directory (``AutoModelForSequenceClassification``,
 usable as TRL ``reward_funcs``), with ``rm_manifest.json`` (split, settings, parameters, length
-drops, losses, accuracies).
+drops, losses, accuracies). The losses also go to the tracker of ``train.report_to``
+(:mod:`lab_tools.train.tracking`): TensorBoard beside the RM folder, ``OUT/tensorboard/rm``
+(``rm-fold1``... for the post-validation fits).
 """
 
 from __future__ import annotations
@@ -40,8 +42,15 @@ import math
 import time
 from pathlib import Path
 
+from lab_tools.atomic import atomic_dir, write_json_atomic
 from lab_tools.errors import LabError
+from lab_tools.feedback.evaluate import evaluate_rm, hhh_default_path, load_rm
+from lab_tools.feedback.postval import cross_fit
+from lab_tools.feedback.report import rm_markdown
 from lab_tools.jsonl import read_jsonl
+from lab_tools.models import resolve_model
+from lab_tools.runpaths import record, resolve
+from lab_tools.train.tracking import check_tracker, trainer_tracking
 
 
 def split_by_leaf(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict], list[str]]:
@@ -87,9 +96,11 @@ def rm_peft_config(fb):
                       target_modules="all-linear", modules_to_save=["score"])
 
 
-def reward_config(fb, output_dir: str | Path, *, progress: bool = False):
+def reward_config(fb, output_dir: str | Path, *, progress: bool = False, report_args: dict | None = None):
     """TRL ``RewardConfig`` from the ``feedback`` settings ``fb`` (every precision, memory and
-    schedule choice set here, see the module doc; the weights' dtype is chosen by :func:`_fit`)."""
+    schedule choice set here, see the module doc; the weights' dtype is chosen by :func:`_fit`).
+    ``report_args``: the tracker arguments of :func:`lab_tools.train.tracking.trainer_tracking`
+    (None: ``report_to="none"``)."""
     import torch
     from trl import RewardConfig
 
@@ -101,20 +112,20 @@ def reward_config(fb, output_dir: str | Path, *, progress: bool = False):
         bf16=_bf16(), fp16=False, tf32=False, activation_checkpointing=checkpointing,
         gradient_checkpointing=checkpointing, use_cpu=not torch.cuda.is_available(),
         seed=fb.rm_seed, data_seed=fb.rm_seed,
-        eval_strategy="no", save_strategy="no", logging_steps=1, report_to="none", disable_tqdm=not progress,
+        eval_strategy="no", save_strategy="no", logging_steps=1, **(report_args or {"report_to": "none"}),
+        disable_tqdm=not progress,
         dataloader_num_workers=0)
 
 
-def _fit(base: Path, rows: list[dict], fb, work: Path, progress: bool):
+def _fit(base: Path, rows: list[dict], fb, work: Path, progress: bool, tracking: tuple[dict, list] | None = None):
     """Train one RM from ``base`` on ``rows``; returns ``(trainer, losses, dropped)``,
-    ``dropped`` being the indices of the rows TRL left out for ``rm_max_length``.
+    ``dropped`` being the indices of the rows TRL left out for ``rm_max_length``. ``tracking``:
+    ``(report_to arguments, callbacks)`` of :func:`lab_tools.train.tracking.trainer_tracking`.
 
     Raises:
         LabError: no row fits ``rm_max_length``; training diverged or logged no loss."""
     import torch
     from trl import RewardTrainer
-
-    from lab_tools.feedback.evaluate import load_rm
 
     from transformers import set_seed
 
@@ -123,7 +134,9 @@ def _fit(base: Path, rows: list[dict], fb, work: Path, progress: bool):
     # full fine-tuning keeps float32 master weights (bf16 only in the autocast compute); under
     # LoRA the base is frozen, so on a bf16 GPU it is held in bfloat16 (2 bytes per weight)
     model, tok = load_rm(base, dtype=torch.bfloat16 if peft is not None and _bf16() else torch.float32)
-    trainer = RewardTrainer(model=model, args=reward_config(fb, work, progress=progress), processing_class=tok,
+    report_args, callbacks = tracking or (None, [])
+    trainer = RewardTrainer(model=model, args=reward_config(fb, work, progress=progress, report_args=report_args),
+                            callbacks=callbacks, processing_class=tok,
                             train_dataset=_dataset(rows), peft_config=peft)
     kept = set(trainer.train_dataset["row"])
     dropped = [i for i in range(len(rows)) if i not in kept]
@@ -188,11 +201,16 @@ def train_reward_model(comparisons: str | Path, out_dir: str | Path, cfg, *, pro
         LabError: no comparisons (the stage before made none), no training pair, a bad base model,
         or training that diverged.
     """
-    from lab_tools.atomic import atomic_dir, write_json_atomic
-    from lab_tools.models import resolve_model
-
     t0 = time.monotonic()
     fb = cfg.feedback
+    check_tracker(cfg.train.report_to)
+    # the tracker's run folder is the RM's parent (OUT of `lab build`): OUT/tensorboard/rm
+    run_dir, name = Path(out_dir).absolute().parent, Path(out_dir).name
+    fits = []  # one tracked run per fit: rm-fold1.. (post-validation), then rm
+
+    def tracking(suffix: str = ""):
+        fits.append(suffix)
+        return trainer_tracking(cfg.train.report_to, run_dir, f"{name}{suffix}")
     path = Path(comparisons)
     if not path.is_file():
         raise LabError("no comparisons: run `lab generate` with feedback.enabled first", file=str(path))
@@ -208,17 +226,17 @@ def train_reward_model(comparisons: str | Path, out_dir: str | Path, cfg, *, pro
     work = Path(out_dir).with_name(Path(out_dir).name + ".work")
     post = None
     if fb.rm_post_validation:  # cross-fitted: each pair is scored by an RM that did not train on it
-        from lab_tools.feedback.postval import cross_fit
-
         def fit_score(fold_train, fold_scored):
-            return _accuracy(_fit(base, fold_train, fb, work, progress)[0], fold_scored, fb)[1]
+            fold = tracking(f"-fold{len(fits) + 1}")
+            return _accuracy(_fit(base, fold_train, fb, work, progress, fold)[0], fold_scored, fb)[1]
         train, post = cross_fit(train, fb.rm_post_validation_folds, fit_score, seed=fb.rm_seed, heldout=heldout)
-    trainer, losses, dropped = _fit(base, train, fb, work, progress)
+    trainer, losses, dropped = _fit(base, train, fb, work, progress, tracking())
     train_acc, _ = _accuracy(trainer, train, fb)
     held_acc, _ = _accuracy(trainer, heldout, fb)
     gone = set(dropped)
     trained = [r for i, r in enumerate(train) if i not in gone]
-    manifest = {"base": base_spec, "base_path": str(base), "comparisons": str(path),
+    # the comparisons relative to the RM folder when in the same run (lab_tools.runpaths: a run can move)
+    manifest = {"base": base_spec, "base_path": str(base), "comparisons": record(path, out_dir),
                 "train_pairs": len(trained), "length_dropped": _length_dropped(train, dropped, fb),
                 "train_leaves": sorted({r["metadata"]["leaf"] for r in trained}),
                 "heldout_leaves": held_leaves, "heldout_pairs": len(heldout),
@@ -252,9 +270,6 @@ def evaluate_saved(rm_dir: str | Path, comparisons: str | Path, *, hhh_path: str
     own held-out leaves (``heldout_leaves.json``; Static HHH: ``hhh_pairs`` evenly spaced pairs,
     0 = all), plus its training facts; written to
     ``rm_dir/rm_eval.json``. Returns that dict."""
-    from lab_tools.atomic import write_json_atomic
-    from lab_tools.feedback.evaluate import evaluate_rm
-
     rm_dir = Path(rm_dir)
     try:
         manifest = json.loads((rm_dir / "rm_manifest.json").read_text(encoding="utf-8"))
@@ -303,12 +318,10 @@ def evaluate_cli(rm_dir, data_dir, hhh_file, out_dir) -> dict:
 
     import click
 
-    from lab_tools.feedback.evaluate import hhh_default_path
-    from lab_tools.feedback.report import rm_markdown
-
     manifest = json.loads((Path(rm_dir) / "rm_manifest.json").read_text(encoding="utf-8")) \
         if (Path(rm_dir) / "rm_manifest.json").is_file() else {}
-    comparisons = Path(data_dir) / "comparisons.jsonl" if data_dir else Path(manifest.get("comparisons", ""))
+    comparisons = Path(data_dir) / "comparisons.jsonl" if data_dir else \
+        resolve(manifest.get("comparisons") or "comparisons.jsonl", rm_dir)
     if not comparisons.is_file():
         raise LabError("no comparisons to evaluate the reward model on: pass --data DIR (with comparisons.jsonl)",
                        file=str(comparisons))

@@ -123,7 +123,7 @@ def _ranks(rubric: list, names: list[str], errors: list[str]) -> dict[str, int]:
 
 
 def resolve_configurations(fb, teacher: str, student: str) -> list[Configuration]:
-    """The ranked configurations of a :class:`lab_tools.config.FeedbackConfig` ``fb``: its own
+    """The ranked configurations of a :class:`lab_tools.config_sections.FeedbackConfig` ``fb``: its own
     ``configurations``/``rubric`` when given, else those of ``fb.preset`` (``cpu``/``gpu``).
     ``teacher``/``student``: the specs ``teacher``/``student`` stand for. Sorted best first.
 

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 
 from lab_tools.errors import LabError
+from lab_tools.feedback.evaluate import evenly_spaced, load_rm, rewards
+from lab_tools.jsonl import read_jsonl
 
 #: rejected responses that set the reward baseline, at most
 BASELINE_ROWS = 64
@@ -51,12 +53,8 @@ def baseline_sample(comparisons: Path | None, heldout_leaves: list[str] | None =
     head of a leaf-sorted file. Returns ``{"source": "heldout leaves" | "all leaves" | "none",
     "n", "rows" (0-based row numbers in the file), "leaves", "conversations" (``prompt +
     rejected`` messages, in row order)}``."""
-    from lab_tools.feedback.evaluate import evenly_spaced
-
     rows = []
     if comparisons is not None and Path(comparisons).is_file():
-        from lab_tools.jsonl import read_jsonl
-
         rows = [(i, r) for i, r in enumerate(read_jsonl(Path(comparisons)))
                 if isinstance(r, dict) and r.get("prompt") and r.get("rejected")]
     leaf = lambda r: str((r.get("metadata") or {}).get("leaf", ""))  # noqa: E731
@@ -98,8 +96,6 @@ def relative_reward(rm_dir: Path, comparisons: Path | None, *, max_length: int):
     the rejected responses of :func:`baseline_sample` (pairs of the RM's held-out leaves, else
     of all leaves; 0.0 when there are none).
     ``max_length``: tokens per conversation (its last ones are kept)."""
-    from lab_tools.feedback.evaluate import load_rm, rewards
-
     model, tok = load_rm(rm_dir)
     rejected = baseline_conversations(comparisons, heldout_leaves=rm_heldout_leaves(rm_dir))
     scores = rewards(model, tok, rejected, max_length=max_length) if rejected else []

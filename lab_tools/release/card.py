@@ -1,7 +1,13 @@
 """The model card (``README.md`` of a release), rendered from ``release.json``.
 
-Follows the Hugging Face model card layout (YAML front matter, then markdown sections). Every
-fact comes from ``release.json`` so the card and the machine-readable file cannot disagree:
+A Hugging Face Hub model card written with ``huggingface_hub.ModelCard`` / ``ModelCardData``
+(:func:`card_data`): ``license`` and ``base_model`` (of the base model; for a local student from
+the training manifest, the student's own card or its ``config.json``), ``model-index`` with every
+evaluation total (task, metric, value; n and the 95% interval in the metric's ``args``), tags.
+Contributor text (leaf paths, attribution titles, creators and links, document repos and
+patterns) is escaped by :mod:`lab_tools.markdown`, the rule of the bot's comment; links only when
+``http(s)``, shown as text. ``release.yml`` publishes the card's body (no front matter) as the
+release notes. Every fact comes from ``release.json`` so the card and the machine-readable file cannot disagree:
 taxonomy commit, leaves with their sample counts per phase, the license of every knowledge
 document, teacher and judge, preset and hyper-parameters of each phase (LAB 3.3, table 2), the
 evaluation before and after, the loss plot.
@@ -10,15 +16,21 @@ evaluation before and after, the loss plot.
 from __future__ import annotations
 
 import json
-
-import yaml
+import re
+from pathlib import Path
 
 from lab_tools.errors import plural
 from lab_tools.eval.report import format_change, format_total_with_interval
 from lab_tools.eval.stats import format_estimate
 from lab_tools.feedback.report import card_lines
+from lab_tools.markdown import code, inline, link_text
+from lab_tools.models import EMBEDDED_LICENSE, EMBEDDED_REPO
 
-_BASE_MODELS = {"embedded": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
+# model-index entries of the evaluation totals: (metric type, pretty name)
+_METRICS = {"knowledge": ("accuracy", "multiple-choice accuracy (length-normalized log-likelihood)"),
+            "judge": ("judge_score", "judge rating 1-10 (MT-Bench single-answer grading)"),
+            "reference": ("log_likelihood", "mean log-probability per token of the seed answers (nats)")}
 
 
 def _cell(value) -> str:
@@ -133,46 +145,148 @@ def _eval_section(info: dict, branch_md: str | None) -> list[str]:
     return lines
 
 
+def _uncredited_lines(info: dict) -> list[str]:
+    """The samples no leaf is credited with: generated from another version of the leaf than the
+    one the provenance records (``metadata.leaf_hash`` differs: edited after generation), from
+    :func:`lab_tools.release.binding.credit_samples`."""
+    rows = info.get("uncredited_samples") or []
+    if not rows:
+        return []
+    out = ["", "Not credited above: samples generated from another version of a leaf than the one "
+           "recorded (the leaf was edited after generation), so they are not counted for it:", ""]
+    for row in rows:
+        versions = ", ".join(f"{n} from {code(str(h)[:12])}" for h, n in row["samples"].items())
+        out.append(f"- {code(row['leaf'])} (recorded {code(str(row.get('hash'))[:12])}): {versions}")
+    return out
+
+
+def hub_base_model(student, manifest_base: str | None = None, model_dir: str | Path | None = None) -> dict:
+    """``{"base_model", "license"}`` of the model a release was trained from, for the card's
+    front matter: the embedded student is SmolLM2 (its Hub id and license); a local student is
+    named by a Hub id found, in this order, in ``student`` itself, the training manifest's
+    ``base_model`` (``manifest_base``), the student's own model card (``README.md`` front
+    matter: ``base_model``, else the student is taken as the base and its ``license`` read), or
+    the ``_name_or_path`` of the released model's ``config.json`` (``model_dir``); a local path is
+    never given as a Hub id. ``base_model`` None when none is found; ``license`` ``other`` when
+    the base model's license is unknown."""
+    if student in ("embedded", None, "") and not manifest_base:
+        student = "embedded"
+    if student == "embedded":
+        return {"base_model": EMBEDDED_REPO, "license": EMBEDDED_LICENSE}
+
+    def hub_id(value) -> str | None:
+        value = str(value or "").strip()
+        return value if _HUB_ID.fullmatch(value) and not Path(value).expanduser().exists() else None
+
+    base, license_ = hub_id(student) or hub_id(manifest_base), None
+    for folder in (student, manifest_base):
+        card_path = Path(str(folder or "")).expanduser() / "README.md"
+        if folder and card_path.is_file():
+            from huggingface_hub import ModelCard
+
+            try:
+                data = ModelCard.load(card_path).data
+            except (ValueError, OSError):
+                continue
+            own = data.base_model[0] if isinstance(data.base_model, list) and data.base_model else data.base_model
+            base = base or hub_id(own)
+            license_ = license_ or (str(data.license) if data.license else None)
+            break
+    config = Path(str(model_dir or "")) / "config.json"
+    if base is None and model_dir and config.is_file():
+        try:
+            base = hub_id(json.loads(config.read_text(encoding="utf-8")).get("_name_or_path"))
+        except (OSError, ValueError, AttributeError):
+            base = None
+    return {"base_model": base, "license": license_ or "other"}
+
+
+def eval_results(info: dict) -> list:
+    """``huggingface_hub.EvalResult`` of every evaluation total of the release (the trained
+    model on the held-out *test* items): metric value, with ``n`` and the 95% interval
+    (``interval_low``/``interval_high``; Wilson for accuracies, bootstrap for means) and the
+    base model's value in the metric's ``args``."""
+    from huggingface_hub import EvalResult
+
+    out = []
+    for name, tot in ((info.get("evaluation") or {}).get("totals") or {}).items():
+        if not isinstance(tot, dict) or tot.get("trained") is None:
+            continue
+        metric, pretty = _METRICS.get(name, (str(name), str(name)))
+        lo, hi = tot.get("trained_interval") or (None, None)
+        args = {"n": tot.get("n"), "interval_low": lo, "interval_high": hi, "confidence": 0.95,
+                "base_model_value": tot.get("base")}
+        out.append(EvalResult(task_type="text-generation", task_name=f"{name} (held-out seed examples)",
+                              dataset_type="lab-heldout", dataset_name="held-out seed examples of the taxonomy",
+                              dataset_split="test", metric_type=metric, metric_name=pretty,
+                              metric_value=tot["trained"], metric_args={k: v for k, v in args.items() if v is not None}))
+    return out
+
+
+def card_data(info: dict):
+    """The ``huggingface_hub.ModelCardData`` (front matter) of the release ``info``; ``datasets``:
+    ``[info["dataset"]]`` (``release.dataset``, the Hub id of the run's dataset), omitted when unset."""
+    from huggingface_hub import ModelCardData
+
+    base = info.get("base_model") or hub_base_model(info.get("student"))
+    results = eval_results(info)
+    return ModelCardData(
+        library_name="transformers", pipeline_tag="text-generation", license=base.get("license") or "other",
+        base_model=base.get("base_model"), model_name="lab-tools student" if results else None,
+        datasets=[info["dataset"]] if info.get("dataset") else None,
+        eval_results=results or None, tags=["lab", "instructlab", "synthetic-data", "taxonomy", "sft"]
+        + (["dpo", "almost"] if info.get("feedback") else []),
+        source_taxonomy={k: (info.get("taxonomy") or {}).get(k) for k in ("commit", "dirty", "branch")})
+
+
 def render_card(info: dict, branch_md: str | None = None) -> str:
-    """Markdown model card for the release described by ``info`` (the ``release.json`` dict)."""
+    """The Hub model card (``README.md`` of a release; front matter by :func:`card_data`, then
+    the markdown sections) for the release described by ``info`` (the ``release.json`` dict)."""
+    from huggingface_hub import ModelCard
+
+    body = _card_body(info, branch_md)
+    return str(ModelCard(f"---\n{card_data(info).to_yaml()}\n---\n\n{body}"))
+
+
+def _card_body(info: dict, branch_md: str | None) -> str:
     tax = info.get("taxonomy") or {}
     student = info.get("student")
-    front = {"library_name": "transformers", "pipeline_tag": "text-generation",
-             "tags": ["lab", "instructlab", "synthetic-data", "taxonomy"]}
-    if student in _BASE_MODELS:
-        front["base_model"] = _BASE_MODELS[student]
     licenses = sorted({d["spdx"] or d["license"] for d in info.get("documents", []) if d.get("spdx") or d.get("license")})
     commit = tax.get("commit") or "unknown (not a git repository)"
     dirty = " (with uncommitted changes)" if tax.get("dirty") else ""
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
-             "# Model card", "",
+    lines = ["# Model card", "",
              "Trained with lab-tools from a Git-native taxonomy following LAB (Large-scale Alignment for "
              "chatBots, arXiv 2403.01081): taxonomy-driven synthetic data generation (3.2) and phased "
              "training (3.3).", "",
              "## Provenance", "",
-             f"- Taxonomy commit: `{commit}`{dirty}" + (f" on branch `{tax['branch']}`" if tax.get("branch") else ""),
-             f"- Taxonomy root: `{_cell(tax.get('root'))}`",
-             f"- Teacher: `{_cell(info.get('teacher'))}`",
-             f"- Judge: `{_cell(info.get('judge'))}`",
-             f"- Student (base model): `{_cell(student)}`",
+             f"- Taxonomy commit: {code(commit)}{dirty}" + (f" on branch {code(tax['branch'])}" if tax.get("branch") else ""),
+             f"- Taxonomy root: {code(tax.get('root'))}",
+             f"- Teacher: {code(info.get('teacher'))}",
+             f"- Judge: {code(info.get('judge'))}",
+             f"- Student (base model): {code(student)}",
+             *([f"- Training data (Hub dataset): {code(info['dataset'])}"] if info.get("dataset") else []),
              f"- Samples: KT/1 {info['samples']['kt1']}, KT/2 {info['samples']['kt2']}, ST {info['samples']['st']}",
              f"- Released: {info.get('released')}", "",
              "## Leaves and sample counts", "",
              "| leaf | kind | content hash | KT/1 | KT/2 | ST | total |", "|---|---|---|---:|---:|---:|---:|"]
     for leaf in info.get("leaves", []):
         s = leaf["samples"]
-        lines.append(f"| `{leaf['path']}` | {leaf['kind']} | `{leaf['hash'][:12]}` | {s['kt1']} | {s['kt2']} | "
-                     f"{s['st']} | {s['total']} |")
+        lines.append(f"| {code(leaf['path'])} | {inline(leaf['kind'])} | {code(str(leaf['hash'])[:12])} | {s['kt1']} | "
+                     f"{s['kt2']} | {s['st']} | {s['total']} |")
+    lines += _uncredited_lines(info)
     lines += ["", "## Knowledge documents and licenses", ""]
     docs = info.get("documents") or []
     if docs:
         lines += ["| leaf | document (repo @ commit, patterns) | title | license | creators | link |",
                   "|---|---|---|---|---|---|"]
         for d in docs:
-            where = f"{_cell(d.get('repo'))} @ `{_cell(d.get('commit'))}` {_cell(d.get('patterns'))}"
-            lines.append(f"| `{d['leaf']}` | {where} | {_cell(d.get('title'))} | {_cell(d.get('spdx') or d.get('license'))} | "
-                         f"{_cell(d.get('creators'))} | {_cell(d.get('link'))} |")
-        lines += ["", f"Licenses of the training documents: {', '.join(licenses) or '–'}.", ""]
+            patterns = d.get("patterns")
+            where = (f"{code(d.get('repo'))} @ {code(d.get('commit'))} "
+                     f"{', '.join(code(x) for x in patterns) if isinstance(patterns, list) else code(patterns)}")
+            lines.append(f"| {code(d['leaf'])} | {where} | {inline(d.get('title') or '–')} | "
+                         f"{inline(d.get('spdx') or d.get('license') or '–')} | {inline(d.get('creators') or '–')} | "
+                         f"{link_text(d.get('link'))} |")
+        lines += ["", f"Licenses of the training documents: {inline(', '.join(licenses) or '–', 2000)}.", ""]
     else:
         lines += ["No knowledge leaves.", ""]
     lines += _training_section(info)

@@ -36,14 +36,19 @@ from pathlib import Path
 from lab_tools.atomic import atomic_dir, write_json_atomic, write_text_atomic
 from lab_tools.config import default_cache_dir
 from lab_tools.errors import LabError
+from lab_tools.feedback.report import release_facts
 from lab_tools.jsonl import iter_jsonl
-from lab_tools.redact import PathRedactor, repository_top
+from lab_tools.redact import PathRedactor, repository_top, strip_credentials_data
+from lab_tools.release.binding import (credit_samples, published_source, sample_versions, selected_checkpoint,
+                                       verify_weights)
+from lab_tools.release.card import hub_base_model, render_card
+from lab_tools.release.gguf_export import check_types, export_gguf, gguf_model_name
+from lab_tools.taxonomy.leaf import iter_leaf_paths, leaf_hash, load_leaf
+from lab_tools.taxonomy.provenance import document_licenses, taxonomy_commit  # noqa: F401 (re-exported)
+from lab_tools.train.phases import trained_phases
+from lab_tools.weights import model_files as checkpoint_files
 
 PHASE_FILES = ("kt1", "kt2", "st")
-# training-only files a checkpoint directory may hold; not part of a release
-_SKIP = {"optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "rng_state.pth",
-         "scaler.pt", "training_state.json"}
-_SKIP_PREFIX = ("rng_state", "optimizer", "global_step")
 
 
 @dataclass
@@ -78,59 +83,12 @@ def read_json(path: str | Path, default=None):
         raise LabError(f"not readable JSON: {exc}", file=str(p)) from exc
 
 
-def taxonomy_commit(root: str | Path) -> dict:
-    """``{"commit", "dirty", "branch"}`` of the git repository holding ``root`` (all None outside git).
-
-    ``dirty`` is True when files under ``root`` differ from the commit (staged, unstaged or
-    untracked), so the card can say the model was built from uncommitted leaves. Git runs through
-    :mod:`lab_tools.gitsafe` (explicit git dir and work tree, never discovery inside ``root``)."""
-    from lab_tools.gitsafe import find_repo, run_git
-
-    try:
-        tree = find_repo(root)
-        rel = os.path.relpath(Path(root).resolve(), tree.work_tree)
-        commit = run_git(tree, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).strip()
-        status = run_git(tree, "status", "--porcelain", "--untracked-files=all", "--", rel)
-        branch = run_git(tree, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
-        return {"commit": commit or None, "dirty": bool(status.strip()), "branch": branch or None}
-    except LabError:  # not a git repo, git missing or failing: provenance says "unknown"
-        return {"commit": None, "dirty": None, "branch": None}
-
-
 def leaf_inventory(root: str | Path) -> list[dict]:
     """Every leaf under ``root``: ``{"path", "kind", "hash"}`` (content hash of qna.yaml + attribution)."""
-    from lab_tools.taxonomy.leaf import iter_leaf_paths, leaf_hash, load_leaf
-
     out = []
     for path in iter_leaf_paths(root):
         leaf = load_leaf(root, path)
         out.append({"path": path, "kind": leaf.kind, "hash": leaf_hash(Path(root) / path)})
-    return out
-
-
-def document_licenses(root: str | Path) -> list[dict]:
-    """The pinned document and license of every knowledge leaf:
-    ``{"leaf", "repo", "commit", "patterns", "title", "link", "license", "spdx", "creators"}``
-    (attribution fields None when the leaf has no ``attribution.txt``)."""
-    from lab_tools.taxonomy.leaf import iter_leaves
-
-    out = []
-    for leaf in iter_leaves(root):
-        if leaf.kind != "knowledge":
-            continue
-        doc = leaf.document or {}
-        row = {"leaf": leaf.path, "repo": doc.get("repo"), "commit": doc.get("commit"),
-               "patterns": doc.get("patterns"), "title": None, "link": None, "license": None,
-               "spdx": None, "creators": None}
-        attr = Path(root) / leaf.path / "attribution.txt"
-        if attr.is_file():
-            from lab_tools.taxonomy.licenses import parse_attribution
-
-            a = parse_attribution(attr)
-            spdx = getattr(a, "spdx", None)
-            row.update(title=a.title, link=a.link, license=a.license, creators=a.creators,
-                       spdx=str(spdx) if spdx is not None else None)
-        out.append(row)
     return out
 
 
@@ -168,41 +126,27 @@ def provenance(root: str | Path, cfg=None, **extra) -> dict:
     """What ``run.json`` records about a build: taxonomy root/commit/leaves and the settings.
 
     ``cfg``: the loaded :class:`lab_tools.config.Config` (teacher, judge, student, preset, license
-    allowlist); ``extra`` overrides (e.g. ``preset=...`` from a flag)."""
+    allowlist; ``dataset``: ``release.dataset``, the Hub id of the run's dataset, only when set);
+    ``extra`` overrides (e.g. ``preset=...`` from a flag). Credentials in the specs'
+    URLs are stripped (:func:`lab_tools.redact.strip_credentials_data`): ``run.json`` is stored
+    with the run and uploaded as a workflow artifact."""
     info = {"taxonomy": {"root": str(Path(root).resolve()), **taxonomy_commit(root)},
             "leaves": leaf_inventory(root), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if cfg is not None:
         info.update(teacher=cfg.generate.teacher, judge=cfg.generate.judge or cfg.generate.teacher,
                     student=cfg.train.student, preset=cfg.train.preset,
                     license_allowlist=list(cfg.licenses.allowlist),
-                    generate={k: v for k, v in vars(cfg.generate).items()})
+                    generate={k: v for k, v in vars(cfg.generate).items()},
+                    **({"dataset": cfg.release.dataset} if cfg.release.dataset else {}))
     info.update({k: v for k, v in extra.items() if v is not None})
-    return info
-
-
-def selected_model(train_dir: Path, manifest: dict) -> Path:
-    """The selected checkpoint named by the training manifest's ``selected`` (absolute, or
-    relative to the run's train dir or to the current directory).
-
-    Raises:
-        LabError: no ``selected`` entry or the directory has no ``config.json``.
-    """
-    sel = manifest.get("selected")
-    if not sel:
-        raise LabError("the training manifest names no selected checkpoint",
-                       file=str(train_dir / "manifest.json"), field="selected")
-    for cand in (Path(sel), train_dir / sel):
-        if (cand / "config.json").is_file():
-            return cand
-    raise LabError(f"selected checkpoint {sel} is not a model directory (no config.json)",
-                   file=str(train_dir / "manifest.json"), field="selected")
+    return strip_credentials_data(info)
 
 
 def _copy_model(src: Path, dst: Path) -> list[str]:
+    """Copy the model files of checkpoint ``src`` (not training-only state; never a symbolic link:
+    :func:`lab_tools.weights.model_files`) into ``dst``; returns their names."""
     copied = []
-    for f in sorted(src.iterdir()):
-        if not f.is_file() or f.name in _SKIP or f.name.startswith(_SKIP_PREFIX):
-            continue
+    for f in checkpoint_files(src, refuse_symlinks=True):
         shutil.copy2(f, dst / f.name)
         copied.append(f.name)
     if not any(n.endswith(".safetensors") for n in copied):
@@ -235,43 +179,61 @@ def verify_sha256sums(directory: str | Path) -> list[str]:
 
 def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
                  taxonomy: str | Path | None = None, cfg=None,
-                 allow_untrained: bool = False) -> ReleaseResult:
+                 allow_untrained: bool = False, gguf=()) -> ReleaseResult:
     """Build the release directory of the run at ``run_dir`` (default ``run_dir/release``).
 
-    ``taxonomy`` overrides the root recorded in ``run.json`` (needed when there is no run.json).
+    ``gguf``: GGUF types (``f16``, ``q8_0``, ``q4_k_m`` ...) to write beside the safetensors with
+    llama.cpp's converter, plus an Ollama ``Modelfile`` (:mod:`lab_tools.release.gguf_export`); recorded
+    under ``gguf`` in ``release.json`` and covered by ``SHA256SUMS``.
+
+    ``taxonomy`` overrides the root recorded in ``run.json`` where the documents and licenses are
+    read (needed when there is no run.json, or the run moved to another machine); the leaves and
+    their hashes come from ``run.json`` (provenance is computed from ``taxonomy`` only without one).
     A model that no phase trained (every phase of the manifest skipped: the base model passed
     through) is refused unless ``allow_untrained`` (DESIGN.md Trust boundary: never released).
+    The release is bound to its run (:mod:`lab_tools.release.binding`): the selected checkpoint
+    lies in the run folder (paths resolve against it, so a moved or copied run releases), no
+    published file is a symbolic link, the model files' digests equal those recorded when the
+    checkpoint was written and when it was evaluated, and a leaf is credited only with samples
+    of its provenance version (``uncredited_samples`` in ``release.json`` lists the others).
+    ``dataset`` in ``release.json`` (the model card's ``datasets``): ``cfg.release.dataset`` when
+    ``cfg`` sets it, else the one ``run.json`` recorded, else None.
 
     Raises:
         LabError: the run lacks a training manifest or a selected model, no phase trained it
-        (without ``allow_untrained``), or the taxonomy root is unknown.
+        (without ``allow_untrained``), the taxonomy root is unknown or missing, the selected
+        checkpoint lies outside the run, a published file is a symbolic link, or a weight digest
+        is missing or differs (the file named).
     """
-    from lab_tools.feedback.report import release_facts
-    from lab_tools.release.card import render_card
-
+    gguf = check_types(gguf)  # an unknown type fails before anything is read
     run = Path(run_dir)
     train_dir, data_dir, eval_dir = run / "train", run / "data", run / "eval"
     manifest = read_json(train_dir / "manifest.json")
     if manifest is None:
         raise LabError("no training manifest: run `lab train` (or `lab build`) first",
                        file=str(train_dir / "manifest.json"))
-    from lab_tools.train.phases import trained_phases
-
-    if not allow_untrained and not trained_phases(manifest):
+    untrained = not trained_phases(manifest)
+    if not allow_untrained and untrained:
         raise LabError("no phase trained this model (the training manifest records every phase as "
                        "skipped, so the selected model is the untrained base); pass --allow-untrained "
                        "to release it anyway", file=str(train_dir / "manifest.json"), field="phases")
-    model_dir = selected_model(train_dir, manifest)
+    model_dir, weights_key = selected_checkpoint(run, train_dir, manifest, base_ok=untrained)
     prov = read_json(run / "run.json") or {}
     root = taxonomy or (prov.get("taxonomy") or {}).get("root")
     if root is None:
         raise LabError("unknown taxonomy root: no run.json in the run dir; pass --taxonomy",
                        file=str(run / "run.json"))
-    if not prov or taxonomy is not None:
-        prov = {**prov, **provenance(root, cfg)}
+    if not Path(root).is_dir():
+        raise LabError(f"the taxonomy root recorded in run.json ({root}) is not a folder here; pass "
+                       "--taxonomy", file=str(run / "run.json"), field="taxonomy.root")
+    if not prov:
+        prov = provenance(root, cfg)
     evaluation = read_json(eval_dir / "eval.json")
 
-    counts = sample_counts(data_dir)
+    versions = sample_versions(data_dir)
+    counts = {leaf: {p: sum(c[p] for c in by.values()) for p in (*PHASE_FILES, "total")}
+              for leaf, by in sorted(versions.items())}
+    credited, uncredited = credit_samples(prov.get("leaves", []), versions)
     docs = document_licenses(root)
     repo = repository_top(root) or Path(root).resolve()
     cache = cfg.cache_path if cfg is not None else default_cache_dir()
@@ -281,13 +243,16 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
         "released": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": PathRedactor(repo, {"cache": cache}).text(str(run.resolve())),
         "taxonomy": prov.get("taxonomy"),
-        "leaves": [dict(leaf, samples=counts.get(leaf["path"], {p: 0 for p in PHASE_FILES} | {"total": 0}))
-                   for leaf in prov.get("leaves", [])],
+        "leaves": [dict(leaf, samples=credited[leaf["path"]]) for leaf in prov.get("leaves", [])],
         "samples": {p: sum(c[p] for c in counts.values()) for p in PHASE_FILES},
         "documents": docs,
         "teacher": prov.get("teacher"), "judge": prov.get("judge"), "student": prov.get("student"),
+        # the Hub id the run's dataset is published under (release.dataset), for the card's `datasets`
+        "dataset": (cfg.release.dataset if cfg is not None else None) or prov.get("dataset") or None,
+        # the Hub id and license of the base model, for the card's front matter (release.card)
+        "base_model": hub_base_model(prov.get("student"), manifest.get("base_model"), model_dir),
         "preset": manifest.get("preset") or prov.get("preset"),
-        "training": {k: v for k, v in manifest.items() if k not in ("selected",)},
+        "training": {k: v for k, v in manifest.items() if k not in ("selected", "weights")},
         "selected_checkpoint": _relative(model_dir, run),
         "evaluation": _eval_summary(evaluation),
         "feedback": release_facts(run),  # synthetic comparisons + reward model (ALMoST), None if off
@@ -296,19 +261,27 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
     unattributed = [c for c in counts if c not in {leaf["path"] for leaf in prov.get("leaves", [])}]
     if unattributed:
         info["samples_from_unlisted_leaves"] = {c: counts[c] for c in unattributed}
+    if uncredited:  # generated from another version of the leaf (edited after generation)
+        info["uncredited_samples"] = uncredited
     info = public.data(info)
 
     out = Path(out_dir) if out_dir else run / "release"
     with atomic_dir(out) as tmp:  # a failure below leaves neither a half release nor release.tmp*
         model_files = _copy_model(model_dir, tmp)
+        # the bytes published are the bytes trained and evaluated (lab_tools.release.binding)
+        current = {n: sha256_file(tmp / n) for n in model_files}
+        # (an untrained release, --allow-untrained: no checkpoint was written, the base passes through)
+        verify_weights(current, None if untrained else manifest, weights_key, train_dir, evaluation,
+                       eval_dir / "eval.json")
         for src, name in ((train_dir / "loss.png", "loss.png"), (train_dir / "metrics.csv", "metrics.csv"),
                           (train_dir / "manifest.json", "training_manifest.json"),
                           (data_dir / "dataset_card.json", "dataset_card.json"),
                           (eval_dir / "branch_report.md", "branch_report.md"),
                           (eval_dir / "eval.json", "eval.json"), (run / "rm" / "rm_eval.json", "rm_eval.json"),
                           (eval_dir / "alignment.json", "alignment.json")):
-            if not src.is_file():
+            if not src.is_file() and not src.is_symlink():
                 continue
+            published_source(src, run)
             if src.suffix == ".json":
                 write_json(tmp / name, public.data(read_json(src)))
             elif src.suffix == ".md":
@@ -316,8 +289,12 @@ def make_release(run_dir: str | Path, out_dir: str | Path | None = None, *,
             else:
                 shutil.copy2(src, tmp / name)
             info["files"].append(name)
+        if gguf:  # from the released files themselves, before SHA256SUMS is written
+            info["gguf"] = export_gguf(tmp, tmp, gguf, cache_dir=cache,
+                                       model_name=gguf_model_name(info.get("student")))
+            info["files"] += [f["file"] for f in info["gguf"]["files"]] + [info["gguf"]["modelfile"]]
         info["files"].sort()
-        info["model_files"] = {n: sha256_file(tmp / n) for n in model_files}
+        info["model_files"] = current
         write_json(tmp / "release.json", info)
         branch_md = (tmp / "branch_report.md").read_text(encoding="utf-8") if (tmp / "branch_report.md").is_file() else None
         write_text_atomic(tmp / "README.md", render_card(info, branch_md))

@@ -9,15 +9,22 @@ from pathlib import Path
 
 import click
 
+from lab_tools.config import default_root, load_config
 from lab_tools.errors import LabError, plural
+from lab_tools.feedback.comparisons import generate_comparisons, print_table
+from lab_tools.feedback.scorer import rm_scorer
+from lab_tools.feedback.selfplay import generate_self_play
+from lab_tools.locks import run_folder
+from lab_tools.models import require_local_model_dir
+from lab_tools.progress import silence_library_bars
+from lab_tools.sdg.pipeline import generate_dataset
+from lab_tools.taxonomy.diff import changed_leaves
 
 
 def _select(root: Path, leaves: tuple[str, ...], base: str | None) -> list[str] | None:
     if not leaves or leaves == ("all",):
         return None
     if leaves == ("changed",):
-        from lab_tools.taxonomy.diff import changed_leaves
-
         try:
             return changed_leaves(root, base).changed
         except NotImplementedError as exc:
@@ -98,13 +105,8 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     """Generate synthetic training data from the leaves of taxonomy ROOT (default ./taxonomy;
     skills-SDG and knowledge-SDG, LAB 3.2) into phase datasets kt1/kt2/st (LAB table 1), reusing
     cached leaves."""
-    from lab_tools.progress import silence_library_bars
-
     no_progress = no_progress or quiet  # --no-progress: the deprecated name of --quiet
     silence_library_bars(quiet=no_progress)
-    from lab_tools.config import default_root, load_config
-    from lab_tools.sdg.pipeline import generate_dataset
-
     root = root or default_root()
     if not root.is_dir():
         raise LabError(f"taxonomy root not found: {root}")
@@ -119,13 +121,10 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
     if address and engine != "ray":
         raise LabError("--address is for --engine ray", field="--address")
     if reward_model is not None:  # checked before any teacher is loaded, not after the SDG
-        from lab_tools.models import require_local_model_dir
-
         require_local_model_dir(reward_model, "--reward-model", embedded=False)
+    click.get_current_context().with_resource(run_folder(out_dir, "lab generate"))  # one writer per --out
     scorer = None
     if reward_model is not None and cfg.feedback.rm_scores_sdg:  # pair evaluation by reward
-        from lab_tools.feedback.scorer import rm_scorer
-
         scorer = rm_scorer(reward_model, threshold=cfg.feedback.rm_score_threshold,
                            max_length=cfg.feedback.rm_max_length, comparisons=out_dir / "comparisons.jsonl")
     report = generate_dataset(root, selected, out_dir, cfg, progress=not no_progress,
@@ -136,12 +135,8 @@ def generate(root, leaves, base, samples, teacher, judge, out_dir, workers, conf
         raise LabError(f"lab generate failed: {problem}\n(nothing failed was cached as finished; "
                        "fix the cause and run `lab generate` again)")
     if cfg.feedback.enabled:  # synthetic comparisons (ALMoST), cached per leaf like the SDG shards
-        from lab_tools.feedback.comparisons import generate_comparisons, print_table
-
         print_table(generate_comparisons(root, out_dir, cfg, leaf_paths=selected, progress=not no_progress))
     if self_play:
-        from lab_tools.feedback.selfplay import generate_self_play
-
         if reward_model is None:
             raise LabError("--self-play needs --reward-model DIR (train one with `lab train --phase rm`)",
                            field="--reward-model")

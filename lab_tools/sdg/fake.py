@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 from lab_tools.errors import LabError
-from lab_tools.sdg.backends import ChatRequest, Completion
+from lab_tools.progress import report_tokens
+from lab_tools.sdg.teacher import ChatRequest, Completion
+from lab_tools.sdg.truncation import fit_requests, mark_cut
 
 _WORDS = ("river", "budget", "garden", "engine", "planet", "recipe", "market", "museum", "forest",
           "letter", "bridge", "harbor", "violin", "glacier", "library", "orchard", "compass",
@@ -145,7 +147,10 @@ class ScriptedTeacher:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    max_prompt_tokens = 0  # a cap on prompts (make_teacher sets it; no context of its own), 0 = none
+
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        requests, cuts = fit_requests(requests, self.count_tokens, cap=self.max_prompt_tokens)
         out = []
         for req in requests:
             with self._lock:
@@ -153,7 +158,7 @@ class ScriptedTeacher:
             if self.delay:
                 time.sleep(self.delay)
             out.append(self._one(req))
-        return out
+        return mark_cut(out, cuts)
 
     def _one(self, req: ChatRequest) -> Completion:
         tag = req.tag or _infer_tag(req)
@@ -173,8 +178,9 @@ class ScriptedTeacher:
         words = text.split()
         if len(words) > req.max_tokens:  # honour the token bound like a real backend
             text = " ".join(words[:req.max_tokens])
-        return Completion(text, prompt_tokens=len(user.split()),
-                          completion_tokens=min(len(words), req.max_tokens))
+        done = min(len(words), req.max_tokens)
+        report_tokens(done)  # progress inside the batch, like a server's completions
+        return Completion(text, prompt_tokens=len(user.split()), completion_tokens=done)
 
     @staticmethod
     def _default(tag: str, everything: str, user: str, h: int) -> str:

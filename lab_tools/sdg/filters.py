@@ -6,7 +6,7 @@ student. Each filter rejects with a stable ``reason`` (the dataset card groups b
 ``detail`` with the measured value; kept samples get ``margins`` (how far each measured value is
 from its threshold, 0..1) that :func:`rule_score` combines into the rule-based score.
 
-Filters, in order (thresholds: :class:`lab_tools.config.FiltersConfig`, ``generate.filters`` in
+Filters, in order (thresholds: :class:`lab_tools.config_sections.FiltersConfig`, ``generate.filters`` in
 ``lab.yaml``; defaults measured on the InstructLab corpus seed answers by
 ``bench/filter_thresholds.py``):
 
@@ -214,7 +214,7 @@ def check(question: str, answer: str, cfg, *, context: str | None = None, hit_li
     seed texts (:func:`seed_texts`), when given an answer that near-copies one is rejected
     (:data:`SEED_COPY`, ``cfg.seed_threshold``; this rule runs even with ``cfg.enabled`` off,
     since it guards the held-out set, not quality); ``cfg``: a
-    :class:`lab_tools.config.FiltersConfig`. The first failing filter gives the reason (order:
+    :class:`lab_tools.config_sections.FiltersConfig`. The first failing filter gives the reason (order:
     seed copy, leakage, refusal, repetition, cut at the limit, restated question, grounding,
     extraction); a kept sample's ``margins`` hold one entry per measured filter (see
     :func:`rule_score`)."""
@@ -261,7 +261,7 @@ def screen_turn(prompt: str, text: str, cfg, *, seeds: list[str], hit_limit: boo
     implementation: ``too short`` (fewer than ``min_chars`` characters), then :func:`check` with
     ``prompt`` as the question (the turn it answers) and the leaf's ``seeds`` (seed copies
     rejected). No context rules: the prompt carries its context. ``cfg``: a
-    :class:`lab_tools.config.FiltersConfig`."""
+    :class:`lab_tools.config_sections.FiltersConfig`."""
     t = text.strip()
     if len(t) < min_chars:
         return Verdict("too short", f"{plural(len(t), 'character')} < {min_chars}")

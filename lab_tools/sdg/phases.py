@@ -15,9 +15,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab_tools.atomic import write_json_atomic, write_jsonl_atomic, write_text_atomic
+from lab_tools.atomic import write_jsonl_atomic
 from lab_tools.errors import plural
+from lab_tools.jsonl import read_jsonl
+from lab_tools.markdown import code, inline
+from lab_tools.sdg import datacard
 from lab_tools.sdg.filters import REWARD_REJECTION
+from lab_tools.sdg.quality import trigram_repeat_rate
 
 PHASES = ("kt1", "kt2", "st")
 
@@ -33,7 +37,8 @@ def phase_of(kind: str, response_tokens: int, kt_split_tokens: int) -> str:
 
 def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int) -> dict[str, Path]:
     """Write ``kt1/kt2/st.jsonl`` and ``rejected.jsonl`` from finished shards (in leaf order);
-    sets each sample's ``metadata.phase``. Returns the paths by name."""
+    sets each sample's ``metadata.phase`` and writes its metadata in the shared schema of
+    :func:`lab_tools.sdg.datacard.sample_metadata` (one ``DatasetDict``). Returns the paths by name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict]] = {p: [] for p in PHASES}
     rejected = []
@@ -41,7 +46,7 @@ def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int
         for s in shard["samples"]:
             md = s["metadata"]
             md["phase"] = phase_of(md["kind"], md.get("response_tokens", 0), kt_split_tokens)
-            rows[md["phase"]].append(s)
+            rows[md["phase"]].append({**s, "metadata": datacard.sample_metadata(md)})
         rejected += [{"leaf": shard["leaf"], **r} for r in shard["rejected"]]
     paths = {p: out_dir / f"{p}.jsonl" for p in PHASES}
     for p in PHASES:
@@ -54,14 +59,13 @@ def write_phase_datasets(shards: list[dict], out_dir: Path, kt_split_tokens: int
 def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
     """``dataset_card.json`` (``card`` plus ``quality``: :func:`leaf_quality` per leaf, and
     ``scorers``: which scorers ranked the kept samples, both read from the phase files and
-    ``rejected.jsonl`` in ``out_dir``) and ``dataset_card.md`` (one table row per leaf; failed
-    teacher/judge requests shown apart from quality rejections, as failed/sent by stage; then the
-    quality report with examples)."""
-    jpath, mpath = out_dir / "dataset_card.json", out_dir / "dataset_card.md"
+    ``rejected.jsonl`` in ``out_dir``) and ``README.md``, the Hub dataset card
+    (:func:`lab_tools.sdg.datacard.write_dataset_card`: front matter, then one table row per
+    leaf; failed teacher/judge requests shown apart from quality rejections, as failed/sent by
+    stage; then the quality report with examples; leaf paths and model text escaped)."""
     card["quality"] = _quality_of(out_dir, [leaf["leaf"] for leaf in card["leaves"]])
     card["scorers"] = sorted({q["scorer"] for q in card["quality"].values() if q["scorer"] != "none"})
     card["reward_rejected"] = sum(q["rejected"].get(REWARD_REJECTION, 0) for q in card["quality"].values())
-    write_json_atomic(jpath, card, indent=2, newline=True)
     lines = ["# Dataset card", "",
              f"Teacher: `{card['teacher']}` · judge: `{card['judge']}` · prompts: `{card['prompt_version']}`", "",
              *([] if card["settings"].get("model_judges", True) else
@@ -81,11 +85,10 @@ def write_dataset_card(card: dict, out_dir: Path) -> tuple[Path, Path]:
         sent = leaf.get("requests_by_stage") or {}
         err = ", ".join(f"{k}: {n}/{sent.get(k, 0)}" for k, n in sorted((leaf.get("errors") or {}).items())
                         if n) or "0"
-        lines.append(f"| `{leaf['leaf']}` | {leaf['kind']} | {leaf['generated']} | {leaf['kept']} "
+        lines.append(f"| {code(leaf['leaf'])} | {leaf['kind']} | {leaf['generated']} | {leaf['kept']} "
                      f"| {rej} | {mal} | {err} | {'yes' if leaf['cached'] else 'FAILED' if leaf.get('error') else 'no'} |")
     lines += _quality_md(card["quality"])
-    write_text_atomic(mpath, "\n".join(lines) + "\n")
-    return jpath, mpath
+    return datacard.write_dataset_card(out_dir, card, "\n".join(lines) + "\n")
 
 
 SCORERS = ("judge: the model judge's pair score; reward: the reward-model scorer; "
@@ -123,8 +126,6 @@ def leaf_quality(samples: list[dict], rejected: list[dict]) -> dict:
     ``"mean_answer_words"``, ``"scorer"`` (which ranked the samples; ``none`` without samples),
     ``"kept_examples"`` (the 3 best by score: ``{question, answer, score}``), ``"rejected_examples"`` (2: ``{reason,
     detail, question, answer}``, answers the rule filters rejected first)}``."""
-    from lab_tools.sdg.quality import trigram_repeat_rate
-
     answers = [_turn(s, "assistant") for s in samples]
     counts: dict[str, int] = {}
     for r in rejected:
@@ -155,8 +156,6 @@ def quality_line(q: dict, esc=str) -> str:
 
 
 def _quality_of(out_dir: Path, leaves: list[str]) -> dict[str, dict]:
-    from lab_tools.jsonl import read_jsonl
-
     samples: dict[str, list] = {p: [] for p in leaves}
     rejected: dict[str, list] = {p: [] for p in leaves}
     for p in PHASES:
@@ -168,16 +167,14 @@ def _quality_of(out_dir: Path, leaves: list[str]) -> dict[str, dict]:
 
 
 def _quality_md(quality: dict[str, dict]) -> list[str]:
-    def code(text) -> str:
-        return "`" + str(text).replace("`", "'") + "`"
-
     lines = ["", "## Quality report", "",
              "Per leaf: kept samples, rejections by reason, distinct-2 of the kept answers, their mean "
              "repeated-trigram fraction and mean length, the scorer; then three kept and two rejected examples.", ""]
     for leaf, q in quality.items():
-        lines += [f"### `{leaf}`", "", quality_line(q), ""]
-        lines += [f"- kept (score {x['score']}): Q {code(x['question'])} A {code(x['answer'])}" for x in q["kept_examples"]]
-        lines += [f"- rejected ({x['reason']}{'; ' + x['detail'] if x['detail'] else ''}): Q {code(x['question'])} "
-                  f"A {code(x['answer'])}" for x in q["rejected_examples"]]
+        lines += [f"### {code(leaf)}", "", quality_line(q, inline), ""]
+        lines += [f"- kept (score {x['score']}): Q {code(x['question'], 1000)} A {code(x['answer'], 1000)}"
+                  for x in q["kept_examples"]]
+        lines += [f"- rejected ({inline(x['reason'])}{'; ' + inline(x['detail']) if x['detail'] else ''}): "
+                  f"Q {code(x['question'], 1000)} A {code(x['answer'], 1000)}" for x in q["rejected_examples"]]
         lines.append("")
     return lines

@@ -2,7 +2,7 @@
 
 Each task runs its leaf's stages from the leaf's newest checkpoint in the content-addressed cache
 (:mod:`lab_tools.sdg.cache`) to the finished shard, with the same stage code as the local engine
-(:func:`lab_tools.sdg.pipeline._run_rounds` on that one leaf), and writes the same checkpoints and
+(:func:`lab_tools.sdg.rounds.run_rounds` on that one leaf), and writes the same checkpoints and
 shard files. So the cache must be on storage every node sees (``cache_dir`` in ``lab.yaml``), and:
 
 - a killed driver resumes like the local engine: finished shards are reused, started leaves go on
@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lab_tools.errors import LabError
+from lab_tools.sdg.backends import make_teacher, teacher_options
+from lab_tools.sdg.rounds import SDGProgress, failed_stats, finish, run_rounds, stats_of
 
 _WORKER_MODELS: dict = {}  # in each worker process: (spec, cache_dir) -> Teacher
 
@@ -61,8 +63,6 @@ class Models:
 
 
 def _worker_model(spec: str, index: int, cache_dir, opts: dict):
-    from lab_tools.sdg.backends import make_teacher
-
     specs = pool_specs(spec)
     one = specs[index % len(specs)]
     key = (one, str(cache_dir))
@@ -72,14 +72,12 @@ def _worker_model(spec: str, index: int, cache_dir, opts: dict):
 
 
 def run_leaf(job, models: Models, g, tname: str, jname: str, index: int):
-    """Run one leaf (a pipeline ``_Job``) to its shard in this process; returns
+    """Run one leaf (a :class:`lab_tools.sdg.rounds.Job`) to its shard in this process; returns
     ``(LeafStats, shard or None)``. Resumes from the cache, not from the state ``job`` was sent
     with, so a retried task continues where the killed one checkpointed."""
-    from lab_tools.sdg import pipeline
-
     shard = job.cache.shard()
     if shard is not None:  # the killed attempt had finished the leaf
-        return pipeline._stats_of(job.leaf, shard, cached=False), shard
+        return stats_of(job.leaf, shard, cached=False), shard
     ck = job.cache.checkpoint()
     if ck is not None:
         job.state, job.next_stage = ck[1], ck[0] + 1
@@ -87,9 +85,9 @@ def run_leaf(job, models: Models, g, tname: str, jname: str, index: int):
     job.ctx.count_tokens = teacher.count_tokens
     stats, shards = {}, {}
     if job.next_stage >= len(job.stages):
-        pipeline._finish(job, tname, jname, stats, shards)
+        finish(job, tname, jname, stats, shards)
     else:
-        pipeline._run_rounds([job], teacher, judge, g, pipeline._Progress(False), tname, jname,
+        run_rounds([job], teacher, judge, g, SDGProgress(False), tname, jname,
                              stats, shards)
     return stats[job.leaf.path], shards.get(job.leaf.path)
 
@@ -104,7 +102,7 @@ def _import_ray():
 
 def run_on_ray(jobs, cfg, teacher, judge, bar, tname: str, jname: str, stats: dict, shards: dict,
                *, address: str | None = None, max_retries: int = 3) -> None:
-    """Run ``jobs`` (pipeline ``_Job``s) as Ray tasks and fill ``stats``/``shards`` by leaf path.
+    """Run ``jobs`` (:class:`lab_tools.sdg.rounds.Job`) as Ray tasks and fill ``stats``/``shards`` by leaf path.
 
     ``address``: an existing cluster (``ray://HOST:10001`` or ``HOST:6379``; ``auto`` = the one
     this machine belongs to); None = the cluster this process is already connected to, else a
@@ -116,9 +114,6 @@ def run_on_ray(jobs, cfg, teacher, judge, bar, tname: str, jname: str, stats: di
         LabError: Ray not installed, or a Teacher object that cannot be sent to the workers.
     """
     ray = _import_ray()
-    from lab_tools.sdg import pipeline
-    from lab_tools.sdg.backends import teacher_options
-
     g = cfg.generate
     if teacher is not None:
         models = Models(teacher=teacher, judge=judge)
@@ -148,7 +143,7 @@ def run_on_ray(jobs, cfg, teacher, judge, bar, tname: str, jname: str, stats: di
             try:
                 st, shard = ray.get(done[0])
             except ray.exceptions.RayError as exc:
-                st, shard = pipeline._failed_stats(job, f"ray task: {exc}"), None
+                st, shard = failed_stats(job, f"ray task: {exc}"), None
             stats[job.leaf.path] = st
             if shard is not None:
                 shards[job.leaf.path] = shard

@@ -12,8 +12,10 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lab_tools.config import GenerateConfig
+from lab_tools.config_sections import GenerateConfig
+from lab_tools.sdg import quality
 from lab_tools.sdg.backends import ChatRequest, Completion
+from lab_tools.sdg.filters import REWARD_REJECTION, select_top
 from lab_tools.taxonomy.leaf import Leaf
 
 
@@ -46,7 +48,9 @@ def new_state() -> dict:
     """Initial leaf state: candidates, rejected records and counters. ``rejected_by_stage``:
     quality rejections; ``lost``: candidates dropped because their request failed; ``errors`` /
     ``requests_by_stage``: failed / sent requests per pipeline stage (counted by the pipeline);
-    ``first_error``: the first request error's message."""
+    ``first_error``: the first request error's message. ``truncated_prompts`` (requests whose
+    prompt the backend cut to fit) is added by the pipeline when a cut happens, so checkpoints
+    of the earlier shape stay valid."""
     return {"candidates": [], "rejected": [], "generated": 0, "unused": 0,
             "rejected_by_stage": {}, "malformed": {}, "lost": {}, "errors": {},
             "requests_by_stage": {}, "first_error": None, "seconds": 0.0,
@@ -85,8 +89,6 @@ def keep_top(ctx: LeafContext, state: dict, kept: list[dict], stage: str, judge_
     (:func:`lab_tools.sdg.filters.select_top` with ``ctx.scorer``); candidates below the reward
     scorer's threshold are rejected at ``stage`` (reason ``pair evaluation by reward``), the
     others not kept count as unused."""
-    from lab_tools.sdg.filters import REWARD_REJECTION, select_top
-
     dropped = []
 
     def on_reject(cand: dict, detail: str) -> None:
@@ -107,8 +109,6 @@ def novel(state: dict, cand: dict, seeds: list[str], kept: list[dict], threshold
     candidate already in ``kept`` (``threshold``). ``key`` defaults to the question; grounded
     skills pass context + question, since their seed examples often share one question over
     different contexts. Thresholds are ROUGE-L-style similarities in 0..1 (quality.similarity)."""
-    from lab_tools.sdg import quality
-
     text = key(cand)
     if quality.seed_copy(text, seeds, seed_threshold):
         reject(state, cand, "dedup", "near-duplicate of a seed example")

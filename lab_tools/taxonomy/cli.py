@@ -11,12 +11,21 @@ from pathlib import Path
 
 import click
 
+from lab_tools.config import default_root, load_config
 from lab_tools.errors import LabError, UsageError
+from lab_tools.taxonomy.diff import changed_leaves
+from lab_tools.taxonomy.findings import render, summary
+from lab_tools.taxonomy.leaf import iter_leaf_paths, KINDS
+from lab_tools.taxonomy.licenses import check_licenses
+from lab_tools.taxonomy.validate import collect_files, has_errors, validate_tree
 
 
-def _root(root: str | None) -> Path:
-    from lab_tools.config import default_root
+def root_dir(root: str | None) -> Path:
+    """The taxonomy root a command works on: ``root`` as given, else :func:`lab_tools.config.default_root`.
 
+    Raises:
+        UsageError: it is not a directory.
+    """
     path = Path(root) if root is not None else default_root()
     if not path.is_dir():
         raise UsageError(f"taxonomy root {path} is not a directory")
@@ -27,9 +36,6 @@ def _require_leaves(path: Path, given: str | None) -> None:
     """A taxonomy without a single leaf is the wrong folder, not a valid taxonomy: raise a
     LabError naming it (``given``: ROOT as typed; None when it defaulted to ./taxonomy or ``.``).
     Zero *changed* leaves (``--changed-only``) is fine; zero leaves in the tree is not."""
-    from lab_tools.taxonomy.leaf import KINDS
-    from lab_tools.taxonomy.validate import collect_files
-
     if collect_files(path):
         return
     shown = str(path) if path.is_absolute() else f"{path} ({path.absolute()})"
@@ -44,8 +50,6 @@ def _leaf_paths(root: Path, changed_only: bool, base: str | None) -> list[str] |
         raise UsageError("--base only makes sense with --changed-only")
     if not changed_only:
         return None
-    from lab_tools.taxonomy.diff import changed_leaves
-
     return changed_leaves(root, base).changed
 
 
@@ -58,8 +62,6 @@ _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json", "gi
 
 
 def _emit(findings, fmt: str, leaves: int) -> None:
-    from lab_tools.taxonomy.findings import render, summary
-
     text = render(findings, fmt)
     if text:
         click.echo(text)
@@ -81,9 +83,7 @@ def taxonomy():
 def validate(root, changed_only, base, strict, fmt):
     """Check every leaf under ROOT (default ./taxonomy): schema, placement, safe YAML, duplicate
     questions, word limits, yamllint. Prints every finding; exits 1 on any error."""
-    from lab_tools.taxonomy.validate import collect_files, has_errors, validate_tree
-
-    path = _root(root)
+    path = root_dir(root)
     _require_leaves(path, root)
     paths = _leaf_paths(path, changed_only, base)
     findings = validate_tree(path, paths, strict=strict)
@@ -100,9 +100,7 @@ def validate(root, changed_only, base, strict, fmt):
 def diff(root, base, fmt):
     """List the leaves of taxonomy ROOT (default ./taxonomy) changed against --base (committed,
     staged, unstaged, untracked), and deleted ones."""
-    from lab_tools.taxonomy.diff import changed_leaves
-
-    ch = changed_leaves(_root(root), base)
+    ch = changed_leaves(root_dir(root), base)
     if fmt == "json":
         click.echo(json.dumps({"base": ch.base, "changed": ch.changed, "deleted": ch.deleted}))
         return
@@ -125,12 +123,7 @@ def licenses(root, changed_only, base, config_file, fmt):
     """Parse the attribution.txt of each leaf under ROOT (default ./taxonomy), normalize its
     license to SPDX and check the allowlist (lab.yaml licenses.allowlist). Non-commercial /
     no-derivatives licenses are errors."""
-    from lab_tools.config import load_config
-    from lab_tools.taxonomy.leaf import iter_leaf_paths
-    from lab_tools.taxonomy.licenses import check_licenses
-    from lab_tools.taxonomy.validate import has_errors
-
-    path = _root(root)
+    path = root_dir(root)
     _require_leaves(path, root)
     cfg = load_config(path, config_file)
     paths = _leaf_paths(path, changed_only, base)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.errors import LabError
+from lab_tools.gitsafe import find_repo, run_git
 from lab_tools.taxonomy.leaf import KINDS, iter_leaf_paths
 
 DEFAULT_BASES = ("origin/main", "main")
@@ -29,8 +30,6 @@ class LeafChanges:
 
 def _commit(tree, ref: str) -> str | None:
     """The full commit id ``ref`` names in ``tree``, or None."""
-    from lab_tools.gitsafe import run_git
-
     out = run_git(tree, "rev-parse", "--verify", "--quiet", "--end-of-options", ref + "^{commit}", check=False)
     return out.strip() or None
 
@@ -61,8 +60,6 @@ def changed_leaves(root: str | Path, base: str | None = None) -> LeafChanges:
     Raises:
         LabError: ``root`` is not inside a git repository, ``base`` names no ref, or git failed.
     """
-    from lab_tools.gitsafe import find_repo, run_git
-
     root = Path(root)
     tree = find_repo(root)  # never discovery inside root: a PR may have planted git metadata there
     try:

@@ -16,19 +16,21 @@ the line and the ``document.*`` field:
   no credentials in it. ``ssh://``, ``git://``, ``git@host:`` and every other transport are refused.
   ``file://`` URLs, absolute paths and relative paths leaving the repository need
   ``documents.allow_local`` (a local mirror).
-- A remote is fetched with git (``fetch --depth=1`` of exactly ``commit``) with
-  ``http.followRedirects=false`` (a redirect, to any host or scheme, is an error that says so),
-  only the one protocol allowed (``protocol.allow=never`` otherwise), object checks on
-  (``transfer.fsckObjects``), a low-speed abort (under 1 KB/s for 30 s) and a wall-clock limit
-  (``documents.fetch_timeout``). It goes into a cache keyed by the URL and the full commit id,
-  ``<cache>/documents/<sha256(url NUL commit)>``, through a temporary directory renamed into
-  place, so a crash leaves no half cache and a ref name can never be a cache key.
-- ``patterns`` are git wildmatch patterns (gitignore syntax, matched by the ``pathspec`` library:
-  ``*`` stays within a path segment, ``**`` crosses them, a pattern without ``/`` matches at any
-  depth, ``[abc]`` classes) relative to the repo folder; each must select at least one regular
-  file; negations (``!x``) are refused. Symlinks and submodules in the document tree are skipped.
+- A remote is fetched by :mod:`lab_tools.taxonomy.remote`: a partial fetch of exactly ``commit``
+  (trees first, then only the blobs the patterns select), each download stopped at the leaf's
+  byte cap and deleted when refused, with ``http.followRedirects=false`` (a redirect, to any host
+  or scheme, is an error that says so), only the one protocol allowed, object checks on, a
+  low-speed abort and a wall-clock limit (``documents.fetch_timeout``). The cache,
+  ``<cache>/documents/<sha256(url NUL commit)>/``, is locked per entry and bounded in size
+  (``documents.cache_max_bytes``); a ref name can never be a cache key.
+- ``patterns`` are git wildmatch patterns (gitignore syntax, matched by the ``pathspec`` library's
+  translation: ``*`` stays within a path segment, ``**`` crosses them, a pattern without ``/``
+  matches at any depth, ``[abc]`` classes) relative to the repo folder; each must select at least
+  one regular file; negations (``!x``) are refused. Count, length, wildcards and matching time are
+  bounded (:mod:`lab_tools.taxonomy.patterns`), and every pattern is checked before any git call.
+  Symlinks and submodules in the document tree are skipped.
 - The files one leaf selects may total at most ``documents.max_bytes_per_leaf``; sizes come from
-  the tree listing, so nothing is read before the total is known.
+  the object store (``cat-file --batch-check``), so nothing is read before the total is known.
 """
 
 from __future__ import annotations
@@ -36,26 +38,23 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pathspec
-
+from lab_tools.config import default_cache_dir
+from lab_tools.config_sections import DocumentsConfig
 from lab_tools.errors import LabError, plural
-from lab_tools.gitsafe import GitTree, find_repo, git_process, run_git
+from lab_tools.gitsafe import GitTree, find_repo, git_process
 from lab_tools.taxonomy.leaf import Leaf
+from lab_tools.taxonomy.patterns import MAX_PATTERNS, Matcher, MatchTimeout, PatternError, compile_pattern
+from lab_tools.taxonomy.remote import RemoteEntry, has_commit
+from lab_tools.taxonomy.safeyaml import load_yaml_doc
 
 #: a full object id: SHA-1 (40 hex digits) or SHA-256 (64), lower case as git prints them
 COMMIT_RE = re.compile(r"\A(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 #: schemes ``documents.allowed_schemes`` may list (anything else is never fetched)
 SUPPORTED_SCHEMES = ("https", "http")
-#: git aborts a transfer slower than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME seconds
-LOW_SPEED_LIMIT, LOW_SPEED_TIME = 1000, 30
-_TRANSPORTS = ("file", "http", "https", "ssh", "git", "ext")
-_PINNED_REF = "refs/lab/pinned"
 
 
 @dataclass
@@ -78,8 +77,6 @@ class _Where:
         self.file = str(leaf.qna_path)
 
     def error(self, message: str, field: str) -> LabError:
-        from lab_tools.taxonomy.safeyaml import load_yaml_doc
-
         path = tuple(int(p) if p.isdigit() else p for p in field.split("."))
         try:
             doc = load_yaml_doc(self.file)
@@ -109,31 +106,31 @@ def _to_text(path: str, data: bytes, where: _Where, field: str) -> str:
         raise where.error(f"{path} is not UTF-8 text (markdown or plain text expected)", field) from None
 
 
-def _specs(patterns: list, where: _Where) -> list[pathspec.GitIgnoreSpec]:
-    """One wildmatch spec per pattern; refuses non-strings, empty patterns, comments, negations."""
-    specs = []
+def _matcher(patterns: list, where: _Where, seconds: float) -> Matcher:
+    """The leaf's patterns compiled under :mod:`lab_tools.taxonomy.patterns`' bounds (count,
+    length, wildcards, pathspec compile check, probe), matched within ``seconds`` in all."""
+    if len(patterns) > MAX_PATTERNS:
+        raise where.error(f"{len(patterns)} patterns, over the limit of {MAX_PATTERNS} per leaf; "
+                          "use folder patterns (chapters/**/*.md)", "document.patterns")
+    expressions = []
     for i, pat in enumerate(patterns):
-        field = f"document.patterns.{i}"
-        if not isinstance(pat, str) or not pat.strip():
-            raise where.error(f"each pattern must be a non-empty string, not {_shown(pat)}", field)
-        spec = pathspec.GitIgnoreSpec.from_lines([pat])
-        if not spec.patterns or spec.patterns[0].include is not True:
-            raise where.error(f"pattern {_shown(pat)} selects nothing: negations (!) and comments (#) "
-                              "are not supported; list the files to include", field)
-        specs.append(spec)
-    return specs
+        try:
+            expressions.append(compile_pattern(pat))
+        except PatternError as exc:
+            raise where.error(str(exc), f"document.patterns.{i}") from None
+    return Matcher(expressions, seconds)
 
 
-def _tree_files(tree: GitTree, commit: str, subdir: str, label: str, where: _Where) -> dict[str, tuple[str, int]]:
-    """``{path relative to subdir: (blob id, size)}`` of the regular files at ``commit:subdir``."""
-    proc = git_process(tree, "rev-parse", "-q", "--verify", "--end-of-options", f"{commit}^{{commit}}")
-    if proc.returncode != 0 or proc.stdout.decode().strip() != commit:
+def _tree_files(tree: GitTree, commit: str, subdir: str, label: str, where: _Where) -> dict[str, str]:
+    """``{path relative to subdir: blob id}`` of the regular files at ``commit:subdir`` (trees
+    only: a remote entry may not hold the blobs yet)."""
+    if not has_commit(tree, commit):
         raise where.error(f"commit {commit} not found in {label}", "document.commit")
     treeish = f"{commit}:{subdir}" if subdir else f"{commit}^{{tree}}"
     kind = git_process(tree, "cat-file", "-t", "--", treeish)
     if kind.returncode != 0 or kind.stdout.strip() != b"tree":
         raise where.error(f"{subdir!r} is not a folder at commit {commit[:12]} of {label}", "document.repo")
-    out = git_process(tree, "ls-tree", "-r", "-l", "-z", "--", treeish)
+    out = git_process(tree, "ls-tree", "-r", "-z", "--", treeish)
     if out.returncode != 0:
         raise where.error(f"cannot list {label} at commit {commit[:12]}", "document.repo")
     files = {}
@@ -141,36 +138,66 @@ def _tree_files(tree: GitTree, commit: str, subdir: str, label: str, where: _Whe
         if not entry:
             continue
         meta, _, path = entry.partition(b"\t")
-        mode, otype, oid, size = meta.split()
+        mode, otype, oid = meta.split()
         if otype == b"blob" and mode in (b"100644", b"100755"):
-            files[path.decode("utf-8", "surrogateescape")] = (oid.decode(), int(size))
+            files[path.decode("utf-8", "surrogateescape")] = oid.decode()
     return files
 
 
-def _read_tree(tree: GitTree, commit: str, subdir: str, patterns: list, label: str, where: _Where,
-               max_bytes: int) -> list[Document]:
+def _sizes(tree: GitTree, oids: list[str]) -> dict[str, int | None]:
+    """``{blob id: size in bytes, or None when the repository lacks it}`` (``cat-file
+    --batch-check``: reads no content and, with no promisor remote configured, fetches nothing)."""
+    if not oids:
+        return {}
+    proc = git_process(tree, "cat-file", "--batch-check", "--", input="".join(f"{o}\n" for o in oids).encode())
+    sizes: dict[str, int | None] = {o: None for o in oids}
+    for line in proc.stdout.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "blob" and parts[0] in sizes:
+            sizes[parts[0]] = int(parts[2])
+    return sizes
+
+
+def _read_tree(tree: GitTree, commit: str, subdir: str, patterns: list, matcher: Matcher, label: str,
+               where: _Where, settings, entry: RemoteEntry | None = None) -> list[Document]:
     files = _tree_files(tree, commit, subdir, label, where)
     chosen: dict[str, int] = {}  # path -> index of the first pattern selecting it
-    for i, spec in enumerate(_specs(patterns, where)):
-        hits = sorted(p for p in files if spec.match_file(p))
+    for i in range(len(patterns)):
+        try:
+            hits = matcher.select(i, files)
+        except MatchTimeout:
+            raise where.error(f"matching the patterns took over {matcher.seconds:g} s (lab.yaml "
+                              f"documents.match_timeout); pattern {_shown(patterns[i])} is too slow: "
+                              "use fewer wildcards", f"document.patterns.{i}") from None
         if not hits:
             raise where.error(f"pattern {_shown(patterns[i])} matches no file at commit {commit[:12]} of {label}",
                               f"document.patterns.{i}")
         for p in hits:
             chosen.setdefault(p, i)
-    total = sum(files[p][1] for p in chosen)
+    max_bytes = settings.max_bytes_per_leaf
+    oids = sorted({files[p] for p in chosen})
+    sizes = _sizes(tree, oids)
+    missing = [o for o, n in sizes.items() if n is None]
+    present = sum(n for n in sizes.values() if n is not None)
+    source = tree
+    if missing and entry is not None and present <= max_bytes:  # remote: fetch what the patterns chose
+        source = entry.fetch_blobs(missing, max_bytes - present)
+        sizes = _sizes(source, oids)
+    total = sum(n or 0 for n in sizes.values())
     if total > max_bytes:
         raise where.error(f"the patterns select {plural(len(chosen), 'file')} of {total:,} bytes in all, over the "
                           f"limit of {max_bytes:,} bytes per leaf (lab.yaml documents.max_bytes_per_leaf)",
                           "document.patterns")
     docs = []
     for p, i in chosen.items():
-        oid, size = files[p]
-        blob = git_process(tree, "cat-file", "blob", "--", oid)
-        if blob.returncode != 0 or len(blob.stdout) != size:
+        oid, size = files[p], sizes[files[p]]
+        blob = git_process(source, "cat-file", "blob", "--", oid)
+        if size is None or blob.returncode != 0 or len(blob.stdout) != size:
             raise where.error(f"cannot read {p} at commit {commit[:12]} of {label}", f"document.patterns.{i}")
         docs.append(Document(path=p, text=_to_text(p, blob.stdout, where, f"document.patterns.{i}"),
                              repo=label, commit=commit, sha256=hashlib.sha256(blob.stdout).hexdigest()))
+    if source is not tree:
+        entry.adopt(source)  # within the cap and readable: keep the blobs in the cache
     return docs
 
 
@@ -209,60 +236,6 @@ def _check_remote(url: str, settings, where: _Where) -> str:
     return scheme
 
 
-def _git_fetch(tree: GitTree, url: str, scheme: str, commit: str, timeout: float, where: _Where) -> None:
-    config = [f"protocol.{t}.allow={'always' if t == scheme else 'never'}" for t in _TRANSPORTS]
-    config += ["protocol.allow=never", "http.followRedirects=false", f"http.lowSpeedLimit={LOW_SPEED_LIMIT}",
-               f"http.lowSpeedTime={LOW_SPEED_TIME}", "transfer.fsckObjects=true", "gc.auto=0",
-               "fetch.recurseSubmodules=false", "credential.helper="]
-    args = [a for c in config for a in ("-c", c)]
-    try:
-        proc = git_process(tree, *args, "fetch", "--quiet", "--no-tags", "--depth=1", "--",
-                           url, f"+{commit}:{_PINNED_REF}", timeout=timeout)
-    except LabError:
-        raise where.error(f"cannot fetch {url}: no answer within {timeout:g} s "
-                          "(lab.yaml documents.fetch_timeout)", "document.repo") from None
-    if proc.returncode == 0:
-        return
-    err = proc.stderr.decode("utf-8", "replace")
-    redirect = re.search(r"returned error: (30\d)", err)
-    if redirect:
-        raise where.error(f"{url} answered with a redirect (HTTP {redirect.group(1)}); redirects are not "
-                          "followed: pin the repository's final URL", "document.repo")
-    last = (err.strip().splitlines() or ["no message"])[-1][:300]
-    raise where.error(f"cannot fetch commit {commit[:12]} from {url}: {last}", "document.repo")
-
-
-def _has_commit(tree: GitTree, commit: str) -> bool:
-    proc = git_process(tree, "rev-parse", "-q", "--verify", "--end-of-options", f"{commit}^{{commit}}")
-    return proc.returncode == 0 and proc.stdout.decode().strip() == commit
-
-
-def _fetch(url: str, scheme: str, commit: str, cache_dir: Path, settings, where: _Where) -> GitTree:
-    """A repository in the cache holding ``commit`` of ``url`` (fetched on first use)."""
-    key = hashlib.sha256(f"{url}\0{commit}".encode()).hexdigest()
-    dest = cache_dir / "documents" / key
-    cached = GitTree(dest / ".git", dest)
-    if (dest / ".git" / "HEAD").is_file() and _has_commit(cached, commit):
-        return cached
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest.parent))
-    try:
-        tree = GitTree(tmp / ".git", tmp)
-        run_git(tree, "init", "--quiet")
-        _git_fetch(tree, url, scheme, commit, settings.fetch_timeout, where)
-        if not _has_commit(tree, commit):
-            raise where.error(f"{url} did not send commit {commit[:12]}", "document.commit")
-        shutil.rmtree(dest, ignore_errors=True)  # a stale entry without the commit
-        try:
-            os.replace(tmp, dest)
-        except OSError:  # another process filled the cache first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return cached
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _sub(target: Path, tree: GitTree) -> str:
     sub = target.relative_to(tree.work_tree).as_posix()
     return "" if sub == "." else sub
@@ -299,8 +272,9 @@ def resolve_documents(leaf: Leaf, *, cache_dir: Path | None = None, settings=Non
 
     Args:
         leaf: a knowledge leaf.
-        cache_dir: where fetched remotes are kept (default: the user cache).
-        settings: :class:`lab_tools.config.DocumentsConfig` (default: its defaults); the caller
+        cache_dir: the cache root; fetched remotes are kept in its ``documents/`` folder
+            (default: the user cache, :func:`lab_tools.config.default_cache_dir`).
+        settings: :class:`lab_tools.config_sections.DocumentsConfig` (default: its defaults); the caller
             passes the trusted configuration, never one read from a pull request.
         allow_local: overrides ``settings.allow_local`` when given.
 
@@ -313,8 +287,6 @@ def resolve_documents(leaf: Leaf, *, cache_dir: Path | None = None, settings=Non
         a pattern matching nothing, files over the size limit, a document that is not text.
     """
     from dataclasses import replace
-
-    from lab_tools.config import DocumentsConfig, default_cache_dir
 
     settings = settings if settings is not None else DocumentsConfig()
     if allow_local is not None:
@@ -333,13 +305,14 @@ def resolve_documents(leaf: Leaf, *, cache_dir: Path | None = None, settings=Non
     if not isinstance(patterns, list) or not patterns:
         raise where.error("missing patterns", "document.patterns")
     repo_ref = repo_ref.strip()
+    matcher = _matcher(patterns, where, settings.match_timeout)  # every pattern checked before any git call
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", repo_ref):
         scheme = _check_remote(repo_ref, settings, where)
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        tree = _fetch(repo_ref, scheme, commit, cache, settings, where)
-        return _read_tree(tree, commit, "", patterns, repo_ref, where, settings.max_bytes_per_leaf)
+        with RemoteEntry(repo_ref, scheme, commit, cache, settings, where) as entry:
+            return _read_tree(entry.tree, commit, "", patterns, matcher, repo_ref, where, settings, entry)
     if re.match(r"^[\w.-]+@[\w.-]+:", repo_ref) or "::" in repo_ref:
         raise where.error("only https:// remotes (or a path inside this repository) are allowed",
                           "document.repo")
     tree, subdir = _local(leaf, repo_ref, settings.allow_local, where)
-    return _read_tree(tree, commit, subdir, patterns, repo_ref, where, settings.max_bytes_per_leaf)
+    return _read_tree(tree, commit, subdir, patterns, matcher, repo_ref, where, settings)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_tools.errors import LabError
+from lab_tools.taxonomy.safeyaml import load_yaml_file
 
 KINDS = ("knowledge", "foundational_skills", "compositional_skills")
 #: the files a leaf folder may hold (InstructLab taxonomy: the leaf and its attribution); documents
@@ -127,8 +128,6 @@ def load_leaf(root: str | Path, path: str) -> Leaf:
         LabError: naming the file when it is missing, unreadable, not a mapping, or a symlink (or
             in a symlinked folder).
     """
-    from lab_tools.taxonomy.safeyaml import load_yaml_file  # hostile-input-safe parser
-
     root = Path(root)
     rel = Path(path)
     if rel.name == "qna.yaml":

@@ -9,7 +9,9 @@ Checks, per file (each becomes a :class:`Finding`; CONTRIBUTING.md "Checks" expl
    duplicate keys, a mapping at the top;
 3. version: skills 1-3, knowledge 3; knowledge 1-2 are refused as deprecated (InstructLab dropped
    them: knowledge-SDG needs a pinned document and contexts);
-4. the JSON Schema for (kind, version) from ``schemas/`` (InstructLab's constraints);
+4. the JSON Schema for (kind, version) from ``schemas/`` (InstructLab's constraints); and the
+   bounds of knowledge ``document.patterns`` (:mod:`lab_tools.taxonomy.patterns`: count, length,
+   wildcards, a pattern git wildmatch can compile, none pathological for the matcher);
 5. duplicate seed questions: the same (context, question) pair twice. For skills each seed example
    is one (context, question, answer), so a repeated pair is an error; a knowledge seed example is
    one context with several questions, so the same question twice in one seed example is an error,
@@ -39,6 +41,7 @@ from pathlib import Path
 from lab_tools.errors import LabError, plural
 from lab_tools.taxonomy.findings import Finding, render, summary  # noqa: F401  (re-exported)
 from lab_tools.taxonomy.leaf import KINDS, LEAF_FILES, SYMLINK_MESSAGE
+from lab_tools.taxonomy.patterns import MAX_PATTERNS, check_pattern
 from lab_tools.taxonomy.safeyaml import YamlDoc, load_yaml_doc
 from lab_tools.taxonomy.schema import DEPRECATED_KNOWLEDGE, SUPPORTED, family, validator
 
@@ -294,6 +297,28 @@ def _extra_findings(doc: YamlDoc, fam: str, shown: str, strict: bool) -> list[Fi
     return out
 
 
+def _pattern_findings(doc: YamlDoc, fam: str, shown: str) -> list[Finding]:
+    """Check 4b: ``document.patterns`` within :mod:`lab_tools.taxonomy.patterns`' bounds (count,
+    length, wildcards, a pattern pathspec compiles, not pathological), one finding per pattern."""
+    document = doc.data.get("document") if fam == "knowledge" else None
+    patterns = document.get("patterns") if isinstance(document, dict) else None
+    if not isinstance(patterns, list):
+        return []
+    out = []
+    if len(patterns) > MAX_PATTERNS:
+        line, col = doc.position(("document", "patterns"))
+        out.append(Finding(shown, line, col, "document.patterns", f"{len(patterns)} patterns, over the limit of "
+                           f"{MAX_PATTERNS} per leaf; use folder patterns (chapters/**/*.md)"))
+    for i, pat in enumerate(patterns):
+        if not isinstance(pat, str) or not pat:
+            continue  # the schema reports its type or emptiness
+        problem = check_pattern(pat)
+        if problem:
+            line, col = doc.position(("document", "patterns", i))
+            out.append(Finding(shown, line, col, f"document.patterns.{i}", problem))
+    return out
+
+
 def _lint_findings(text: str, shown: str) -> list[Finding]:
     # We already parsed the file with libyaml, so skip yamllint's own syntax pass and ask only
     # for its cosmetic problems (yamllint's API; honours `# yamllint disable` comments).
@@ -341,6 +366,7 @@ def validate_file(root: str | Path, rel: str | Path, *, strict: bool = False,
         out.append(Finding(shown, line, col, "version", f"unsupported version {version} for {kind} (use {want})"))
         return out
     out += _schema_findings(doc, fam, version, shown)
+    out += _pattern_findings(doc, fam, shown)
     out += _extra_findings(doc, fam, shown, strict)
     if version >= 2:
         out += _lint_findings(doc.text, shown)

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import click
 
+from lab_tools.config import load_config
 from lab_tools.errors import UsageError
-from lab_tools.plan import plan_options
+from lab_tools.feedback.rm import train_cli
+from lab_tools.models import require_local_model_dir
+from lab_tools.plan_cli import plan_cli, plan_options
+from lab_tools.progress import silence_library_bars
+from lab_tools.train.pref import pref_cli
 
 
 def _check_models(cfg, model, phase, reward_model) -> None:
@@ -19,8 +24,6 @@ def _check_models(cfg, model, phase, reward_model) -> None:
         LabError: naming the option or setting and the path
         (:func:`lab_tools.models.require_local_model_dir`).
     """
-    from lab_tools.models import require_local_model_dir
-
     if phase == "rm" and cfg.feedback.rm_base:
         require_local_model_dir(cfg.feedback.rm_base, "feedback.rm_base")
     elif phase != "pref" or model is not None:  # pref trains the run's own ST model
@@ -57,18 +60,13 @@ def _check_models(cfg, model, phase, reward_model) -> None:
 def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, quiet, phase, reward_model,
           allow_untrained, plan, as_json, gpu_memory):
     """Train the student through KT/1 -> KT/2 -> ST with replay buffers and checkpoint selection."""
-    from lab_tools.progress import silence_library_bars
-
     silence_library_bars(quiet=quiet)
-    from lab_tools.config import load_config
     from lab_tools.train.phases import train_phases
 
     cfg = load_config(".", config_file)
     cfg.override("train.preset", preset)
     cfg.override("train.student", model)
     if plan:  # before anything else: reads config.json files only
-        from lab_tools.plan import plan_cli
-
         plan_cli("train", cfg, as_json=as_json, gpu_memory=gpu_memory, student=model, phase=phase,
                  phases=tuple(p.strip() for p in phases.split(",") if p.strip()))
         return
@@ -76,13 +74,9 @@ def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, 
         raise UsageError("Missing option '--data' (needed unless --plan).")
     _check_models(cfg, model, phase, reward_model)  # before anything is loaded
     if phase == "rm":
-        from lab_tools.feedback.rm import train_cli
-
         train_cli(data_dir, out_dir, cfg, progress=not quiet)
         return
     if phase == "pref":
-        from lab_tools.train.pref import pref_cli
-
         pref_cli(out_dir, data_dir, cfg, reward_model=reward_model, judge=judge, progress=not quiet)
         return
     wanted = tuple(p.strip() for p in phases.split(",") if p.strip())
@@ -92,6 +86,6 @@ def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, 
                           phases=wanted, resume=resume,
                           judge=judge or cfg.generate.judge or cfg.generate.teacher,
                           progress=not quiet, cache_dir=cfg.cache_path, allow_untrained=allow_untrained,
-                          judge_rates=bool(judge) or cfg.generate.model_judges)
+                          judge_rates=bool(judge) or cfg.generate.model_judges, report_to=cfg.train.report_to)
     click.echo(f"selected model: {result.selected}")
     click.echo(f"manifest: {result.out_dir / 'manifest.json'}")

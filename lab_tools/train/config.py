@@ -5,7 +5,7 @@ settings, selection caps, optional LoRA), one :class:`PhaseConfig` per phase (LA
 learning rate, effective batch size, context length, warm-up, epochs; plus the replay fraction)
 and a :class:`PlanConfig` (what ``--plan`` assumes: model configs, FSDP GPU count).
 Unknown keys, wrong types and values outside a field's range (each section's ``RANGES`` table,
-:class:`lab_tools.config.Range`) are errors, all reported together (:class:`ConfigError`).
+:class:`lab_tools.config_rules.Range`) are errors, all reported together (:class:`ConfigError`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from lab_tools.config import NON_NEGATIVE, POSITIVE, Range, fill_dataclass
+from lab_tools.config_rules import fill_dataclass, NON_NEGATIVE, POSITIVE, Range
 from lab_tools.errors import ConfigError, LabError
 
 PHASES = ("kt1", "kt2", "st")

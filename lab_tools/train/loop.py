@@ -12,11 +12,16 @@ Resume: the full state (weights, optimizer, scheduler, RNG) is saved with
 ``Accelerator.save_state`` into ``<phase>/state`` atomically (tmp dir, then rename) at the end of
 every epoch and every ``save_state_steps`` steps; data order is a pure function of seed and epoch,
 so a resumed run replays exactly the steps the killed one had not saved.
+
+Tracking: each step's metric row also goes to Accelerate's tracker chosen by ``train.report_to``
+(TensorBoard by default; :mod:`lab_tools.train.tracking`); ``metrics.csv`` and ``loss.png``
+are written from the same rows by :mod:`lab_tools.train.phases`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -26,10 +31,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab_tools.atomic import atomic_dir, write_json_atomic
+from lab_tools.atomic import write_json_atomic
+from lab_tools.errors import LabError
 from lab_tools.progress import Progress
+from lab_tools.runpaths import portable, record, resolve
+from lab_tools.train.checkpoints import load_trainable, mixed_precision, save_dtype, save_hf_checkpoint
 from lab_tools.train.config import PhaseConfig, Preset
 from lab_tools.train.data import IGNORE, Tokenized, collate_packed, pack
+from lab_tools.train.launch import on_cpu, process_group
+from lab_tools.train.tracking import accelerate_tracker, finish_tracking, start_tracking, step_values
+from lab_tools.weights import file_digests
 
 
 def lr_factor(step: int, warmup_steps: int) -> float:
@@ -45,78 +56,35 @@ def write_json(path: Path, data) -> None:
 
 @dataclass
 class PhaseRun:
-    """Outcome of one phase's training: epoch checkpoints (HF dirs), metric rows, step count,
-    and the number of processes that trained it."""
+    """Outcome of one phase's training: epoch checkpoints (HF dirs, absolute paths), metric rows,
+    step count, the number of processes that trained it, and ``digests``: ``{checkpoint:
+    {model file: sha256}}`` taken when each checkpoint was written (:mod:`lab_tools.weights`).
+    ``run.json`` stores the paths relative to the phase folder (:mod:`lab_tools.runpaths`)."""
     checkpoints: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
     steps: int = 0
     world_size: int = 1
     started_from: str = ""
+    digests: dict = field(default_factory=dict)
 
+    @classmethod
+    def read(cls, path: Path) -> "PhaseRun":
+        """The run recorded in ``path`` (a phase's ``run.json``), its paths resolved against the
+        phase folder (absolute or current-folder-relative paths of older runs still read)."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        base = path.parent
+        data["checkpoints"] = [str(resolve(c, base)) for c in data.get("checkpoints") or []]
+        data["digests"] = {str(resolve(c, base)): d for c, d in (data.get("digests") or {}).items()}
+        if data.get("started_from"):
+            data["started_from"] = str(resolve(data["started_from"], base))
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
-# Variables a launcher sets for the size of the job: torchrun / torch elastic, MPI (mpirun).
-_WORLD_ENV = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def _launched_world() -> int:
-    from accelerate.utils import get_int_from_env
-
-    return get_int_from_env(list(_WORLD_ENV), 1)
-
-
-def _on_cpu() -> bool:
-    """True when Accelerate would put this process on the CPU (no GPU or other accelerator), or
-    ``accelerate launch --cpu`` asked for it (``ACCELERATE_USE_CPU``)."""
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    return parse_flag_from_env("ACCELERATE_USE_CPU") or \
-        PartialState.default_device.fget(None).type == "cpu"
-
-
-def process_group():
-    """Join the process group this process was launched into, on CPU as on GPU; returns
-    Accelerate's ``PartialState`` (``num_processes``, ``process_index``, barriers).
-
-    Why ``cpu=True`` on a machine without an accelerator: Accelerate (1.x,
-    ``PartialState._prepare_backend``) picks a multi-process type from ``LOCAL_RANK`` only for an
-    accelerator backend (NCCL, ...), and ``MULTI_CPU`` (gloo) only when told ``cpu=True``; without
-    it, every process of ``torchrun --nproc_per_node 2`` reports ``DistributedType.NO``, world
-    size 1, and trains alone into the same output dir.
-
-    Raises:
-        LabError: the launcher started several processes but this one would run alone
-        (``WORLD_SIZE`` > 1, world size 1), or ``accelerate launch`` was asked for several
-        processes and started only this one (its ``--cpu`` / no-GPU launcher starts one process
-        unless given an MPI hostfile), or FSDP was asked for (``ACCELERATE_USE_FSDP``) on the
-        CPU: Accelerate's ``FullyShardedDataParallelPlugin`` requires a GPU or other
-        accelerator device, and its ``MULTI_CPU`` type never becomes ``FSDP``.
-    """
-    from accelerate import PartialState
-
-    from lab_tools.errors import LabError
-
-    from accelerate.utils import parse_flag_from_env
-
-    if parse_flag_from_env("ACCELERATE_USE_FSDP") and _on_cpu():
-        raise LabError("FSDP was asked for, but this process runs on the CPU, where Accelerate "
-                       "has no FSDP (it needs a GPU or other accelerator); on CPU use DDP: "
-                       "`accelerate launch --multi_gpu` or `torchrun`", field="distributed")
-    state = PartialState(cpu=_on_cpu())
-    launched = _launched_world()
-    if launched > 1 and state.num_processes != launched:
-        raise LabError(f"launched as one of {launched} processes, but Accelerate set up a world of "
-                       f"{state.num_processes} ({state.distributed_type}); each process would train "
-                       "alone into the same output dir", field="world_size")
-    if launched == 1 and state.num_processes == 1 and "ACCELERATE_MIXED_PRECISION" in os.environ \
-            and "MASTER_ADDR" in os.environ and "RANK" not in os.environ:
-        raise LabError(
-            "`accelerate launch` was asked for several processes but started only this one (its "
-            "--cpu launcher starts several only through MPI, --mpirun_hostfile); on CPU launch "
-            "with `accelerate launch --multi_gpu --num_processes N -m lab_tools.train ...` or "
-            "`torchrun --nproc_per_node N -m lab_tools.train ...` (lab train then uses gloo)",
-            field="world_size")
-    return state
+    def write(self, path: Path) -> None:
+        """Write ``run.json`` at ``path``, paths relative to its folder where they lie in or beside it."""
+        base = path.parent
+        data = portable(self.__dict__, base)
+        data["started_from"] = record(self.started_from, base) if self.started_from else ""
+        write_json(path, data)
 
 
 def step_batches(n: int, ebs: int, seed: int, epoch: int) -> list[list[int]]:
@@ -174,84 +142,6 @@ def accumulate(accelerator, model, groups: list[list[Tokenized]], n_loss_global:
     return loss_sum, real, elems
 
 
-def _mixed_precision(preset: Preset) -> str:
-    import torch
-
-    if preset.mixed_precision == "auto":
-        return "bf16" if torch.cuda.is_available() else "no"
-    return preset.mixed_precision
-
-
-def _save_dtype(preset: Preset):
-    import torch
-
-    if preset.save_dtype == "auto":
-        return torch.bfloat16 if _mixed_precision(preset) == "bf16" else None
-    return None if preset.save_dtype == "float32" and preset.dtype in ("auto", "float32") \
-        else getattr(torch, preset.save_dtype)
-
-
-def trainable_config(model_path):
-    """The model's config, without a GGUF ``quantization_config`` left over from a GGUF
-    conversion (the embedded model's cache: its weights are plain floats, but transformers would
-    refuse to train or save a model it believes is "quantized with gguf")."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path)
-    qc = getattr(config, "quantization_config", None)
-    if isinstance(qc, dict) and qc.get("quant_method") == "gguf":
-        del config.quantization_config
-    return config
-
-
-def load_trainable(model_path: str | Path, preset: Preset):
-    """Load ``(model, tokenizer)`` for training in the preset's dtype (``auto`` = float32 master
-    weights; bf16 compute comes from Accelerate mixed precision), with LoRA when configured."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dtype = torch.float32 if preset.dtype == "auto" else getattr(torch, preset.dtype)
-    tok = AutoTokenizer.from_pretrained(model_path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, config=trainable_config(model_path), dtype=dtype)
-    if preset.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if preset.lora.r > 0:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=preset.lora.r, lora_alpha=preset.lora.alpha, lora_dropout=preset.lora.dropout,
-            target_modules=preset.lora.target_modules, task_type="CAUSAL_LM"))
-    model.train()
-    return model, tok
-
-
-def save_hf_checkpoint(accelerator, model, tok, target: Path, lora: bool, dtype=None) -> None:
-    """Save a loadable Hugging Face directory (safetensors + tokenizer + config) atomically.
-    LoRA adapters are merged into the base weights so the checkpoint loads like any model.
-    ``dtype``: cast floating weights on save (bf16 halves the size of a 7B checkpoint)."""
-    import copy
-
-    accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    state = None if lora else accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        with atomic_dir(target) as tmp:
-            if lora:
-                merged = copy.deepcopy(unwrapped).merge_and_unload()
-                if dtype is not None:
-                    merged = merged.to(dtype)
-                merged.save_pretrained(tmp, safe_serialization=True)
-            else:
-                if dtype is not None:
-                    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-                    unwrapped.config.dtype = dtype
-                unwrapped.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-            tok.save_pretrained(tmp)
-    accelerator.wait_for_everyone()
-
-
 def _save_state(accelerator, phase_dir: Path, progress: dict) -> None:
     state, tmp, old = phase_dir / "state", phase_dir / "state.tmp", phase_dir / "state.old"
     if accelerator.is_main_process:
@@ -277,10 +167,12 @@ def _find_state(phase_dir: Path) -> Path | None:
 
 def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cfg: PhaseConfig,
                 preset: Preset, phase_dir: Path, *, resume: bool = True, progress: bool = True,
-                log=None) -> PhaseRun:
+                log=None, report_to: str = "none") -> PhaseRun:
     """Train one phase from ``model_path`` on ``samples``; one HF checkpoint per epoch under
     ``phase_dir/epoch-N``. A finished phase (``phase_dir/run.json``) is returned without work;
-    an unfinished one continues from ``phase_dir/state`` when ``resume``.
+    an unfinished one continues from ``phase_dir/state`` when ``resume``. ``report_to``: the
+    experiment tracker each optimizer step's metrics also go to (``train.report_to``;
+    :mod:`lab_tools.train.tracking`; TensorBoard into ``phase_dir/../tensorboard/<phase>``).
 
     Returns a :class:`PhaseRun`; ``rows`` hold per-step ``phase, epoch, step, loss, lr,
     tokens_per_s, real_token_fraction, samples``.
@@ -289,13 +181,16 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    phase_dir = Path(os.path.abspath(phase_dir))  # checkpoint paths are absolute while running
     phase_dir.mkdir(parents=True, exist_ok=True)
     done_file = phase_dir / "run.json"
     if done_file.is_file():
-        return PhaseRun(**json.loads(done_file.read_text(encoding="utf-8")))
+        return PhaseRun.read(done_file)
 
     process_group()
-    accelerator = Accelerator(mixed_precision=_mixed_precision(preset), cpu=_on_cpu())
+    tracker = accelerate_tracker(report_to, phase_dir.parent, phase)
+    accelerator = Accelerator(mixed_precision=mixed_precision(preset), cpu=on_cpu(),
+                              log_with=[tracker] if tracker is not None else None)
     _check_same_start(accelerator, model_path)
     set_seed(preset.seed)
     model, tok = load_trainable(model_path, preset)
@@ -308,11 +203,15 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
 
-    prog = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "rows": [], "checkpoints": []}
+    # checkpoints and their digests are recorded by name inside phase_dir ("epoch-1"), so a
+    # folder moved between a kill and its resume still resumes
+    prog = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "rows": [], "checkpoints": [], "digests": {}}
     found = _find_state(phase_dir) if resume else None
     if found is not None:
         accelerator.load_state(str(found))
         prog = json.loads((found / "progress.json").read_text(encoding="utf-8"))
+        prog["checkpoints"] = [record(resolve(c, phase_dir), phase_dir) for c in prog["checkpoints"]]
+        prog.setdefault("digests", {})
 
     ebs = cfg.effective_batch_size
     steps_per_epoch = max(1, math.ceil(len(samples) / ebs)) if samples else 0
@@ -320,6 +219,8 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
     rank, world = accelerator.process_index, accelerator.num_processes
     bar = Progress(progress and accelerator.is_main_process, stage="train")  # bars, or lines in CI logs
     bar.add(phase, total, done=prog["global_step"])
+    start_tracking(accelerator, phase, {"phase": phase, "start": str(model_path), "samples": len(samples),
+                                        "phase_config": dataclasses.asdict(cfg), "preset": preset.to_dict()})
     try:
         for epoch in range(prog["epoch"], cfg.epochs):
             steps = step_batches(len(samples), ebs, preset.seed, epoch)
@@ -347,6 +248,7 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                        "samples": len(batch), "tokens": int(stats[1]), "seconds": dt,
                        "world_size": world}
                 prog["rows"].append(row)
+                accelerator.log(step_values(row), step=prog["global_step"])
                 bar.advance(phase, 1, note=f"e{epoch + 1} loss {row['loss']:.3f} "
                                            f"real {row['real_token_fraction']:.0%} {row['tokens_per_s']:.0f} tok/s")
                 if log is not None:
@@ -357,18 +259,22 @@ def train_phase(model_path: str | Path, samples: list[Tokenized], phase: str, cf
                     _save_state(accelerator, phase_dir, prog)
             ckpt = phase_dir / f"epoch-{epoch + 1}"
             save_hf_checkpoint(accelerator, model, tok, ckpt, lora=preset.lora.r > 0,
-                               dtype=_save_dtype(preset))
-            if str(ckpt) not in prog["checkpoints"]:
-                prog["checkpoints"].append(str(ckpt))
+                               dtype=save_dtype(preset))
+            if ckpt.name not in prog["checkpoints"]:
+                prog["checkpoints"].append(ckpt.name)
+            if accelerator.is_main_process:  # the weights' digests when written (lab_tools.weights)
+                prog["digests"][ckpt.name] = file_digests(ckpt)
             prog["epoch"], prog["step_in_epoch"] = epoch + 1, 0
             if epoch + 1 < cfg.epochs:  # after the last epoch run.json (below) is the state
                 _save_state(accelerator, phase_dir, prog)
     finally:
         bar.stop()
-    run = PhaseRun(checkpoints=prog["checkpoints"], rows=prog["rows"], steps=prog["global_step"],
-                   world_size=world, started_from=str(model_path))
+        finish_tracking(accelerator)
+    run = PhaseRun(checkpoints=[str(resolve(c, phase_dir)) for c in prog["checkpoints"]], rows=prog["rows"],
+                   steps=prog["global_step"], world_size=world, started_from=str(model_path),
+                   digests={str(resolve(c, phase_dir)): d for c, d in prog["digests"].items()})
     if accelerator.is_main_process:
-        write_json(done_file, run.__dict__)
+        run.write(done_file)
         shutil.rmtree(phase_dir / "state", ignore_errors=True)  # large; the phase is finished
     accelerator.wait_for_everyone()
     del model, optimizer
@@ -381,8 +287,6 @@ def _check_same_start(accelerator, model_path) -> None:
     after the previous phase); DDP would otherwise hide a mismatch by broadcasting rank 0's
     weights."""
     from accelerate.utils import gather_object
-
-    from lab_tools.errors import LabError
 
     if accelerator.num_processes > 1:
         starts = sorted(set(gather_object([str(model_path)])))

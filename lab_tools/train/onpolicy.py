@@ -24,7 +24,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from lab_tools.atomic import write_json_atomic, write_jsonl_atomic
 from lab_tools.errors import LabError
+from lab_tools.eval.decisions import compare
+from lab_tools.eval.stats import bootstrap_mean
+from lab_tools.feedback.evaluate import evenly_spaced, load_rm, rewards
+from lab_tools.jsonl import read_jsonl
 
 FORMAT = "onpolicy-1"
 
@@ -96,8 +101,6 @@ def sample_answers(model, tok, prompts: list[list[dict]], n: int, *, max_new_tok
 def rm_score_fn(rm_dir: str, max_length: int, *, skip_empty: bool = True):
     """``score(prompts, answers) -> [reward | None]``: the reward model at ``rm_dir`` on each
     (prompt messages, answer); None for an empty answer when ``skip_empty``."""
-    from lab_tools.feedback.evaluate import load_rm, rewards
-
     model, tok = load_rm(rm_dir)
 
     def score(prompts: list[list[dict]], answers: list[str]) -> list[float | None]:
@@ -145,8 +148,6 @@ def build_pairs(st_dir: str, rows: list[dict], rm_dir: str | None, pc, out_dir: 
     if rec_path.is_file() and pairs_path.is_file():
         record = json.loads(rec_path.read_text(encoding="utf-8"))
         if record.get("key") == key:
-            from lab_tools.jsonl import read_jsonl
-
             return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in read_jsonl(pairs_path)], record
     say(f"[pref] on-policy: {pc.onpolicy_samples} samples for each of {len(prompts)} prompts")
     samples = (sample or _policy_sampler(st_dir, pc, seed))(prompts)
@@ -163,8 +164,6 @@ def build_pairs(st_dir: str, rows: list[dict], rm_dir: str | None, pc, out_dir: 
         raise LabError(f"pref.method dpo_onpolicy: no prompt's best and worst sample differ by at least "
                        f"pref.onpolicy_min_gap={pc.onpolicy_min_gap} in reward ({record['dropped']})",
                        field="pref.onpolicy_min_gap")
-    from lab_tools.atomic import write_json_atomic, write_jsonl_atomic
-
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(pairs_path, pairs)
     write_json_atomic(rec_path, record, indent=1)
@@ -183,10 +182,6 @@ def policy_reward_shift(before: str, after: str, rows: list[dict], rm_dir: str |
     paired gain, n, verdict)}``, or None without a reward model or prompts. ``answer(model_dir,
     prompts) -> [answer]`` and ``score(prompts, answers) -> [reward | None]`` replace the models
     (tests)."""
-    from lab_tools.eval.decisions import compare
-    from lab_tools.eval.stats import bootstrap_mean
-    from lab_tools.feedback.evaluate import evenly_spaced
-
     if (score is None and not rm_dir) or not pc.reward_shift_prompts:
         return None
     prompts = evenly_spaced(unique_prompts(rows), pc.reward_shift_prompts)

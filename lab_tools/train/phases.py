@@ -14,7 +14,10 @@ interval lies above 0 (:mod:`lab_tools.eval.decisions`; LAB: avoid overtraining)
 records each decision: item ids and leaves, each candidate's score with n and interval, the
 comparisons and the choice. Everything is written under ``out_dir``:
 ``manifest.json`` (rewritten atomically after every phase, so a resumed run skips finished
-phases), ``metrics.csv``, ``loss.png``, and ``<phase>/epoch-N`` checkpoints.
+phases), ``metrics.csv``, ``loss.png``, and ``<phase>/epoch-N`` checkpoints. The manifest names
+checkpoints relative to its own folder (``st/epoch-1``: :mod:`lab_tools.runpaths`), so the run
+folder can be copied or moved, and records under ``weights`` each checkpoint's file digests taken
+when it was written (:mod:`lab_tools.weights`), which ``lab release`` verifies.
 """
 
 from __future__ import annotations
@@ -22,15 +25,28 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab_tools.atomic import atomic_open
+from lab_tools.config import load_config
 from lab_tools.errors import LabError, plural
+from lab_tools.eval.decisions import choose
+from lab_tools.eval.heldout import read_mc_items, read_prompts
+from lab_tools.eval.judges import calibrate_rating, judge_model_dir, refusal
+from lab_tools.eval.sets import describe, selection_sets
+from lab_tools.runpaths import portable, record, resolve
+from lab_tools.sdg.backends import make_teacher
 from lab_tools.train.config import PHASES, Preset, load_preset
+from lab_tools.train.data import read_samples, tokenize_dataset
+from lab_tools.train.launch import process_group
 from lab_tools.train.loop import train_phase, write_json
+from lab_tools.train.plot import plot_losses
+from lab_tools.train.tracking import check_tracker
+from lab_tools.weights import file_digests
 
 REPLAY_SOURCES = {"kt1": (), "kt2": ("kt1",), "st": ("kt1", "kt2")}
 SELF_PLAY_FILE = "selfplay.jsonl"  # RM-guided self-play demonstrations, trained in ST
@@ -72,7 +88,9 @@ def draw_replay(own_count: int, fraction: float, sources: dict[str, list], seed:
     return out
 
 
-def _console(progress: bool):
+def stage_console(progress: bool):
+    """The console a training stage prints its progress lines to: stderr, silent unless
+    ``progress``, no markup (contributor text is printed as is)."""
     from rich.console import Console
 
     return Console(stderr=True, quiet=not progress, markup=False, highlight=False)
@@ -92,8 +110,6 @@ def _cached(phase_dir: Path, key: str) -> dict:
 def _st_judge(judge_factory, items: list[dict], base: str | None, candidates: list[str], sel, cache: dict):
     """``(judge or None, status)``: the rating judge ST selection may use, after the identity check
     and the calibration of :mod:`lab_tools.eval.judges` (its status is cached with the scores)."""
-    from lab_tools.eval.judges import calibrate_rating, judge_model_dir, refusal
-
     if judge_factory is None:
         return None, {"used": False, "reason": "the judge cannot rate (generate.model_judges is false)"}
     where = getattr(judge_factory, "model_dir", None)
@@ -123,9 +139,7 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
     with n and 95% interval, each comparison, the choice). Per-item scores are cached in
     ``phase_dir/scores.json`` (keyed by the set) so a resumed run does not redo them.
     ``judge_factory`` None: the judge cannot rate (``generate.model_judges`` false)."""
-    from lab_tools.eval.decisions import choose
     from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy, reference_logprob
-    from lab_tools.eval.sets import describe, selection_sets
     from lab_tools.models import load_model
 
     sel = preset.selection
@@ -196,22 +210,16 @@ class _JudgeFactory:
     def spec(self):
         if self.judge is not None:
             return self.judge
-        from lab_tools.config import load_config
-
         cfg = load_config(Path("."))
         return cfg.generate.judge or cfg.generate.teacher
 
     def model_dir(self):
-        from lab_tools.eval.judges import judge_model_dir
-
         return judge_model_dir(self.spec(), self.cache_dir)
 
     def __call__(self):
         spec = self.spec()
         if not isinstance(spec, str):
             return spec
-        from lab_tools.sdg.backends import make_teacher
-
         return make_teacher(spec, self.cache_dir)
 
 
@@ -237,7 +245,8 @@ def trained_phases(manifest: dict) -> list[str]:
 
 def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tiny-cpu",
                  phases=PHASES, resume: bool = False, judge=None, progress: bool = True,
-                 cache_dir=None, allow_untrained: bool = False, judge_rates: bool = True) -> TrainResult:
+                 cache_dir=None, allow_untrained: bool = False, judge_rates: bool = True,
+                 report_to: str = "none") -> TrainResult:
     """Run the phases in order (LAB 3.3) and return a :class:`TrainResult`.
 
     ``data_dir``: a dir written by ``lab generate`` (kt1/kt2/st.jsonl, heldout_mc.jsonl,
@@ -245,7 +254,8 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     ``training/presets``, a YAML path or a :class:`Preset`. ``judge``: a Teacher, a backend spec,
     or None (the ``lab.yaml`` judge, else the teacher), built only if ST selection needs it;
     ``judge_rates`` False (``generate.model_judges`` off): no judge, ST is selected by held-out
-    reference log-likelihood.
+    reference log-likelihood. ``report_to``: experiment tracker of every phase (``train.report_to``:
+    ``tensorboard`` writes ``out_dir/tensorboard/<phase>``; :mod:`lab_tools.train.tracking`).
     A phase with no samples of its own is skipped (recorded) and the model passes through; when
     no phase would train (a run that learned nothing, DESIGN.md Trust boundary) it is refused
     unless ``allow_untrained``.
@@ -256,19 +266,16 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         before anything is written) or none trained, without ``allow_untrained``.
     """
     from accelerate.utils import broadcast_object_list
-    from lab_tools.eval.heldout import read_mc_items, read_prompts
     from lab_tools.models import load_tokenizer, resolve_model
-    from lab_tools.train.data import read_samples, tokenize_dataset
-    from lab_tools.train.loop import process_group
-    from lab_tools.train.plot import plot_losses
-
     preset = load_preset(preset)
+    check_tracker(report_to)  # a tracker that is not installed fails before anything loads
     phases = tuple(phases)
     bad = [p for p in phases if p not in PHASES]
     if bad or not phases:
         raise LabError(f"unknown phase(s) {bad} (expected some of {', '.join(PHASES)})", field="phases")
     phases = tuple(p for p in PHASES if p in phases)  # always in LAB order
-    data_dir, out = Path(data_dir), Path(out_dir)
+    # absolute while running; the manifest records paths relative to out (lab_tools.runpaths)
+    data_dir, out = Path(data_dir), Path(os.path.abspath(out_dir))
     if not data_dir.is_dir():
         raise LabError(f"data dir not found: {data_dir}", field="data")
     if not allow_untrained and not any(read_samples(data_dir / f"{p}.jsonl") for p in phases):
@@ -293,8 +300,8 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
                                                   preset.phase("st").max_seq_len, source="selfplay")
     data["st"] += selfplay
     dropped["st"] += dropped_selfplay
-    manifest = {"base_model": base, "data": str(data_dir), "preset": preset.name,
-                "hyperparameters": preset.to_dict(), "phases": {}, "selected": None}
+    manifest = {"base_model": base, "data": record(data_dir, out), "preset": preset.name,
+                "hyperparameters": preset.to_dict(), "phases": {}, "selected": None, "weights": {}}
     if mpath.is_file():
         if not resume:
             raise LabError(f"{out} already holds a training run; pass --resume to continue it "
@@ -304,12 +311,13 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
             raise LabError("cannot resume: the preset or base model differs from the saved run",
                            file=str(mpath))
         manifest = old
+        manifest.setdefault("weights", {})
     out.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()  # no rank may find the manifest rank 0 is about to write
     manifest["world_size"] = state.num_processes
     if state.is_main_process:  # written first, so a second run without --resume is refused
         write_json(mpath, manifest)
-    console = _console(progress and state.is_main_process)
+    console = stage_console(progress and state.is_main_process)
     console.print(f"world size {state.num_processes} ({state.distributed_type})")
     judge_factory = _default_judge_factory(judge, cache_dir) if judge_rates else None
 
@@ -317,7 +325,7 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     for phase in phases:
         entry = manifest["phases"].get(phase)
         if entry and entry.get("selected"):
-            current = entry["selected"]
+            current = str(resolve(entry["selected"], out))
             all_rows += _rows_of(out / phase)
             continue
         if entry and entry.get("skipped"):
@@ -338,7 +346,7 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         phase_dir = out / phase
         t0 = time.perf_counter()
         run = train_phase(current, samples, phase, cfg, preset, phase_dir, resume=True,
-                          progress=progress and state.is_main_process)
+                          progress=progress and state.is_main_process, report_to=report_to)
         t1 = time.perf_counter()
         choice, failure = [None], None
         if state.is_main_process:  # the other ranks wait in broadcast_object_list
@@ -353,12 +361,17 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         if isinstance(choice[0], str):
             raise LabError(choice[0], field="selection")
         selected, scores, method, decision = choice[0]
-        manifest["phases"][phase] = {
+        manifest["phases"][phase] = portable({
             "samples": used, "dropped_too_long": dropped[phase], "steps": run.steps,
             "epochs": cfg.epochs, "world_size": run.world_size, "checkpoints": run.checkpoints,
             "scores": scores,
             "selection": method, "decision": decision, "selected": selected,
-            "seconds": {"train": round(t1 - t0, 2), "selection": round(time.perf_counter() - t1, 2)}}
+            "seconds": {"train": round(t1 - t0, 2), "selection": round(time.perf_counter() - t1, 2)}}, out)
+        # the digests taken when each checkpoint was written (a run.json of an older version has
+        # none: taken now); lab release verifies the selected one (lab_tools.weights)
+        if state.is_main_process:
+            manifest["weights"].update(portable({c: run.digests.get(c) or file_digests(c)
+                                                 for c in run.checkpoints}, out))
         current = selected
         all_rows += run.rows
         if state.is_main_process:
@@ -368,7 +381,7 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         raise LabError("no phase trained (every phase was skipped, see its 'skipped' entry): the "
                        "result would be the untrained base model; pass --allow-untrained to accept it",
                        file=str(mpath))
-    manifest["selected"] = current
+    manifest["selected"] = record(current, out)
     if state.is_main_process:
         write_json(mpath, manifest)
         write_metrics(out, all_rows)

@@ -1,6 +1,6 @@
 """What the TRL preference phase (:mod:`lab_tools.train.pref`) takes from the training preset so
 that a 7B/13B policy fits: LoRA, gradient checkpointing and the weights' dtype, as the SFT loop
-applies them (:func:`lab_tools.train.loop.load_trainable`), and vLLM generation for RLOO/GRPO.
+applies them (:func:`lab_tools.train.checkpoints.load_trainable`), and vLLM generation for RLOO/GRPO.
 
 - LoRA (preset ``lora.r`` > 0, :class:`lab_tools.train.config.LoraConfig`): a peft
   ``LoraConfig`` (``task_type`` CAUSAL_LM, the preset's rank, alpha, dropout and target
@@ -24,6 +24,9 @@ applies them (:func:`lab_tools.train.loop.load_trainable`), and vLLM generation 
 from __future__ import annotations
 
 from pathlib import Path
+
+from lab_tools.atomic import atomic_dir
+from lab_tools.errors import LabError
 
 
 def peft_config(preset):
@@ -80,9 +83,6 @@ def merge_checkpoints(base_dir: str | Path, checkpoints: list[str], out_root: Pa
 
     Raises:
         LabError: an adapter that does not load onto the base (named)."""
-    from lab_tools.atomic import atomic_dir
-    from lab_tools.errors import LabError
-
     out = []
     for ckpt in map(Path, checkpoints):
         if not is_adapter_checkpoint(ckpt):

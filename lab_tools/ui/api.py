@@ -25,11 +25,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from lab_tools.errors import LabError
-from lab_tools.taxonomy.leaf import KINDS
+from lab_tools.redact import strip_credentials
+from lab_tools.taxonomy.leaf import iter_leaf_paths, KINDS
+from lab_tools.taxonomy.licenses import parse_attributions
+from lab_tools.taxonomy.safeyaml import load_yaml_doc
+from lab_tools.taxonomy.schema import family, load_schema, SUPPORTED
+from lab_tools.taxonomy.validate import CONTEXT_WORDS, QA_WORDS, validate_tree
+from lab_tools.ui.checks import check_leaf
 from lab_tools.ui.form import blank_form, form_to_leaf, leaf_to_form
+from lab_tools.ui.gitops import commit_files, open_repo, write_atomic
 from lab_tools.ui.paths import kind_of, leaf_dir
 
 MAX_BODY = 1024 * 1024  # bytes per request body
+MAX_DEPTH = 16  # nesting of a request body (the page's forms nest 6 deep)
 
 
 class ApiError(LabError):
@@ -44,7 +52,9 @@ async def read_json(request: Request) -> dict:
     """The request body as a JSON object, at most :data:`MAX_BODY` bytes.
 
     Raises:
-        ApiError: 413 over the limit, 415 not ``application/json``, 400 not a JSON object.
+        ApiError: 413 over the limit, 415 not ``application/json``, 400 not a JSON object (also
+            nested over :data:`MAX_DEPTH` levels, or a number Python will not parse: over 4,300
+            digits).
     """
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise ApiError("send application/json", 415)
@@ -58,17 +68,30 @@ async def read_json(request: Request) -> dict:
             raise ApiError(f"request body over {MAX_BODY} bytes", 413)
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(f"request body is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
+        raise ApiError(f"request body is not JSON the page sends: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError("request body must be a JSON object")
+    if _depth(data) > MAX_DEPTH:
+        raise ApiError(f"request body is nested more than {MAX_DEPTH} levels deep")
     return data
+
+
+def _depth(value) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level + 1)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _bounds() -> dict:
     """Per (family, version): minItems/maxItems the schemas put on the lists the form edits."""
-    from lab_tools.taxonomy.schema import SUPPORTED, load_schema
-
     out: dict = {}
     for fam, version in sorted(SUPPORTED):
         props = load_schema(fam, version)["properties"]
@@ -94,21 +117,16 @@ def _leaf_from_body(st, body: dict) -> tuple[str, str, object]:
 
 async def meta(request: Request):
     """Kinds, license allowlist (SPDX ids), word limits, schema bounds, teacher, samples."""
-    from lab_tools.taxonomy.validate import CONTEXT_WORDS, QA_WORDS
-
     st = _state(request)
     return JSONResponse({"root": str(st.root), "kinds": list(KINDS), "licenses": list(st.cfg.licenses.allowlist),
                          "limits": {"context": CONTEXT_WORDS, "qa": QA_WORDS}, "bounds": _bounds(),
-                         "teacher": st.jobs.teacher, "samples": int(st.cfg.bot.samples)})
+                         "teacher": strip_credentials(st.jobs.teacher), "samples": int(st.cfg.bot.samples)})
 
 
 async def tree(request: Request):
     """``{"leaves": [{path, kind, status, errors, warnings}], "other": [{file, errors, warnings}]}``
     from one :func:`lab_tools.taxonomy.validate.validate_tree` run over the whole taxonomy."""
     import os
-
-    from lab_tools.taxonomy.leaf import iter_leaf_paths
-    from lab_tools.taxonomy.validate import validate_tree
 
     root = _state(request).root
     paths = iter_leaf_paths(root)
@@ -127,8 +145,6 @@ async def tree(request: Request):
 
 
 def _checked(st, rel: str, leaf) -> dict:
-    from lab_tools.ui.checks import check_leaf
-
     return {"path": rel, "kind": kind_of(rel), "yaml": leaf.yaml_text(), "attribution": leaf.attribution_text(),
             "findings": check_leaf(st.root, rel, leaf, list(st.cfg.licenses.allowlist))}
 
@@ -136,9 +152,6 @@ def _checked(st, rel: str, leaf) -> dict:
 async def get_leaf(request: Request):
     """An existing leaf: ``{path, kind, form, dropped, yaml, attribution, findings, reformatted}``;
     ``reformatted`` is true when saving the unchanged form would change the file's text."""
-    from lab_tools.taxonomy.licenses import parse_attributions
-    from lab_tools.taxonomy.safeyaml import load_yaml_doc
-
     st = _state(request)
     rel, d = leaf_dir(st.root, request.query_params.get("path"))
     qna = d / "qna.yaml"
@@ -159,8 +172,6 @@ async def get_leaf(request: Request):
 
 async def new_leaf(request: Request):
     """A blank form for a new leaf at ``path`` (kind from the top folder); 409 if it exists."""
-    from lab_tools.taxonomy.schema import family, load_schema
-
     st = _state(request)
     rel, d = leaf_dir(st.root, request.query_params.get("path"))
     if (d / "qna.yaml").exists():
@@ -189,8 +200,6 @@ async def save(request: Request):
     to run afterwards."""
     from starlette.concurrency import run_in_threadpool
 
-    from lab_tools.ui.gitops import commit_files, open_repo, write_atomic
-
     st = _state(request)
     body = await read_json(request)
     rel, _, leaf = _leaf_from_body(st, body)
@@ -200,7 +209,9 @@ async def save(request: Request):
         raise ApiError("commit must be {branch, message}", field="branch")
     repo = open_repo(st.root, want["branch"].strip()) if want is not None else None  # refused before writing
     result = _checked(st, rel, leaf)
-    _, d = leaf_dir(st.root, rel)  # checked again right before writing
+    again, d = leaf_dir(st.root, rel)  # symlinks checked again right before writing, same folder
+    if again != rel:
+        raise ApiError(f"path {rel!r} changed when checked again ({again!r}); nothing written", field="path")
     written, unchanged = [], []
     files = [(d / "qna.yaml", leaf.yaml_text())]
     if leaf.attribution_text():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from lab_tools.config import load_config
+from lab_tools.taxonomy.cli import root_dir
+
 
 @click.command("ui")
 @click.argument("root", required=False, type=click.Path(file_okay=False))
@@ -22,9 +25,7 @@ def ui(root, port, host, open_browser, teacher, config_file):
     Every edit is checked by the same code as `lab taxonomy validate` and `lab taxonomy licenses`;
     Preview generates a few samples with the teacher; Save writes qna.yaml and attribution.txt
     (optionally on a new branch with a commit)."""
-    from lab_tools.config import load_config
-    from lab_tools.taxonomy.cli import _root
     from lab_tools.ui.server import serve
 
-    path = _root(root)
+    path = root_dir(root)
     serve(path, load_config(path, config_file), host=host, port=port, open_browser=open_browser, teacher=teacher)

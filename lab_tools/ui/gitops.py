@@ -9,6 +9,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from lab_tools import gitsafe
 from lab_tools.atomic import atomic_open
 from lab_tools.errors import LabError
 
@@ -32,8 +33,6 @@ def open_repo(root: Path, branch: str):
         LabError: ``root`` is not in a git work tree, or a bad branch name.
     """
     import git
-
-    from lab_tools import gitsafe
 
     try:  # no discovery inside the taxonomy (a checked-out PR may hold planted git metadata)
         repo = gitsafe.open_repo(gitsafe.find_repo(root), user_config=True)

@@ -1,7 +1,9 @@
 """Leaf paths from the page, normalized and kept inside the taxonomy root.
 
 A leaf path is the leaf *directory* relative to the taxonomy root, POSIX style
-(``compositional_skills/writing/poetry/haiku``; a trailing ``/qna.yaml`` is accepted and dropped).
+(``compositional_skills/writing/poetry/haiku``; a trailing ``/qna.yaml`` is accepted and dropped,
+once: a folder named ``qna.yaml`` or ``attribution.txt`` is refused, so normalizing a normalized
+path never changes it and a check and the write that follows it name the same folder).
 Refused: absolute paths, ``..``, empty or hidden parts (``.git``), backslashes, control characters,
 folders the validator never walks into (``venv``, ``node_modules``, ...), a top folder other than
 the three kinds (LAB 3.1: the top folder decides the kind), a leaf directly in the kind folder
@@ -15,7 +17,7 @@ import re
 from pathlib import Path
 
 from lab_tools.errors import LabError
-from lab_tools.taxonomy.leaf import KINDS
+from lab_tools.taxonomy.leaf import KINDS, LEAF_FILES
 
 MAX_PATH_CHARS = 300
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -31,7 +33,8 @@ class PathError(LabError):
 
 
 def normalize(rel) -> str:
-    """``rel`` as a clean leaf path (see the module docstring for what is refused).
+    """``rel`` as a clean leaf path (see the module docstring for what is refused); idempotent:
+    ``normalize(normalize(x)) == normalize(x)``.
 
     Raises:
         PathError: naming the first rule the path breaks.
@@ -52,6 +55,8 @@ def normalize(rel) -> str:
             raise PathError("path may not contain empty parts, '.' or '..'")
         if part in _SKIPPED or part.startswith("."):
             raise PathError(f"folder {part!r} is skipped by the validator; choose another name")
+        if part in LEAF_FILES:  # else a second normalize would strip it again: normalized once, used once
+            raise PathError(f"folder {part!r} is named like a leaf file; give the leaf's folder")
         if not _PART.match(part):
             raise PathError(f"folder {part!r}: use letters, digits, '_', '-' or '.', starting with a "
                             "letter or digit (at most 100 characters)")

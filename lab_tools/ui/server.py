@@ -12,7 +12,9 @@ Safe by default:
 - request bodies at most :data:`lab_tools.ui.api.MAX_BODY` bytes; paths kept inside the taxonomy
   (:mod:`lab_tools.ui.paths`); the YAML written is generated from form fields (:mod:`lab_tools.ui.form`);
 - a Content-Security-Policy without inline scripts, ``frame-ancestors 'none'``, ``nosniff``,
-  ``no-referrer`` and ``no-store`` on every response.
+  ``no-referrer`` and ``no-store`` on every response, errors included: bad input is a 400 JSON
+  error (also a body nested too deeply or a number Python will not parse), a full preview queue a
+  429 "busy", and an unexpected exception a 500 JSON error (traceback only on the terminal).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import html
 import ipaddress
 import secrets
 import socket
+import sys
 import threading
+import traceback
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,7 +40,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lab_tools.errors import LabError
+from lab_tools.redact import strip_credentials
 from lab_tools.ui import api
+from lab_tools.ui.jobs import PreviewJobs
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -91,7 +97,12 @@ class Guard(BaseHTTPMiddleware):
         st: UiState = request.app.state.ui
         resp = self._check(request, st)
         if resp is None:
-            resp = await call_next(request)
+            try:
+                resp = await call_next(request)
+            except Exception as exc:  # noqa: BLE001 -- a bug answers JSON with the headers, never a bare 500
+                traceback.print_exc(file=sys.stderr)  # the terminal running lab ui gets the story
+                resp = _refuse(500, f"internal error ({type(exc).__name__}); the terminal running lab ui "
+                                    "shows the details")
         for k, v in _HEADERS.items():
             resp.headers.setdefault(k, v)
         return resp
@@ -137,8 +148,6 @@ def create_app(root: str | Path, cfg, *, teacher: str | None = None, token: str 
 
     ``teacher``: preview teacher spec overriding ``cfg.generate.teacher``; ``token``: the session
     token (default: 32 random bytes, URL-safe)."""
-    from lab_tools.ui.jobs import PreviewJobs
-
     routes = [
         Route("/", _index),
         Route("/api/meta", api.meta),
@@ -219,7 +228,7 @@ def serve(root: str | Path, cfg, *, host: str = "127.0.0.1", port: int = 8765, o
         srv = ServerThread(app, host, port)
     except OSError as exc:
         raise LabError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port") from None
-    click.echo(f"lab ui: taxonomy {Path(root).resolve()}, preview teacher {app.state.ui.jobs.teacher}")
+    click.echo(f"lab ui: taxonomy {Path(root).resolve()}, preview teacher {strip_credentials(app.state.ui.jobs.teacher)}")
     click.echo(f"open {srv.url}")
     if open_browser:
         import webbrowser

@@ -27,6 +27,11 @@ class FakeGitHub:
     permissions: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     next_id: int = 1000
+    # who the token is: an app installation token (GitHub Actions) is refused by GET /user and
+    # answered by GraphQL's viewer (login without "[bot]"); a user token is answered by GET /user
+    token_user: dict | None = None
+    viewer_login: str | None = "github-actions"
+    author: dict = field(default_factory=lambda: dict(BOT))  # who comments the fake posts are by
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -47,6 +52,14 @@ class FakeGitHub:
         self.calls.append((request.method, request.path))
         path, method = request.path, request.method
         repo = f"/repos/{OWNER_REPO}"
+        if path == "/user" and method == "GET":
+            if self.token_user is None:
+                return _json({"message": "Resource not accessible by integration"}, 403)
+            return _json(self.token_user)
+        if path == "/graphql" and method == "POST":
+            if self.viewer_login is None:
+                return _json({"message": "Resource not accessible by integration"}, 403)
+            return _json({"data": {"viewer": {"login": self.viewer_login}}})
         if path == repo and method == "GET":
             return _json({"id": 1, "name": "taxonomy", "full_name": OWNER_REPO, "url": self.url(repo)})
         if m := re.fullmatch(rf"{repo}/pulls/(\d+)", path):
@@ -62,10 +75,10 @@ class FakeGitHub:
             if method == "GET":
                 return _json(list(self.comments.values()))
             if method == "POST":
-                return _json(self.add_comment(json.loads(request.data)["body"], BOT), 201)
+                return _json(self.add_comment(json.loads(request.data)["body"], self.author), 201)
         if (m := re.fullmatch(rf"{repo}/issues/comments/(\d+)", path)) and method == "PATCH":
             c = self.comments.get(int(m.group(1)))
-            if c is None or c["user"] != BOT:
+            if c is None or c["user"] != self.author:
                 return _json({"message": "Forbidden"}, 403)
             c["body"] = json.loads(request.data)["body"]
             return _json(c)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 from click.testing import CliRunner
 from tests.bot.conftest import OWNER_REPO, skill_leaf
 from markdown_it import MarkdownIt
 
+from lab_tools.bot import bounded
 from lab_tools.bot.cli import bot
 from lab_tools.bot.render import MARKER
 
@@ -84,8 +83,7 @@ def test_failure_inside_generation_still_comments(fake_github, pull_repo, cache_
     def boom(*args, **kwargs):
         raise RuntimeError("the teacher fell over")
 
-    monkeypatch.setitem(sys.modules, "lab_tools.sdg.pipeline",
-                        types.SimpleNamespace(generate_dataset=boom))
+    monkeypatch.setattr(bounded, "generate_dataset", boom)
     pull_repo.write_leaf("compositional_skills/writing/poetry/limerick", skill_leaf("Write limericks.", LIMERICK))
     sha = pull_repo.commit("add limerick")
     result = preview(pull_repo)

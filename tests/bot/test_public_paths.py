@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import html
 import os
-import sys
-import types
 
 from click.testing import CliRunner
 from tests.bot.conftest import OWNER_REPO, skill_leaf
 
+from lab_tools.bot import bounded
 from lab_tools.bot.cli import bot
 from lab_tools.errors import LabError
 
@@ -25,7 +24,7 @@ def test_failure_message_paths_are_repository_relative(fake_github, pull_repo, c
     def boom(*args, **kwargs):
         raise LabError(f"shard cache unwritable: {cache_dir / 'sdg' / 'ab'}", file=str(qna.resolve()), line=3)
 
-    monkeypatch.setitem(sys.modules, "lab_tools.sdg.pipeline", types.SimpleNamespace(generate_dataset=boom))
+    monkeypatch.setattr(bounded, "generate_dataset", boom)
     pull_repo.write_leaf(leaf, skill_leaf("Write limericks.", LIMERICK))
     pull_repo.commit("add limerick")
     args = ["preview", "--repo", OWNER_REPO, "--pr", "7", "--taxonomy", str(pull_repo.taxonomy),

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from lab_tools.build import STATE_FILE
 from lab_tools.cli import cli
+from lab_tools.markdown import code, inline
 from lab_tools.taxonomy.leaf import iter_leaves
 from lab_tools.taxonomy.licenses import parse_attribution
 
@@ -48,17 +49,27 @@ def test_build_end_to_end_then_incremental(build_repo, cache_dir, tmp_path, monk
     for lf in info["leaves"]:
         s = lf["samples"]
         assert {p: s[p] for p in ("kt1", "kt2", "st")} == per_leaf[lf["path"]]
-        assert f"| `{lf['path']}` | {lf['kind']} | `{lf['hash'][:12]}` | {s['kt1']} | {s['kt2']} | {s['st']} |" in card
+        assert (f"| {code(lf['path'])} | {inline(lf['kind'])} | {code(lf['hash'][:12])} | {s['kt1']} | {s['kt2']} | "
+                f"{s['st']} |") in card
     assert sum(lf["samples"]["total"] for lf in info["leaves"]) > 0
     know = [lf for lf in leaves if lf.kind == "knowledge"]
     assert [d["leaf"] for d in info["documents"]] == [lf.path for lf in know]
     for d, lf in zip(info["documents"], know):
         attr = parse_attribution(root / lf.path / "attribution.txt")
         assert d["spdx"] == attr.spdx and attr.spdx in card and d["commit"] == lf.document["commit"]
-    assert "Teacher: `scripted:`" in card and info["judge"].startswith("scripted:")
+    assert f"Teacher: {code(info['teacher'])}" in card and info["teacher"] == "scripted:"
+    assert info["judge"].startswith("scripted:")
     assert info["preset"] == "tiny-cpu" and "learning_rate" in card
     assert info["evaluation"]["totals"]["knowledge"]["base"] is not None
     assert (rel / "loss.png").is_file() and (rel / "branch_report.md").is_file()
+
+    # `lab runs` reads what this build wrote (tests/test_runs_cli.py covers the details)
+    listed = CliRunner().invoke(cli, ["runs", "list", "--runs-dir", str(tmp_path), "--json"])
+    (row,) = [r for r in json.loads(listed.stdout) if r["name"] == "run"]
+    assert row["status"] == "done" and row["release"] == str(rel) and row["commit"] == info["taxonomy"]["commit"]
+    shown = json.loads(CliRunner().invoke(cli, ["runs", "show", str(out), "--json"]).stdout)
+    assert [s["fingerprint"] for s in shown["stages"]] == [state["stages"][s["name"]]["fingerprint"]
+                                                          for s in shown["stages"]]
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -51,7 +51,9 @@ def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, run_lab,
     assert set(done) == {"kt1", "kt2"}
     ckpts = [c for entry in done.values() for c in entry.get("checkpoints", [])]
     assert ckpts, done
-    stamps = {c: (Path(c) / "model.safetensors").stat().st_mtime_ns for c in ckpts}
+    # checkpoints are recorded relative to the manifest's folder (issue 27: a run folder can move)
+    assert not any(Path(c).is_absolute() for c in ckpts), ckpts
+    stamps = {c: (out / "train" / c / "model.safetensors").stat().st_mtime_ns for c in ckpts}
 
     code, io = run_lab(["build", str(build_repo), "--out", str(out), "--quiet", "--resume"])
     err = io.err
@@ -59,7 +61,7 @@ def test_crash_in_training_then_resume(build_repo, cache_dir, tmp_path, run_lab,
     assert calls == [False, True]
     after = json.loads((out / "train" / "manifest.json").read_text())["phases"]
     assert {p: after[p] for p in done} == done and "st" in after  # finished phases were not redone
-    assert {c: (Path(c) / "model.safetensors").stat().st_mtime_ns for c in ckpts} == stamps
+    assert {c: (out / "train" / c / "model.safetensors").stat().st_mtime_ns for c in ckpts} == stamps
     state = json.loads((out / STATE_FILE).read_text())
     assert state["stages"]["train"]["data"]["resumed"] is True
     assert {s["status"] for s in state["last_build"]["stages"].values()} == {"skipped", "ran"}

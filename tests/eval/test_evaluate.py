@@ -6,7 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from lab_tools.eval import evaluate as ev
-from lab_tools.eval.evaluate import EvalSet, evaluate, load_eval_set
+from lab_tools.eval.evalset import EvalSet, load_eval_set
+from lab_tools.eval.evaluate import evaluate
+from lab_tools.markdown import code
 from lab_tools.sdg.backends import make_teacher
 
 
@@ -51,7 +53,7 @@ def test_same_model_is_unchanged_everywhere(tiny_model, evalset, judge_spec, tmp
     saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert saved["report"] == res.report
     md = (tmp_path / "eval" / "branch_report.md").read_text()
-    assert all(f"`{leaf}`" in md for leaf in know_leaves)
+    assert all(code(leaf) in md for leaf in know_leaves)
 
 
 def test_a_judge_that_is_the_model_under_test_is_not_used(tiny_model, evalset, tmp_path):

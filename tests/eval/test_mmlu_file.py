@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lab_tools.errors import LabError
-from lab_tools.eval.evaluate import load_eval_set, load_mmlu_file
+from lab_tools.eval.evalset import load_eval_set, load_mmlu_file
 
 
 def test_csv_without_and_with_header(tmp_path):

@@ -1,6 +1,7 @@
 """Branch report: verdicts per leaf from the paired interval, and the markdown (lab_tools.eval.report)."""
 
 from lab_tools.eval.report import branch_report, format_total, render_markdown
+from lab_tools.markdown import code
 
 
 def _scores(know: dict, judge: dict | None = None, ref: dict | None = None) -> dict:
@@ -49,7 +50,7 @@ def test_verdicts_follow_the_interval_not_the_point_estimate():
         "improved", "regressed", "no measurable change", "too small to decide")
     md = render_markdown(rep)
     for leaf in verdict:
-        assert f"`{leaf}`" in md
+        assert code(leaf) in md  # escaped: the report goes into the model card
     assert "+83.3% [" in md and "Improved 1, regressed 1, no measurable change 1, too small to decide 1" in md
     assert "knowledge (n 184)" in md
 

@@ -52,7 +52,7 @@ def test_capped_draw_spreads_over_leaves_not_the_head_of_the_file():
 
 
 def test_selection_and_evaluation_sets_are_disjoint_and_cover_every_leaf(tmp_path, repo_root):
-    from lab_tools.eval.evaluate import load_eval_set
+    from lab_tools.eval.evalset import load_eval_set
     from lab_tools.eval.heldout import knowledge_mc_items, skill_prompts
     from lab_tools.taxonomy.leaf import iter_leaves
 

@@ -99,5 +99,5 @@ def test_the_self_play_card_records_the_baseline_rows(tiny_model, tmp_path):
     assert sample["source"] == "all leaves" and sample["n"] == BASELINE_ROWS
     assert _leaves(rows, sample["rows"]) == {r["metadata"]["leaf"] for r in rows}
     assert card["reward_baseline"] != 0.0
-    md = (out / "dataset_card.md").read_text()
+    md = (out / "README.md").read_text()
     assert f"rejected responses of {BASELINE_ROWS} comparisons (all leaves, 6 leaves" in md

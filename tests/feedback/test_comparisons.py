@@ -80,7 +80,7 @@ def test_comparisons_in_trl_format_with_provenance(tmp_path, run_lab):
     card = json.loads((out / "dataset_card.json").read_text())["feedback"]
     assert card["pairs"] == len(rows) == sum(card["per_leaf"].values()) == sum(card["per_config_pair"].values())
     assert card["dropped"]["empty"] == len(empties)
-    assert "## Synthetic comparisons" in (out / "dataset_card.md").read_text()
+    assert "## Synthetic comparisons" in (out / "README.md").read_text()
     assert "synthetic comparisons" in cap.out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab_tools.config import Config
-from lab_tools.feedback import comparisons
+from lab_tools.feedback import sampling
 from lab_tools.feedback.rubric import Configuration
 from lab_tools.sdg.cache import LeafCache
 from lab_tools.sdg.fake import ScriptedTeacher
@@ -57,7 +57,7 @@ def _jobs(tmp_path: Path) -> list:
                                      seed_examples=[], kind="compositional_skills")
         prompts = [f"Write a haiku about topic {n}-{k}." for k in range(PROMPTS_PER_LEAF)]
         cache = LeafCache(tmp_path / "cache", f"{n:02d}" + "0" * 62)
-        jobs.append(comparisons._Job(leaf, prompts, cache, {"responses": [], "seconds": 0.0}))
+        jobs.append(sampling.LeafJob(leaf, prompts, cache, {"responses": [], "seconds": 0.0}))
     return jobs
 
 
@@ -68,7 +68,7 @@ def _sizes(tmp_path, model, **fb) -> list[int]:
     cfg = Config()
     for k, v in fb.items():
         cfg.override(f"feedback.{k}", v)
-    comparisons._run(_jobs(tmp_path), CONFS, cfg.feedback, Pool(model), Bar(), 0.2)
+    sampling.answer_jobs(_jobs(tmp_path), CONFS, cfg.feedback, Pool(model), Bar(), 0.2)
     return model.sizes
 
 
@@ -91,6 +91,6 @@ def test_every_answer_is_stored_whatever_the_chunks(tmp_path):
     jobs = _jobs(tmp_path)
     cfg = Config()
     cfg.override("feedback.request_chunk", 5)
-    comparisons._run(jobs, CONFS, cfg.feedback, Pool(Recording()), Bar(), 0.2)
+    sampling.answer_jobs(jobs, CONFS, cfg.feedback, Pool(Recording()), Bar(), 0.2)
     assert all([r["config"] for r in j.state["responses"]] == ["plain", "system"] for j in jobs)
     assert all(len(r["answers"]) == PROMPTS_PER_LEAF for j in jobs for r in j.state["responses"])

@@ -121,6 +121,7 @@ def test_lazy_teacher_loads_on_first_use_only(fake_vllm):
 
 def test_build_closes_a_gpu_teacher_before_every_training_stage(tmp_path, monkeypatch):
     from lab_tools import build
+    from lab_tools.stage import StageResult
 
     events: list[str] = []
 
@@ -131,16 +132,16 @@ def test_build_closes_a_gpu_teacher_before_every_training_stage(tmp_path, monkey
             events.append("close")
 
     def stage(name):
-        def run(self, *args):
+        def run(self, ctx):
             events.append(name)
             if name in ("generate", "comparisons", "self_play", "evaluate"):  # stages that use the teacher
-                self._backends.setdefault("vllm:teacher", GpuTeacher())
-            return name, {}
+                ctx.backends.setdefault("vllm:teacher", GpuTeacher())
+            return StageResult(name, "ran", summary=name)
         return run
 
-    for name in build.STAGES:
-        monkeypatch.setattr(build._Build, name, stage(name))
-    monkeypatch.setattr(build._Build, "fingerprint", lambda self, name: name)
+    for s in build.PIPELINE:
+        monkeypatch.setattr(type(s), "run", stage(s.name))
+        monkeypatch.setattr(type(s), "fingerprint", lambda self, ctx: self.name)
     cfg = Config()
     cfg.feedback.enabled = cfg.feedback.self_play = True
     (tmp_path / "taxonomy").mkdir()
@@ -150,12 +151,13 @@ def test_build_closes_a_gpu_teacher_before_every_training_stage(tmp_path, monkey
 
 
 def test_build_backend_starts_a_vllm_judge_lazily(tmp_path, fake_vllm, monkeypatch):
-    from lab_tools import build
+    from lab_tools.stage import Context
 
     (tmp_path / "taxonomy").mkdir()
     cfg = Config()
     cfg.override("generate.vllm_gpu_memory_utilization", 0.3)
-    b = build._Build(tmp_path / "taxonomy", tmp_path / "out", cfg, resume=False, progress=False, console=None)
+    b = Context(tmp_path / "taxonomy", tmp_path / "out", cfg, {"stages": {}}, resume=False, progress=False,
+                console=None)
     judge = b.backend("vllm:judge")
     assert isinstance(judge, backends.LazyTeacher) and fake_vllm.calls == []
     judge.count_tokens("a b c")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab_tools.config import FeedbackConfig
+from lab_tools.config_sections import FeedbackConfig
 from lab_tools.errors import ConfigError
 from lab_tools.feedback.pairing import Response, bad_reason, cut_to_last_sentence, length_threshold, make_pairs
 from lab_tools.feedback.rubric import raw_prompt, resolve_configurations

@@ -10,10 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab_tools.config import FeedbackConfig
+from lab_tools.config_sections import FeedbackConfig
 from lab_tools.errors import LabError
+from lab_tools.feedback.play import PlayJob, best_candidate, play_leaf, play_leaves, user_turn
 from lab_tools.feedback.rubric import Configuration
-from lab_tools.feedback.selfplay import PlayJob, best_candidate, kept_samples, play_leaf, play_leaves, user_turn
+from lab_tools.feedback.selfplay import kept_samples
 from lab_tools.sdg.backends import Completion
 
 LEAF = SimpleNamespace(path="compositional_skills/writing/haiku", content_hash="h" * 64,

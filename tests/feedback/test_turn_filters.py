@@ -12,11 +12,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from lab_tools.config import Config, FeedbackConfig, FiltersConfig
+from lab_tools.config import Config
+from lab_tools.config_sections import FeedbackConfig, FiltersConfig
 from lab_tools.feedback.comparisons import generate_comparisons
 from lab_tools.feedback.pairing import Response, make_pairs
+from lab_tools.feedback.play import play_leaf
 from lab_tools.feedback.rubric import Configuration
-from lab_tools.feedback.selfplay import generate_self_play, kept_samples, play_leaf
+from lab_tools.feedback.selfplay import generate_self_play, kept_samples
 from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg import filters, quality
 from lab_tools.sdg.backends import Completion

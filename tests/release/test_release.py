@@ -8,32 +8,40 @@ import pytest
 from click.testing import CliRunner
 
 from lab_tools.errors import LabError
+from lab_tools.markdown import code, inline
 from lab_tools.release.release import (make_release, provenance, sample_counts, verify_sha256sums,
                                        write_json)
 from lab_tools.taxonomy.leaf import iter_leaves
+from lab_tools.weights import file_digests
 
 
-def _sample(leaf: str, phase: str) -> str:
+def _sample(leaf: str, phase: str, leaf_hash: str) -> str:
     return json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-                       "metadata": {"leaf": leaf, "phase": phase}}) + "\n"
+                       "metadata": {"leaf": leaf, "leaf_hash": leaf_hash, "phase": phase}}) + "\n"
 
 
 @pytest.fixture()
 def run_dir(tmp_path, tiny_model, repo_root):
     """A run dir shaped like `lab build`'s, with the tiny model as the selected checkpoint."""
+    return build_run_dir(tmp_path / "run", tiny_model, repo_root)
+
+
+def build_run_dir(run, model, repo_root):
+    """Write a run dir shaped like `lab build`'s at ``run`` with a copy of the model folder
+    ``model`` as the selected checkpoint (weight digests recorded); returns ``run``."""
     root = repo_root / "taxonomy"
-    run = tmp_path / "run"
     leaves = iter_leaves(root)
     data = run / "data"
     data.mkdir(parents=True)
     know = [lf.path for lf in leaves if lf.kind == "knowledge"]
     skills = [lf.path for lf in leaves if lf.kind != "knowledge"]
-    (data / "kt1.jsonl").write_text("".join(_sample(p, "kt1") for p in know for _ in range(2)))
-    (data / "kt2.jsonl").write_text("".join(_sample(p, "kt2") for p in know + skills[:1]))
-    (data / "st.jsonl").write_text("".join(_sample(p, "st") for i, p in enumerate(skills) for _ in range(i % 3)))
+    h = {lf.path: lf.content_hash for lf in leaves}  # samples carry the leaf version they came from
+    (data / "kt1.jsonl").write_text("".join(_sample(p, "kt1", h[p]) for p in know for _ in range(2)))
+    (data / "kt2.jsonl").write_text("".join(_sample(p, "kt2", h[p]) for p in know + skills[:1]))
+    (data / "st.jsonl").write_text("".join(_sample(p, "st", h[p]) for i, p in enumerate(skills) for _ in range(i % 3)))
     (data / "dataset_card.json").write_text("{}")
     ckpt = run / "train" / "st" / "epoch-1"
-    shutil.copytree(tiny_model, ckpt)
+    shutil.copytree(model, ckpt)
     (ckpt / "optimizer.pt").write_bytes(b"not for release")
     (run / "train" / "loss.png").write_bytes(b"\x89PNG fake")
     write_json(run / "train" / "manifest.json", {
@@ -47,13 +55,13 @@ def run_dir(tmp_path, tiny_model, repo_root):
                           "decision": {"verdict": "only candidate", "candidates": {str(ckpt): {
                               "value": -1.5, "n": 6, "interval": [-1.75, -1.25], "method": "bootstrap 2000"}},
                               "judge": {"used": False, "reason": "the judge (x) is the base model (y)"}}}},
-        "selected": str(ckpt)})
+        "selected": str(ckpt), "weights": {"st/epoch-1": file_digests(ckpt)}})
     (run / "eval").mkdir()
     write_json(run / "eval" / "eval.json", {"report": {"totals": {"knowledge": {
         "base": 0.25, "trained": 0.5, "n": 8, "base_interval": [0.071479, 0.590725],
         "trained_interval": [0.215216, 0.784784], "verdict": "too small to decide",
         "delta": {"value": 0.25, "n": 8, "interval": [-0.125, 0.625], "method": "paired bootstrap 2000, seed 0"}}},
-        "counts": {"too small to decide": 1}, "rows": []}})
+        "counts": {"too small to decide": 1}, "rows": []}, "weights": {"files": file_digests(ckpt)}})
     (run / "eval" / "branch_report.md").write_text("# Branch report\n\n| leaf |\n")
 
     class Cfg:  # the settings provenance() reads
@@ -63,6 +71,8 @@ def run_dir(tmp_path, tiny_model, repo_root):
             student, preset = "embedded", "tiny-cpu"
         class licenses:
             allowlist = ["CC-BY-4.0"]
+        class release:
+            dataset = ""
     write_json(run / "run.json", provenance(root, Cfg))
     return run
 
@@ -87,14 +97,15 @@ def test_release_provenance_checksums_and_model(run_dir, repo_root):
         want = counts.get(lf["path"], {"kt1": 0, "kt2": 0, "st": 0, "total": 0})
         assert lf["samples"] == want
         s = want
-        assert f"| `{lf['path']}` | {lf['kind']} | `{lf['hash'][:12]}` | {s['kt1']} | {s['kt2']} | {s['st']} |" in card
+        assert (f"| {code(lf['path'])} | {inline(lf['kind'])} | {code(lf['hash'][:12])} | {s['kt1']} | {s['kt2']} | "
+                f"{s['st']} |") in card
     know = [lf for lf in leaves if lf.kind == "knowledge"]
     assert {d["leaf"] for d in info["documents"]} == {lf.path for lf in know}
     for d in info["documents"]:
         attribution = (repo_root / "taxonomy" / d["leaf"] / "attribution.txt").read_text()
         assert d["license"] and d["license"] in attribution and d["license"] in card
         assert d["commit"] and d["commit"] in card
-    assert "Teacher: `scripted:`" in card and "Student (base model): `embedded`" in card
+    assert "Teacher: <code>scripted:</code>" in card and "Student (base model): <code>embedded</code>" in card
     assert "learning_rate" in card and "0.0001" in card and "![training loss per phase](loss.png)" in card
     # every figure with n and its interval; a set too small to decide says so
     assert ("| knowledge | 8 | 25.0% [7.1% to 59.1%] | 50.0% [21.5% to 78.5%] | "
@@ -155,7 +166,8 @@ def _outside_git_run(run_dir, tmp_path, repo_root):
                 teacher=f"transformers:{tmp_path / 'models' / 'teacher'}")
     write_json(run_dir / "run.json", prov)
     write_json(run_dir / "eval" / "eval.json", {"trained": {"model": str(run_dir / "train" / "st" / "epoch-1")},
-                                                "report": {"totals": {}, "counts": {}, "rows": []}})
+                                                "report": {"totals": {}, "counts": {}, "rows": []},
+                                                "weights": {"files": file_digests(run_dir / "train" / "st" / "epoch-1")}})
     return root
 
 
@@ -176,7 +188,7 @@ def test_release_names_no_machine_paths(run_dir, tmp_path, repo_root, monkeypatc
     info = json.loads((out / "release.json").read_text())
     assert info["taxonomy"]["root"] == "."  # no git repository: relative to the taxonomy root
     assert info["selected_checkpoint"] == "train/st/epoch-1"
-    assert "- Taxonomy root: `.`" in (out / "README.md").read_text()
+    assert "- Taxonomy root: <code>.</code>" in (out / "README.md").read_text()
     assert verify_sha256sums(out) == []
 
 

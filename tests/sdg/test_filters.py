@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab_tools.bot.render import LeafView, render_leaf
-from lab_tools.config import FiltersConfig
+from lab_tools.config_sections import FiltersConfig
 from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg import filters
 from lab_tools.sdg.fake import ScriptedTeacher
@@ -202,7 +202,7 @@ def test_generate_rejects_degenerate_answers_and_reports_quality(taxonomy, fake_
     assert q["kept"] == len(answers) and q["rejected"]["degenerate repetition"] >= 1
     assert q["scorer"] == "rules" and card["scorers"] == ["rules"]
     assert len(q["kept_examples"]) == min(3, len(answers)) and len(q["rejected_examples"]) == 2
-    md = (out / "dataset_card.md").read_text()
+    md = (out / "README.md").read_text()
     assert "## Quality report" in md and quality_line(q) in md
 
 

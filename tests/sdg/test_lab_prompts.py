@@ -13,6 +13,7 @@ import pytest
 
 from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg import filters, quality
+from lab_tools.sdg.datacard import scores_of
 from lab_tools.sdg.fake import ScriptedTeacher
 from lab_tools.sdg.pipeline import generate_dataset
 from lab_tools.sdg.skills import _build_questions
@@ -80,7 +81,7 @@ def test_pair_scores_are_read_after_the_explanation(taxonomy, cfg, tmp_path, rep
     judged = [r for r in read_jsonl(out / "rejected.jsonl") if r["stage"] == "pair_eval"]
     if kept:
         assert stats.kept > 0 and not judged
-        assert all(s["metadata"]["scores"]["pair"] == 3 for s in read_jsonl(out / "st.jsonl"))
+        assert all(scores_of(s["metadata"])["pair"] == 3 for s in read_jsonl(out / "st.jsonl"))
     else:
         assert stats.kept == 0 and judged
         assert {r["reason"] for r in judged} == {"pair score 1 < threshold 3"}
@@ -102,7 +103,7 @@ def test_short_label_answers_are_not_seed_copies():
     says too: only seed answers of SEED_ANSWER_MIN_WORDS words or more are checked for copies."""
     from types import SimpleNamespace
 
-    from lab_tools.config import FiltersConfig
+    from lab_tools.config_sections import FiltersConfig
     from lab_tools.taxonomy.leaf import SeedExample
 
     leaf = SimpleNamespace(kind="compositional_skills", seed_examples=[

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab_tools.jsonl import read_jsonl
+from lab_tools.sdg.datacard import scores_of
 from lab_tools.sdg.fake import ScriptedTeacher
 from lab_tools.sdg.pipeline import generate_dataset
 from lab_tools.sdg.skills import persona
@@ -48,7 +49,7 @@ def test_every_stage_and_phase(taxonomy, fake_documents, cfg, tmp_path):
         assert md["leaf_hash"] == load_leaf(taxonomy, md["leaf"]).content_hash
         assert md["teacher"] == "scripted" and md["prompt_version"] and md["phase"] in ("kt1", "kt2", "st")
     # skills samples carry their scores; knowledge ones their source chunk at the pinned commit
-    assert all(s["metadata"]["scores"]["pair"] == 3 for s in st)
+    assert all(scores_of(s["metadata"])["pair"] == 3 for s in st)
     assert all(s["metadata"]["source"]["commit"] == "a" * 40 for s in kt1)
     # grounded skill: the generated context travels with the question
     grounded = [s for s in st if s["metadata"]["leaf"].endswith("dates")]
@@ -64,7 +65,7 @@ def test_every_stage_and_phase(taxonomy, fake_documents, cfg, tmp_path):
     card = json.loads((out / "dataset_card.json").read_text())
     assert card["phases"] == {"kt1": len(kt1), "kt2": len(kt2), "st": len(st)}
     assert sum(leaf["kept"] for leaf in card["leaves"]) == len(kt1 + kt2 + st)
-    assert "| kt1 |" in (out / "dataset_card.md").read_text()
+    assert "| kt1 |" in (out / "README.md").read_text()
     assert (out / "heldout_mc.jsonl").is_file() and read_jsonl(out / "heldout_prompts.jsonl")
 
 
@@ -265,10 +266,10 @@ def test_model_judges_off_skips_judges_openly(taxonomy, fake_documents, cfg, tmp
             assert s.kept == min(g.samples, answered - s.rejected.get("filters", 0) - s.rejected.get("responses", 0))
     tags = set()
     for s in samples:
-        tags |= {k for k, v in s["metadata"]["scores"].items() if v is not None}
+        tags |= {k for k, v in scores_of(s["metadata"]).items() if v is not None}
     assert tags == {"rules"}  # no invented judge score: the rule-based score ranks
     assert {s["metadata"]["scorer"] for s in samples} == {"rules"}
-    assert "Model judges were off" in (out / "dataset_card.md").read_text()
+    assert "Model judges were off" in (out / "README.md").read_text()
 
 
 def test_listed_instructions_are_deduplicated_and_loops_rejected(taxonomy, fake_documents, cfg, tmp_path):

@@ -70,8 +70,10 @@ def test_tiny_transformers_teacher_ray_equals_local(cluster, taxonomy, fake_docu
     # batch_size 1: the transformers backend seeds sampling per batch (from the seeds of the
     # requests in it), so equal texts need equal batches; the local engine batches across
     # leaves, the Ray engine within one leaf. With one request per batch both are the same.
+    # engine "transformers": that per-batch seeding is the reference backend's (generate.engine
+    # "auto" picks CTranslate2 on a CPU, which seeds once per call, over every batch in it).
     local, on_ray = _both(taxonomy, tmp_path, f"transformers:{tiny_model}", batch_size=1,
-                          max_new_tokens=24, samples=2)
+                          max_new_tokens=24, samples=2, engine="transformers")
     assert [s.leaf for s in on_ray.leaves] == [s.leaf for s in local.leaves]
     assert all(s.error is None for s in on_ray.leaves)
     assert sum(s.generated for s in on_ray.leaves) > 0

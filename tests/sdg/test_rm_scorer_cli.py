@@ -49,7 +49,7 @@ def test_the_reward_model_scores_and_names_the_kept_samples(taxonomy, fake_docum
         rewards(model, tok, [s["messages"] for s in samples], max_length=384), abs=2e-4)
     card = json.loads((out / "dataset_card.json").read_text())
     assert card["scorers"] == [name] and card["reward_rejected"] == 0
-    assert f"`{name}`" in (out / "dataset_card.md").read_text()
+    assert f"`{name}`" in (out / "README.md").read_text()
 
     off = _generate(run_lab, taxonomy, tmp_path, "off", rm, on=False)  # the setting gates it
     assert {s["metadata"]["scorer"] for s in _samples(off)} == {"rules"}
@@ -84,7 +84,7 @@ def test_top_samples_by_reward_and_threshold_rejects(taxonomy, fake_documents, t
     card = json.loads((out / "dataset_card.json").read_text())
     assert card["reward_rejected"] == len(rejected)
     assert sum(q["rejected"].get(REWARD_REJECTION, 0) for q in card["quality"].values()) == len(rejected)
-    assert f"Pair evaluation by reward rejected {len(rejected)} samples" in (out / "dataset_card.md").read_text()
+    assert f"Pair evaluation by reward rejected {len(rejected)} samples" in (out / "README.md").read_text()
     for leaf in card["leaves"]:  # every generated candidate accounted for
         assert leaf["generated"] == leaf["kept"] + sum(leaf["rejected"].values()) + sum(leaf["lost"].values()) \
             + leaf["unused"]
@@ -94,8 +94,9 @@ def test_build_generate_uses_the_previous_builds_rm_and_fingerprints_it(taxonomy
                                                                        tiny_model):
     from rich.console import Console
 
-    from lab_tools.build import _Build
     from lab_tools.config import load_config
+    from lab_tools.sdg.build_stages import GenerateStage
+    from lab_tools.stage import Context
 
     cfg = load_config(taxonomy)
     cfg.override("generate.teacher", "scripted:")
@@ -103,22 +104,24 @@ def test_build_generate_uses_the_previous_builds_rm_and_fingerprints_it(taxonomy
     cfg.generate.model_judges, cfg.generate.samples = False, 1
     out = tmp_path / "build"
 
-    def build():
-        return _Build(taxonomy, out, cfg, resume=False, progress=False, console=Console(quiet=True))
+    stage = GenerateStage()
 
-    plain = build().fingerprint("generate")
+    def build():
+        return Context(taxonomy, out, cfg, {"stages": {}}, resume=False, progress=False, console=Console(quiet=True))
+
+    plain = stage.fingerprint(build())
     cfg.feedback.rm_scores_sdg = True
-    assert build().fingerprint("generate") == plain  # first build: no RM yet, the rule score ranks
-    _, data = build().generate()
+    assert stage.fingerprint(build()) == plain  # first build: no RM yet, the rule score ranks
+    data = stage.run(build()).data
     assert data["scorer"] is None and json.loads((out / "data" / "dataset_card.json").read_text())["scorers"] == ["rules"]
     rm = _tiny_rm(tiny_model, out / "rm")  # what the previous build's reward_model stage left
-    with_rm = build().fingerprint("generate")
+    with_rm = stage.fingerprint(build())
     assert with_rm != plain
-    _, data = build().generate()
+    data = stage.run(build()).data
     name = rm_scorer(rm, threshold=None, max_length=64, comparisons=out / "data" / "comparisons.jsonl").name
     assert data["scorer"] == name
     assert {s["metadata"]["scorer"] for s in _samples(out / "data")} == {"reward:" + name}
     cfg.feedback.rm_score_threshold = 1.0
-    assert build().fingerprint("generate") not in (plain, with_rm)
+    assert stage.fingerprint(build()) not in (plain, with_rm)
     cfg.feedback.rm_scores_sdg = False
-    assert build().fingerprint("generate") == plain
+    assert stage.fingerprint(build()) == plain

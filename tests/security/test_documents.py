@@ -20,9 +20,9 @@ from tests.bot.conftest import ATTRIBUTION
 from tests.taxonomy.helpers import knowledge, write_leaf
 from werkzeug import Response
 
-from lab_tools.config import DocumentsConfig
+from lab_tools.config_sections import DocumentsConfig
 from lab_tools.errors import LabError
-from lab_tools.taxonomy import documents
+from lab_tools.taxonomy import documents, remote
 from lab_tools.taxonomy.leaf import load_leaf
 
 LEAF = "knowledge/space/moon"
@@ -147,7 +147,8 @@ def test_git_gets_every_positional_argument_after_double_dash(ws, mirror, cache_
     ``--`` (``--end-of-options`` for rev-parse), so none can ever be read as an option."""
     calls = []
     real = documents.git_process
-    monkeypatch.setattr(documents, "git_process", lambda tree, *a, **k: calls.append(a) or real(tree, *a, **k))
+    for module in (documents, remote):  # the resolver and its fetcher (lab_tools.taxonomy.remote)
+        monkeypatch.setattr(module, "git_process", lambda tree, *a, **k: calls.append(a) or real(tree, *a, **k))
     sha = _git(mirror, "rev-parse", "HEAD")
     documents.resolve_documents(ws.leaf(repo=f"file://{mirror}", commit=sha, patterns=["*.md"]),
                                 cache_dir=cache_dir, settings=DocumentsConfig(allow_local=True))

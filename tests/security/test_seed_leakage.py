@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from lab_tools.config import FiltersConfig, GenerateConfig
+from lab_tools.config_sections import FiltersConfig, GenerateConfig
 from lab_tools.jsonl import read_jsonl
 from lab_tools.sdg import quality
 

@@ -163,7 +163,7 @@ def test_teacher_failing_some_requests_under_the_threshold_succeeds_with_errors_
     assert leaf["lost"] == {"responses": 1} and "responses" not in leaf["rejected"]
     assert 0 < leaf["kept"] <= 8 and not leaf["error"] and not leaf["cached"]
     assert "err responses" in io.out and f"1/{sent}" in io.out and "1 teacher/judge request failed" in io.out
-    assert f"responses: 1/{sent}" in (out / "dataset_card.md").read_text()
+    assert f"responses: 1/{sent}" in (out / "README.md").read_text()
     assert len(_shards(cache_dir)) == 1
 
 

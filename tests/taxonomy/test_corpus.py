@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from lab_tools.config import DEFAULT_LICENSES
+from lab_tools.config_sections import DEFAULT_LICENSES
 from lab_tools.taxonomy.licenses import check_licenses, parse_attribution
 from lab_tools.taxonomy.validate import has_errors, validate_tree
 

@@ -7,10 +7,17 @@ from pathlib import Path
 import git
 import pytest
 
-from lab_tools.config import DocumentsConfig
+from lab_tools.config_sections import DocumentsConfig
 from lab_tools.errors import LabError
 from lab_tools.gitsafe import run_git
-from lab_tools.taxonomy.documents import _fetch, _Where, resolve_documents
+from lab_tools.taxonomy.documents import _Where, resolve_documents
+from lab_tools.taxonomy.remote import RemoteEntry
+
+
+def _fetch(url, scheme, commit, cache, settings, where):
+    """The cache entry's repository holding ``commit`` (fetched on first use)."""
+    with RemoteEntry(url, scheme, commit, cache, settings, where) as entry:
+        return entry.tree
 from lab_tools.taxonomy.leaf import load_leaf
 
 from .helpers import knowledge, write_leaf

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab_tools.config import DEFAULT_LICENSES
+from lab_tools.config_sections import DEFAULT_LICENSES
 from lab_tools.taxonomy.licenses import check_licenses, normalize_license, parse_attribution
 
 from .helpers import ATTRIBUTION, knowledge, skill, write_leaf

@@ -121,12 +121,13 @@ def test_torchrun_world_2_matches_world_1_with_rank0_selection(setup, tmp_path):
     kt2 = manifest["phases"]["kt2"]
     assert len(kt2["scores"]) == 2 and kt2["selection"].startswith("knowledge score")
     assert Path(kt2["selected"]).name == Path(ref["phases"]["kt2"]["selected"]).name
+    # paths are recorded relative to the folder of their record (issue 27: a run folder can move)
     assert json.loads((out / "kt2" / "run.json").read_text())["started_from"] == \
-        manifest["phases"]["kt1"]["selected"]
-    _assert_same_weights(manifest["selected"], ref["selected"])
+        "../" + manifest["phases"]["kt1"]["selected"]
+    _assert_same_weights(out / manifest["selected"], setup["ref"] / ref["selected"])
     # the saved checkpoint is a plain Hugging Face directory
-    model = AutoModelForCausalLM.from_pretrained(manifest["selected"])
-    tok = AutoTokenizer.from_pretrained(manifest["selected"])
+    model = AutoModelForCausalLM.from_pretrained(out / manifest["selected"])
+    tok = AutoTokenizer.from_pretrained(out / manifest["selected"])
     ids = tok("Paris is the capital", return_tensors="pt")
     assert model(**ids).logits.isfinite().all()
 
@@ -177,10 +178,10 @@ def test_processes_that_would_each_train_alone_are_refused(tmp_path):
     # the torch process group but reports DistributedType.NO, so each of the 2 processes would
     # train alone. The guard must refuse it, on every rank.
     script = tmp_path / "alone.py"
-    script.write_text("import lab_tools.train.loop as loop\n"
-                      "loop._on_cpu = lambda: False  # Accelerate's default on this machine\n"
+    script.write_text("import lab_tools.train.launch as launch\n"
+                      "launch.on_cpu = lambda: False  # Accelerate's default on this machine\n"
                       "from lab_tools.errors import LabError\n"
-                      "try:\n    loop.process_group()\n"
+                      "try:\n    launch.process_group()\n"
                       "except LabError as e:\n    print('REFUSED', e, flush=True)\n")
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()),
            str(script)]

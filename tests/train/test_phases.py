@@ -73,11 +73,18 @@ def test_padding_free_batches_and_metrics(full_run):
 def test_manifest_selection_and_checkpoints(full_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    m = full_run["result"].manifest
+    from lab_tools.weights import file_digests
+
+    m, out = full_run["result"].manifest, full_run["result"].out_dir
     assert m["preset"] == "fast" and m["hyperparameters"]["kt2"]["replay_fraction"] == 0.5
     for phase in ("kt1", "kt2", "st"):
+        # recorded relative to the manifest's folder (issue 27: a run folder can move), with the
+        # digests of each checkpoint's files as written (issue 23)
         ckpts = m["phases"][phase]["checkpoints"]
-        assert len(ckpts) == 2 and all(Path(c, "model.safetensors").is_file() for c in ckpts)
+        assert ckpts == [f"{phase}/epoch-1", f"{phase}/epoch-2"]
+        assert all((out / c / "model.safetensors").is_file() for c in ckpts)
+        assert all(m["weights"][c] == file_digests(out / c) and "model.safetensors" in m["weights"][c]
+                   for c in ckpts)
     # KT/1 is selected too; every phase scored both epochs on the selection part of the held-out
     # items (2 of the 4 MC items, the 1 prompt), far too few to show a gain: the earlier stays (LAB)
     for phase in ("kt1", "kt2", "st"):
@@ -94,9 +101,10 @@ def test_manifest_selection_and_checkpoints(full_run):
     assert not st["decision"]["judge"]["used"] and "unable to judge" in st["decision"]["judge"]["reason"]
     assert all(v < 0 for v in st["scores"].values()) and "reference log-likelihood" in st["selection"]
     assert len(full_run["judge"].requests) == 2  # the calibration pair only
-    assert m["selected"] == st["selected"] == str(full_run["result"].selected)
-    AutoModelForCausalLM.from_pretrained(m["selected"])
-    AutoTokenizer.from_pretrained(m["selected"])
+    assert m["selected"] == st["selected"] == "st/epoch-1" and full_run["result"].selected == out / "st/epoch-1"
+    assert json.loads((out / "manifest.json").read_text()) == m
+    AutoModelForCausalLM.from_pretrained(out / m["selected"])
+    AutoTokenizer.from_pretrained(out / m["selected"])
 
 
 def test_a_finished_out_dir_is_not_overwritten_without_resume(full_run, tiny_model):
@@ -176,7 +184,7 @@ def test_st_selection_falls_back_to_reference_loglik_when_no_rating_parses(full_
     then uses the held-out reference log-likelihood, and the method says so."""
     from lab_tools.sdg.backends import Completion
     from lab_tools.train.config import load_preset
-    from lab_tools.train.phases import _console, _select
+    from lab_tools.train.phases import _select, stage_console
 
     class MuteJudge:
         name = "mute"
@@ -184,9 +192,9 @@ def test_st_selection_falls_back_to_reference_loglik_when_no_rating_parses(full_
         def generate(self, requests):
             return [Completion(text="I like turtles.") for _ in requests]
 
-    ckpts = full_run["result"].manifest["phases"]["st"]["checkpoints"]
+    ckpts = [str(full_run["result"].out_dir / c) for c in full_run["result"].manifest["phases"]["st"]["checkpoints"]]
     selected, scores, method, decision = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
-                                                 tmp_path, lambda: MuteJudge(), _console(False))
+                                                 tmp_path, lambda: MuteJudge(), stage_console(False))
     assert "reference log-likelihood" in method and "unable to judge" in method
     assert all(isinstance(v, float) and v < 0 for v in scores.values())
     assert selected == ckpts[0] and decision["verdict"] == "too small to decide"  # 1 prompt decides nothing
@@ -198,15 +206,15 @@ def test_st_selection_without_a_rating_judge_uses_reference_loglik_and_generates
     is asked; the checkpoints are ranked by held-out reference log-likelihood, the method says why."""
     import lab_tools.eval.scoring as scoring
     from lab_tools.train.config import load_preset
-    from lab_tools.train.phases import _console, _select
+    from lab_tools.train.phases import _select, stage_console
 
     def no_answers(*a, **k):
         raise AssertionError("answers generated although no judge can rate them")
 
     monkeypatch.setattr(scoring, "answer_prompts", no_answers)
-    ckpts = full_run["result"].manifest["phases"]["st"]["checkpoints"]
+    ckpts = [str(full_run["result"].out_dir / c) for c in full_run["result"].manifest["phases"]["st"]["checkpoints"]]
     selected, scores, method, decision = _select("st", ckpts, load_preset(full_run["preset"]), full_run["data"],
-                                                 tmp_path, None, _console(False))
+                                                 tmp_path, None, stage_console(False))
     assert "reference log-likelihood" in method and "model_judges" in method
     assert all(isinstance(v, float) and v < 0 for v in scores.values())
     assert selected == ckpts[0]

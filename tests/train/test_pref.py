@@ -78,7 +78,13 @@ def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model, run_lab)
     assert "preference phase (dpo, 6 comparisons, 6 steps)" in io.out and "decision:" in io.out
     entry = json.loads((run / "manifest.json").read_text())["phases"]["pref"]
     assert entry["method"] == "dpo" and entry["steps"] == 6 and len(entry["checkpoints"]) == 2
-    after = _margin(entry["candidate"])
+    # recorded relative to the run folder (issue 27), with each candidate's digests (issue 23)
+    assert entry["checkpoints"] == ["pref/checkpoint-3", "pref/checkpoint-6"]
+    from lab_tools.weights import file_digests
+
+    weights = json.loads((run / "manifest.json").read_text())["weights"]
+    assert all(weights[c] == file_digests(run / c) for c in entry["checkpoints"])
+    after = _margin(run / entry["candidate"])
     assert after > before + 0.05, (before, after)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["phases"]["pref"]["candidates"].keys() == set(entry["checkpoints"])
@@ -92,19 +98,19 @@ def test_dpo_raises_the_chosen_vs_rejected_margin(tmp_path, tiny_model, run_lab)
     from transformers import AutoModelForCausalLM
 
     for c in entry["checkpoints"]:
-        assert not (Path(c) / "optimizer.pt").exists()
-        AutoModelForCausalLM.from_pretrained(c)
+        assert not (run / c / "optimizer.pt").exists()
+        AutoModelForCausalLM.from_pretrained(run / c)
     # a finished phase is not retrained
     assert train_pref(run, data, preset=_preset(), judge_dir=str(tiny_model), progress=False) == \
         manifest["phases"]["pref"]
 
 
 def _planted(monkeypatch, mc_right, reference=-1.0):
-    """``pref._measure`` planted: every model answers "x", reference ``reference`` on every prompt,
+    """``pref_select._measure`` planted: every model answers "x", reference ``reference`` on every prompt,
     MC right as ``mc_right(model_dir, item_index)`` says."""
-    import lab_tools.train.pref as pref
+    import lab_tools.train.pref_select as pref_select
 
-    monkeypatch.setattr(pref, "_measure", lambda d, prompts, items, sel, answers=True: {
+    monkeypatch.setattr(pref_select, "_measure", lambda d, prompts, items, sel, answers=True, **_: {
         "answers": ["x"] * len(prompts), "reference": [reference] * len(prompts),
         "mc": [float(mc_right(d, i)) for i in range(len(items))]})
 
@@ -118,12 +124,12 @@ def _many(data: Path, prompts: int = 40, mc: int = 60) -> None:
 
 
 def test_knowledge_regression_keeps_st(tmp_path, monkeypatch):
-    from lab_tools.train.pref import select_pref
+    from lab_tools.train.pref_select import select_pref
 
     _, data = _run(tmp_path, tmp_path / "no-model")
     _many(data)
     _planted(monkeypatch, lambda d, i: d == "st-dir" or i % 2)  # pref loses half the knowledge items
-    rm = lambda prompts, xs, ys: [1.0] * len(prompts)  # noqa: E731  the RM prefers pref everywhere
+    rm = lambda prompts, xs, ys, **_: [1.0] * len(prompts)  # noqa: E731  the RM prefers pref everywhere
     out = select_pref("st-dir", ["c1"], data, None, SelectionConfig(max_prompts=40, max_mc_items=60),
                       rm_verdicts=rm)
     assert out["decision"]["pref_vs_st"]["verdict"] == "measurable gain"
@@ -139,7 +145,7 @@ def test_knowledge_regression_keeps_st(tmp_path, monkeypatch):
 
 def test_selection_prefers_the_earlier_candidate_on_a_tie(tmp_path, tiny_model, monkeypatch):
     import lab_tools.eval.preference as preference
-    from lab_tools.train.pref import select_pref
+    from lab_tools.train.pref_select import select_pref
 
     _, data = _run(tmp_path, tiny_model)
     _many(data)

@@ -78,10 +78,11 @@ def test_pref_phase_with_lora_merges_its_candidates(tmp_path, tiny_model, monkey
     assert entry["steps"] == 3 and len(entry["checkpoints"]) == 2
     assert any(scale.is_adapter_checkpoint(p) for p in (run / "pref").glob("checkpoint-*"))
     st = load_file(str(Path(tiny_model) / "model.safetensors"))
-    for c in entry["checkpoints"]:
-        assert Path(c).parent == run / "pref" / "merged" and not (Path(c) / "adapter_config.json").exists()
+    for c in entry["checkpoints"]:  # recorded relative to the run folder (issue 27)
+        c = run / c
+        assert c.parent == run / "pref" / "merged" and not (c / "adapter_config.json").exists()
         AutoModelForCausalLM.from_pretrained(c)  # a plain model directory
-        merged = load_file(str(Path(c) / "model.safetensors"))
+        merged = load_file(str(c / "model.safetensors"))
         q = "model.layers.0.self_attn.q_proj.weight"
         assert not torch.allclose(merged[q], st[q]), "the adapters were not merged in"
     manifest = json.loads((run / "manifest.json").read_text())

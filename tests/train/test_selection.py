@@ -36,7 +36,7 @@ def _preset(**selection):
 
 @pytest.mark.parametrize("phase", ["kt1", "kt2"])
 def test_a_candidate_better_on_one_leaf_and_worse_on_the_rest_is_not_selected(tmp_path, monkeypatch, phase):
-    from lab_tools.train.phases import _console, _select
+    from lab_tools.train.phases import _select, stage_console
 
     _write_mc(tmp_path / "data")
     # epoch-2 is right on every item of the first leaf of the file and wrong elsewhere; epoch-1
@@ -44,7 +44,7 @@ def test_a_candidate_better_on_one_leaf_and_worse_on_the_rest_is_not_selected(tm
     # leaf, where epoch-2 looks perfect.
     _plant(monkeypatch, lambda ckpt, it: (it["leaf"] == LEAVES[0]) == (ckpt == "epoch-2"))
     selected, scores, method, decision = _select(phase, ["epoch-1", "epoch-2"], _preset(), tmp_path / "data",
-                                                 tmp_path, None, _console(False))
+                                                 tmp_path, None, stage_console(False))
     assert selected == "epoch-1", (scores, method)
     assert {i["leaf"] for i in decision["items"]} == set(LEAVES)  # every leaf in the selection set
     assert decision["comparisons"][0]["verdict"] == "measurable loss"
@@ -54,26 +54,26 @@ def test_a_candidate_better_on_one_leaf_and_worse_on_the_rest_is_not_selected(tm
 
 
 def test_a_candidate_better_on_every_leaf_is_selected_and_kt1_is_selected_too(tmp_path, monkeypatch):
-    from lab_tools.train.phases import _console, _select
+    from lab_tools.train.phases import _select, stage_console
 
     _write_mc(tmp_path / "data")
     _plant(monkeypatch, lambda ckpt, it: ckpt == "epoch-2" or it["question"].endswith(("0?", "2?", "4?", "6?", "8?")))
     selected, _, _, decision = _select("kt1", ["epoch-1", "epoch-2"], _preset(), tmp_path / "data", tmp_path,
-                                       None, _console(False))
+                                       None, stage_console(False))
     assert selected == "epoch-2" and decision["verdict"] == "measurable gain"
     # the scores are cached per set: a resumed selection does not load a model again
     _plant(monkeypatch, lambda ckpt, it: 1 / 0)
     assert _select("kt1", ["epoch-1", "epoch-2"], _preset(), tmp_path / "data", tmp_path, None,
-                   _console(False))[0] == "epoch-2"
+                   stage_console(False))[0] == "epoch-2"
 
 
 def test_on_a_set_too_small_to_decide_the_earlier_checkpoint_stays(tmp_path, monkeypatch):
-    from lab_tools.train.phases import _console, _select
+    from lab_tools.train.phases import _select, stage_console
 
     _write_mc(tmp_path / "data", per_leaf=2)  # 4 selection items
     _plant(monkeypatch, lambda ckpt, it: ckpt == "epoch-2")  # 0/4 vs 4/4
     selected, _, _, decision = _select("kt2", ["epoch-1", "epoch-2"], _preset(), tmp_path / "data", tmp_path,
-                                       None, _console(False))
+                                       None, stage_console(False))
     assert selected == "epoch-1" and decision["verdict"] == "too small to decide"
 
 
@@ -92,9 +92,9 @@ def _pref_data(tmp_path):
 
 def _measures(monkeypatch, answer, reference=lambda d, p: -1.0):
     """Planted measurements: ``answer(dir, prompt)``, ``reference(dir, prompt)``; MC all right."""
-    import lab_tools.train.pref as pref
+    import lab_tools.train.pref_select as pref_select
 
-    monkeypatch.setattr(pref, "_measure", lambda d, prompts, items, sel, answers=True: {
+    monkeypatch.setattr(pref_select, "_measure", lambda d, prompts, items, sel, answers=True, **_: {
         "answers": [answer(d, p) for p in prompts], "reference": [reference(d, p) for p in prompts],
         "mc": [1.0] * len(items)})
 
@@ -102,7 +102,7 @@ def _measures(monkeypatch, answer, reference=lambda d, p: -1.0):
 def test_the_incumbent_st_wins_a_tie(tmp_path, tiny_model, monkeypatch):
     """Every pref answer equals ST's: all ties. Before, pref was kept whenever the knowledge score
     did not drop; now ST (the incumbent) stays, and the record says why."""
-    from lab_tools.train.pref import select_pref
+    from lab_tools.train.pref_select import select_pref
 
     data = _pref_data(tmp_path)
     _measures(monkeypatch, lambda d, p: "the same answer")
@@ -116,7 +116,7 @@ def test_the_incumbent_st_wins_a_tie(tmp_path, tiny_model, monkeypatch):
 
 def test_a_judge_of_ties_is_refused_and_the_decision_falls_back(tmp_path, tiny_model, monkeypatch):
     import lab_tools.eval.preference as preference
-    from lab_tools.train.pref import select_pref
+    from lab_tools.train.pref_select import select_pref
 
     data = _pref_data(tmp_path)
     _measures(monkeypatch, lambda d, p: f"{d} says {p['reference']}",
@@ -131,11 +131,11 @@ def test_a_judge_of_ties_is_refused_and_the_decision_falls_back(tmp_path, tiny_m
 
 
 def test_the_judge_may_not_be_the_base_and_a_reward_model_decides_with_a_guard(tmp_path, tiny_model, monkeypatch):
-    from lab_tools.train.pref import select_pref
+    from lab_tools.train.pref_select import select_pref
 
     data = _pref_data(tmp_path)
     _measures(monkeypatch, lambda d, p: d, reference=lambda d, p: {"st-dir": -1.0, "c1": -3.0}[d])
-    rm = lambda prompts, xs, ys: [1.0] * len(prompts)  # noqa: E731  the RM prefers pref everywhere
+    rm = lambda prompts, xs, ys, **_: [1.0] * len(prompts)  # noqa: E731  the RM prefers pref everywhere
     out = select_pref("st-dir", ["c1"], data, str(tiny_model), _preset(max_prompts=60).selection,
                       base=str(tiny_model), rm_verdicts=rm)
     assert "is the base model" in out["judges"][0]["reason"]

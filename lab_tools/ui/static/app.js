@@ -320,7 +320,7 @@ async function preview() {
       prog.replaceChildren(el("progress", {}), ` ${j.state} · ${j.stage} · ${plural(j.requests, "teacher request")} answered · ${j.seconds} s`);
       if (j.state === "done" || j.state === "failed") {
         clearInterval(S.poll); $("preview-btn").disabled = false;
-        prog.textContent = j.state === "done" ? `done in ${j.seconds} s (${plural(j.requests, "teacher request")})` : "preview failed";
+        prog.textContent = j.state === "done" ? `done in ${j.seconds} s (${plural(j.requests, "teacher request")})${j.summary ? " · " + j.summary : ""}` : "preview failed";
         if (j.state === "done") body.innerHTML = j.html;  // rendered by the bot's escaping renderer
         else alertBox(body, j.error);
       }
