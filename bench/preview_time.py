@@ -4,8 +4,8 @@ changes one skill leaf, at this repository's settings (`lab.yaml`: the embedded 
 comment). Issue 26's goal: within 60 s on 2 cores.
 
 Each repeat clones this repository's taxonomy into a temporary git repository, edits the leaf's
-`task_description` with the repeat's number (a new leaf hash, so the SDG cache never answers) and
-commits it, then runs the preview against the parent commit. The model caches under
+`task_description` and its first seed question with the repeat's number and a timestamp (a new
+leaf hash and new prompts, so the SDG cache never answers) and commits it, then runs the preview against the parent commit. The model caches under
 ``~/.cache/lab-tools`` (or ``$LAB_CACHE_DIR``) stay warm, as on a self-hosted runner.
 
 ``--code DIR`` runs another checkout's ``lab_tools`` (e.g. a ``git worktree`` of an older commit)
@@ -51,7 +51,17 @@ def pr_checkout(tmp: Path, leaf: str, repeat: int) -> tuple[Path, str]:
     marker = "task_description: |\n"
     if marker not in text:
         raise SystemExit(f"{path}: no block task_description to edit")
-    path.write_text(text.replace(marker, marker + f"  Preview timing run {repeat}.\n", 1))
+    text = text.replace(marker, marker + f"  Preview timing run {repeat}.\n", 1)
+    # and the first seed question, which the teacher's prompts quote: no prompt of this repeat was
+    # ever seen by the SDG cache (per-request entries), whichever code ran before
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines[:-1]):
+        if line.strip() == "- question: |":
+            lines[i + 1] = lines[i + 1].rstrip("\n") + f" (timing run {repeat}, {time.time_ns()})\n"
+            break
+    else:
+        raise SystemExit(f"{path}: no block seed question to edit")
+    path.write_text("".join(lines))
     _git(repo, "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qam", "edit leaf")
     return repo, base
 
@@ -61,7 +71,7 @@ def one_preview(code: Path, leaf: str, repeat: int) -> float:
     with tempfile.TemporaryDirectory(prefix="lab-preview-bench-") as tmp:
         repo, base = pr_checkout(Path(tmp), leaf, repeat)
         env = dict(os.environ, PYTHONPATH=str(code), LAB_PROGRESS_INTERVAL="30")
-        cmd = [sys.executable, "-m", "lab_tools.cli", "bot", "preview", "--pr", "0", "--dry-run",
+        cmd = [sys.executable, "-m", "lab_tools", "bot", "preview", "--pr", "0", "--dry-run",
                "--taxonomy", "taxonomy", "--base", base, "--config", "lab.yaml"]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
@@ -69,8 +79,10 @@ def one_preview(code: Path, leaf: str, repeat: int) -> float:
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
             raise SystemExit(f"preview failed with {code} (exit {proc.returncode})")
-        shown = [line for line in proc.stdout.splitlines() if "sample" in line.lower()][:3]
-        print(f"  {code.name or code}: repeat {repeat}: {seconds:.1f} s  {' | '.join(shown)[:160]}", flush=True)
+        summary = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("lab bot:")]
+        if not summary:  # the preview must have run: an empty diff or a no-op must not time as a fast one
+            raise SystemExit(f"no 'lab bot:' summary line from {code}: the preview did not run")
+        print(f"  {code.name or code}: repeat {repeat}: {seconds:.1f} s  {summary[-1][:160]}", flush=True)
         return seconds
 
 

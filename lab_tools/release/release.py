@@ -94,31 +94,19 @@ def leaf_inventory(root: str | Path) -> list[dict]:
 
 def sample_counts(data_dir: str | Path) -> dict[str, dict[str, int]]:
     """``{leaf: {"kt1": n, "kt2": n, "st": n, "total": n}}`` counted from the phase datasets'
-    ``metadata.leaf`` (samples without it count under ``"(unknown)"``).
+    ``metadata.leaf`` (samples without it count under ``"(unknown)"``), whatever their
+    ``leaf_hash``: :func:`lab_tools.release.binding.sample_versions` summed over versions.
 
     Raises:
         LabError: a line that is not JSON, not an object, or has a ``metadata`` / ``metadata.leaf``
-        of the wrong type (file and line named).
+        / ``metadata.leaf_hash`` of the wrong type (file and line named).
     """
     counts: dict[str, dict[str, int]] = {}
-    for phase in PHASE_FILES:
-        path = Path(data_dir) / f"{phase}.jsonl"
-        if not path.is_file():
-            continue
-        for n, sample in iter_jsonl(path):
-            if not isinstance(sample, dict):
-                raise LabError(f"expected a sample (a JSON object), got a {type(sample).__name__}",
-                               file=str(path), line=n)
-            meta = sample.get("metadata") or {}
-            if not isinstance(meta, dict):
-                raise LabError("expected an object", file=str(path), line=n, field="metadata")
-            leaf = meta.get("leaf") or "(unknown)"
-            if not isinstance(leaf, str):
-                raise LabError("expected a leaf path (a string)", file=str(path), line=n,
-                               field="metadata.leaf")
-            row = counts.setdefault(leaf, {p: 0 for p in PHASE_FILES} | {"total": 0})
-            row[phase] += 1
-            row["total"] += 1
+    for leaf, versions in sample_versions(data_dir).items():
+        row = counts.setdefault(leaf, {p: 0 for p in PHASE_FILES} | {"total": 0})
+        for version_counts in versions.values():
+            for key in row:
+                row[key] += version_counts.get(key, 0)
     return dict(sorted(counts.items()))
 
 
