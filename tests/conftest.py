@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,29 @@ def tiny_model(tmp_path_factory) -> Path:
     from lab_tools.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def varied_model(tmp_path_factory):
+    """The tiny model with its weights spread out (noise of std 0.5 added), so that greedy
+    outputs differ from prompt to prompt instead of repeating one token."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lab_tools.tiny import make_tiny_model
+
+    src = make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    out = tmp_path_factory.mktemp("varied")
+    model.save_pretrained(out, safe_serialization=True)
+    for f in src.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, out / f.name)
+    return out
 
 
 @pytest.fixture()

@@ -12,7 +12,8 @@ from lab_tools.config import load_config
 from lab_tools.stage import Context
 
 REPO = Path(__file__).resolve().parents[1]
-ENGINE_STAGES = {"generate", "comparisons", "self_play", "evaluate", "alignment"}
+# train and pref: checkpoint selection and the pref-vs-ST decision score on the engine
+ENGINE_STAGES = {"generate", "comparisons", "self_play", "train", "pref", "evaluate", "alignment"}
 
 
 def _fingerprints(tmp_path, monkeypatch, engine: str) -> dict[str, str]:
@@ -20,7 +21,7 @@ def _fingerprints(tmp_path, monkeypatch, engine: str) -> dict[str, str]:
     cfg = load_config(REPO / "taxonomy")
     ctx = Context(REPO / "taxonomy", tmp_path / "run", cfg, {}, resume=False, progress=False,
                   console=Console(quiet=True))
-    return {s.name: s.fingerprint(ctx) for s in PIPELINE if s.name in ENGINE_STAGES | {"validate", "train"}}
+    return {s.name: s.fingerprint(ctx) for s in PIPELINE if s.name in ENGINE_STAGES | {"validate", "licenses", "reward_model"}}
 
 
 def test_engine_changes_the_fingerprints_of_the_stages_that_run_models(tmp_path, monkeypatch):

@@ -6,11 +6,12 @@ and :mod:`lab_tools.eval.preference` take either.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab_tools.engines import REFERENCE, engine_tag, resolve_engine
 from lab_tools.engines.ct2 import CT2Model
-from lab_tools.models import load_model, resolve_model
+from lab_tools import models  # as a module: tests replace models.load_model
 from lab_tools.sdg.backends import local_model_identity
 
 
@@ -37,7 +38,36 @@ def load_scoring_model(spec: str | Path, cache_dir=None, *, engine: str = "auto"
         and :class:`CT2Model`.
     """
     if scoring_engine(spec, engine) == REFERENCE:
-        return load_model(spec, cache_dir=cache_dir)
-    path = resolve_model(spec, cache_dir)
+        return models.load_model(spec, cache_dir=cache_dir)
+    path = models.resolve_model(spec, cache_dir)
     model = CT2Model(path, local_model_identity(path), cache_dir, compute_type=compute_type, threads=threads)
     return model, model.tok
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Which engine loads the models that checkpoint selection, the preference phase's selection
+    and its policy-reward check score and answer with (:func:`load_scoring_model`): ``engine``
+    (``generate.engine``), ``compute_type`` (``generate.engine_compute_type``), ``cache_dir``
+    (converted copies go to ``<cache>/ct2``). The default is the reference backend (transformers),
+    which library callers and tests get unless they pass :func:`scorer_of` a config."""
+    engine: str = REFERENCE
+    compute_type: str = "int8"
+    cache_dir: str | None = None
+
+    def load(self, spec: str | Path):
+        """``(model, tokenizer)`` of ``spec`` on this engine (see :func:`load_scoring_model`)."""
+        return load_scoring_model(spec, self.cache_dir, engine=self.engine, compute_type=self.compute_type)
+
+    def tag(self, spec: str | Path) -> str:
+        """What a cache of scores made by this engine on ``spec`` adds to its key
+        (:func:`scoring_tag`): scores of one engine are never reused for another."""
+        return scoring_tag(spec, self.engine, self.compute_type)
+
+
+def scorer_of(cfg) -> Scorer:
+    """The :class:`Scorer` of a loaded ``lab.yaml`` (:class:`lab_tools.config.LabConfig`)."""
+    return Scorer(cfg.generate.engine, cfg.generate.engine_compute_type, str(cfg.cache_path))
+
+
+REFERENCE_SCORER = Scorer()  # transformers: the default of the library functions that take a scorer

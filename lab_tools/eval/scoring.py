@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 
-from lab_tools.engines.ct2 import CT2Model
+from lab_tools.engines.ct2 import ANSWER_BATCH, CT2Model
 from lab_tools.progress import TokenStreamer, report_tokens, token_budget
 from lab_tools.sdg.backends import ChatRequest
 
@@ -186,11 +186,14 @@ def answer_prompts(model, tokenizer, prompts: list[dict], max_new_tokens: int = 
     """Greedy answers to chat prompts (``{"messages": [...]}`` as in heldout_prompts.jsonl),
     batched with left padding. Returns one decoded string per prompt (special tokens removed).
     ``model``: a PyTorch causal LM or a :class:`~lab_tools.engines.ct2.CT2Model` (greedy there too,
-    stopped at the same end tokens)."""
+    stopped at the same end tokens, at least :data:`~lab_tools.engines.ct2.ANSWER_BATCH` prompts a
+    batch: ``batch_size`` sizes PyTorch's memory, while a CPU decode step of many sequences costs
+    little more than one of a few)."""
     if isinstance(model, CT2Model):
         ids = [tokenizer(tokenizer.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True),
                          add_special_tokens=False)["input_ids"] for p in prompts]
-        new = model.generate(ids, max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size)
+        new = model.generate(ids, max_new_tokens=max_new_tokens, temperature=0.0,
+                             batch_size=max(batch_size, ANSWER_BATCH))
         return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     import torch
 

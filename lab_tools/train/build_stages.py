@@ -6,8 +6,8 @@ teacher that holds the GPU first.
 
 | stage | inputs (fingerprint)                                                                 | outputs |
 |-------|--------------------------------------------------------------------------------------|---------|
-| train | phase datasets (+ ``selfplay.jsonl``) + held-out files + preset (name and file) + student + judge + ``model_judges`` | the selected checkpoint (``train/manifest.json`` ``selected``) |
-| pref  | reward model + judge + ``comparisons.jsonl`` + preset (name and file) + the ST-selected model | ``train/manifest.json`` ``phases.pref.selected`` |
+| train | phase datasets (+ ``selfplay.jsonl``) + held-out files + preset (name and file) + student + judge + ``model_judges`` + engine | the selected checkpoint (``train/manifest.json`` ``selected``) |
+| pref  | reward model + judge + ``comparisons.jsonl`` + preset (name and file) + the ST-selected model + engine | ``train/manifest.json`` ``phases.pref.selected`` |
 
 A train stage interrupted with unchanged inputs resumes from its last checkpoint with
 ``lab build --resume``; otherwise ``train/`` is removed and training starts over.
@@ -19,6 +19,7 @@ import json
 import shutil
 from pathlib import Path
 
+from lab_tools.engines.load import scorer_of
 from lab_tools.errors import LabError, plural
 from lab_tools.eval.alignment import run_models
 from lab_tools.eval.stats import format_estimate
@@ -60,7 +61,7 @@ class TrainStage(Stage):
         cfg, h = ctx.cfg, ctx.hasher
         data = h.files(ctx.data_dir / f"{p}.jsonl" for p in ("kt1", "kt2", "st", "selfplay"))
         return [data, ctx.heldout_files(), cfg.train.preset, h.file(preset_path(cfg.train.preset)), ctx.student_id(),
-                ctx.judge_spec, cfg.generate.model_judges]
+                ctx.judge_spec, cfg.generate.model_judges, ctx.engine_id()]  # selection scores on it
 
     def outputs(self, ctx: Context) -> list[Path]:
         selected = ctx.selected()
@@ -81,7 +82,8 @@ class TrainStage(Stage):
         cfg = ctx.cfg
         result = phases.train_phases(ctx.data_dir, cfg.train.student, ctx.train_dir, preset=cfg.train.preset,
                               resume=resume, judge=judge, progress=ctx.progress, cache_dir=cfg.cache_path,
-                              judge_rates=cfg.generate.model_judges, report_to=cfg.train.report_to)
+                              judge_rates=cfg.generate.model_judges, report_to=cfg.train.report_to,
+                              scorer=scorer_of(cfg))
         steps = {p: (e or {}).get("steps") for p, e in (result.manifest.get("phases") or {}).items()}
         return self.done(f"{'resumed, ' if resume else ''}selected {Path(result.selected).name} "
                          f"({Path(result.selected).parent.name}); steps {steps}",
@@ -102,7 +104,7 @@ class PrefStage(FeedbackStage):
     trains = True
 
     def inputs(self, ctx: Context) -> list:
-        return policy_parts(ctx) + [run_model_ids(ctx).get("st")]
+        return policy_parts(ctx) + [run_model_ids(ctx).get("st"), ctx.engine_id()]  # selection scores on it
 
     def outputs(self, ctx: Context) -> list[Path]:
         return [ctx.train_dir / "manifest.json"]
@@ -121,7 +123,7 @@ class PrefStage(FeedbackStage):
                            judge_dir=pairwise_judge_dir(ctx.judge_spec, cfg), rm_dir=rm_dir, progress=ctx.progress,
                            rm_verdicts=rm_verdicts_fn(rm_dir, cfg.feedback.rm_max_length),
                            capable_judge=capable_judge_for(ctx.judge_spec, cfg, backend=ctx.backend),
-                           report_to=cfg.train.report_to)
+                           report_to=cfg.train.report_to, scorer=scorer_of(cfg))
         best = entry["candidates"].get(entry["candidate"], {})
         vs_st = (entry.get("decision") or {}).get("pref_vs_st") or {}
         pr = entry.get("policy_reward")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from lab_tools.config import load_config
+from lab_tools.engines.load import scorer_of
 from lab_tools.errors import UsageError
 from lab_tools.feedback.rm import train_cli
 from lab_tools.models import require_local_model_dir
@@ -86,6 +87,7 @@ def train(data_dir, model, preset, out_dir, phases, resume, judge, config_file, 
                           phases=wanted, resume=resume,
                           judge=judge or cfg.generate.judge or cfg.generate.teacher,
                           progress=not quiet, cache_dir=cfg.cache_path, allow_untrained=allow_untrained,
-                          judge_rates=bool(judge) or cfg.generate.model_judges, report_to=cfg.train.report_to)
+                          judge_rates=bool(judge) or cfg.generate.model_judges, report_to=cfg.train.report_to,
+                          scorer=scorer_of(cfg))
     click.echo(f"selected model: {result.selected}")
     click.echo(f"manifest: {result.out_dir / 'manifest.json'}")

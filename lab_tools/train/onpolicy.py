@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from lab_tools.atomic import write_json_atomic, write_jsonl_atomic
+from lab_tools.engines.load import REFERENCE_SCORER, Scorer
 from lab_tools.errors import LabError
 from lab_tools.eval.decisions import compare
 from lab_tools.eval.stats import bootstrap_mean
@@ -173,7 +174,7 @@ def build_pairs(st_dir: str, rows: list[dict], rm_dir: str | None, pc, out_dir: 
 
 
 def policy_reward_shift(before: str, after: str, rows: list[dict], rm_dir: str | None, pc, sel, *,
-                        answer=None, score=None) -> dict | None:
+                        answer=None, score=None, scorer: Scorer = REFERENCE_SCORER) -> dict | None:
     """How much the preference phase moved the policy by the reward model: greedy answers
     (``pref.max_completion_length`` tokens) of ``before`` (ST) and ``after`` (the pref candidate)
     on ``pref.reward_shift_prompts`` evenly spaced prompts of the comparisons ``rows`` (the pref
@@ -181,7 +182,8 @@ def policy_reward_shift(before: str, after: str, rows: list[dict], rm_dir: str |
     rewards with 95% bootstrap intervals), "change" (:func:`lab_tools.eval.decisions.compare`:
     paired gain, n, verdict)}``, or None without a reward model or prompts. ``answer(model_dir,
     prompts) -> [answer]`` and ``score(prompts, answers) -> [reward | None]`` replace the models
-    (tests)."""
+    (tests); ``scorer``: the engine the greedy answers are decoded on
+    (:class:`lab_tools.engines.load.Scorer`)."""
     if (score is None and not rm_dir) or not pc.reward_shift_prompts:
         return None
     prompts = evenly_spaced(unique_prompts(rows), pc.reward_shift_prompts)
@@ -190,9 +192,8 @@ def policy_reward_shift(before: str, after: str, rows: list[dict], rm_dir: str |
     if answer is None:
         def answer(model_dir, ps):
             from lab_tools.eval.scoring import answer_prompts
-            from lab_tools.models import load_model
 
-            model, tok = load_model(model_dir)
+            model, tok = scorer.load(model_dir)
             return answer_prompts(model, tok, [{"messages": p} for p in ps], pc.max_completion_length,
                                   batch_size=sel.batch_size)
     got = {name: answer(d, prompts) for name, d in (("before", before), ("after", after))}

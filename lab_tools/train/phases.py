@@ -33,6 +33,7 @@ from pathlib import Path
 
 from lab_tools.atomic import atomic_open
 from lab_tools.config import load_config
+from lab_tools.engines.load import REFERENCE_SCORER, Scorer
 from lab_tools.errors import LabError, plural
 from lab_tools.eval.decisions import choose
 from lab_tools.eval.heldout import read_mc_items, read_prompts
@@ -126,7 +127,8 @@ def _st_judge(judge_factory, items: list[dict], base: str | None, candidates: li
 
 
 def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, phase_dir: Path,
-            judge_factory, console, base: str | None = None) -> tuple[str, dict, str, dict]:
+            judge_factory, console, base: str | None = None,
+            scorer: Scorer = REFERENCE_SCORER) -> tuple[str, dict, str, dict]:
     """Choose a phase's checkpoint; returns ``(selected, {checkpoint: score}, method, decision)``.
 
     The set is the *selection* part of the held-out items (:mod:`lab_tools.eval.sets`: every
@@ -138,9 +140,10 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
     ``decision`` is the record the manifest keeps (item ids and leaves, every candidate's score
     with n and 95% interval, each comparison, the choice). Per-item scores are cached in
     ``phase_dir/scores.json`` (keyed by the set) so a resumed run does not redo them.
-    ``judge_factory`` None: the judge cannot rate (``generate.model_judges`` false)."""
+    ``judge_factory`` None: the judge cannot rate (``generate.model_judges`` false). ``scorer``:
+    the engine the candidates are scored on (:class:`lab_tools.engines.load.Scorer`; the cache
+    key names it)."""
     from lab_tools.eval.scoring import answer_prompts, judge_scores, mc_accuracy, reference_logprob
-    from lab_tools.models import load_model
 
     sel = preset.selection
     knowledge = phase in ("kt1", "kt2")
@@ -155,7 +158,8 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         reason = "only candidate (not scored: selection.score_single is false)"
         return candidates[0], {}, reason, {"chosen": candidates[0], "verdict": reason, "items": describe(items)}
     ids = describe(items)
-    cache = _cached(phase_dir, json.dumps([phase, ids]))
+    tag = scorer.tag(candidates[0])
+    cache = _cached(phase_dir, json.dumps([phase, ids, tag] if tag else [phase, ids]))
     judge, judge_status = (None, None) if knowledge else _st_judge(judge_factory, items, base, candidates,
                                                                    sel, cache)
     if judge_status is not None:
@@ -165,7 +169,7 @@ def _select(phase: str, checkpoints: list[str], preset: Preset, data_dir: Path, 
         got = cache["per_item"].setdefault(ckpt, {})
         if metric in got:
             continue
-        model, tok = load_model(ckpt)
+        model, tok = scorer.load(ckpt)
         if knowledge:
             got["mc_accuracy"] = [float(r["correct"]) for r in mc_accuracy(model, tok, items,
                                                                             batch_size=sel.batch_size)[1]]
@@ -246,7 +250,7 @@ def trained_phases(manifest: dict) -> list[str]:
 def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tiny-cpu",
                  phases=PHASES, resume: bool = False, judge=None, progress: bool = True,
                  cache_dir=None, allow_untrained: bool = False, judge_rates: bool = True,
-                 report_to: str = "none") -> TrainResult:
+                 report_to: str = "none", scorer: Scorer = REFERENCE_SCORER) -> TrainResult:
     """Run the phases in order (LAB 3.3) and return a :class:`TrainResult`.
 
     ``data_dir``: a dir written by ``lab generate`` (kt1/kt2/st.jsonl, heldout_mc.jsonl,
@@ -256,6 +260,8 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
     ``judge_rates`` False (``generate.model_judges`` off): no judge, ST is selected by held-out
     reference log-likelihood. ``report_to``: experiment tracker of every phase (``train.report_to``:
     ``tensorboard`` writes ``out_dir/tensorboard/<phase>``; :mod:`lab_tools.train.tracking`).
+    ``scorer``: the engine checkpoint selection scores on (:func:`lab_tools.engines.load.scorer_of`
+    gives ``generate.engine``'s; default transformers).
     A phase with no samples of its own is skipped (recorded) and the model passes through; when
     no phase would train (a run that learned nothing, DESIGN.md Trust boundary) it is refused
     unless ``allow_untrained``.
@@ -352,7 +358,7 @@ def train_phases(data_dir, model, out_dir, *, preset: str | Path | Preset = "tin
         if state.is_main_process:  # the other ranks wait in broadcast_object_list
             try:
                 choice = [_select(phase, run.checkpoints, preset, data_dir, phase_dir, judge_factory, console,
-                              base=base)]
+                              base=base, scorer=scorer)]
             except Exception as exc:  # the waiting ranks must stop too, not wait forever
                 failure, choice = exc, [f"checkpoint selection failed on rank 0: {exc}"]
         broadcast_object_list(choice)

@@ -39,6 +39,7 @@ import shutil
 import time
 from pathlib import Path
 
+from lab_tools.engines.load import REFERENCE_SCORER, Scorer, scorer_of
 from lab_tools.errors import LabError, plural
 from lab_tools.eval.stats import format_estimate
 from lab_tools.jsonl import iter_jsonl
@@ -149,7 +150,8 @@ def _trainer(method: str, st_dir: str, rows: list[dict], rm_dir: str | None, pc,
 
 
 def train_pref(run_dir, data_dir, *, preset, judge_dir: str | None, rm_dir: str | None = None,
-               progress: bool = True, rm_verdicts=None, capable_judge=None, report_to: str = "none") -> dict:
+               progress: bool = True, rm_verdicts=None, capable_judge=None, report_to: str = "none",
+               scorer: Scorer = REFERENCE_SCORER) -> dict:
     """Run the preference phase on training run ``run_dir`` (its ``manifest.json`` must record a
     selected ST model) with ``data_dir/comparisons.jsonl``; resumable (a killed run continues
     from its last TRL checkpoint; a finished one is skipped). Updates the manifest: phase
@@ -164,6 +166,8 @@ def train_pref(run_dir, data_dir, *, preset, judge_dir: str | None, rm_dir: str 
     None); ``capable_judge``: a Teacher answering A/B in words (or None); ``rm_verdicts``: see
     :func:`rm_verdicts_fn`. ``report_to``: the experiment tracker of the TRL trainer
     (``train.report_to``; TensorBoard into ``run_dir/tensorboard/pref``, :mod:`lab_tools.train.tracking`).
+    ``scorer``: the engine the selection and the policy-reward check decode and score on
+    (:func:`lab_tools.engines.load.scorer_of`; default transformers).
 
     Raises:
         LabError: no manifest or no trained ST, no comparisons, an unknown method, a method
@@ -218,8 +222,8 @@ def train_pref(run_dir, data_dir, *, preset, judge_dir: str | None, rm_dir: str 
     with Progress(progress, stage="pref", transient=True) as bar:  # moves as tokens are scored
         choice = select_pref(st_dir, candidates, data_dir, judge_dir, preset.selection,
                              base=manifest.get("base_model"), rm_verdicts=rm_verdicts,
-                             capable_judge=capable_judge, console=console, progress=bar)
-    shift = policy_reward_shift(st_dir, choice["candidate"], rows, rm_dir, pc, preset.selection)
+                             capable_judge=capable_judge, console=console, progress=bar, scorer=scorer)
+    shift = policy_reward_shift(st_dir, choice["candidate"], rows, rm_dir, pc, preset.selection, scorer=scorer)
     entry = portable({"method": pc.method, "comparisons": len(rows), "steps": steps,
                       "onpolicy": onpolicy, "policy_reward": shift,
                       "reward_model": record(rm_dir, run_dir) if rm_dir else None, "checkpoints": candidates,
@@ -251,7 +255,8 @@ def pref_cli(run_dir, data_dir, cfg, *, reward_model=None, judge=None, progress=
     entry = train_pref(run_dir, data_dir, preset=cfg.train.preset, judge_dir=pairwise_judge_dir(judge, cfg),
                        rm_dir=reward_model, progress=progress,
                        rm_verdicts=rm_verdicts_fn(reward_model, cfg.feedback.rm_max_length),
-                       capable_judge=capable_judge_for(judge, cfg), report_to=cfg.train.report_to)
+                       capable_judge=capable_judge_for(judge, cfg), report_to=cfg.train.report_to,
+                       scorer=scorer_of(cfg))
     vs_st = (entry.get("decision") or {}).get("pref_vs_st") or {}
     click.echo(f"preference phase ({entry['method']}, {plural(entry['comparisons'], 'comparison')}, "
                f"{plural(entry['steps'], 'step')}): "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab_tools.engines.load import REFERENCE_SCORER, Scorer
 from lab_tools.errors import plural
 from lab_tools.eval.decisions import choose, compare, GAIN, LOSS, TOO_SMALL, win_rate
 from lab_tools.eval.judges import calibrate_capable, calibrate_pairwise, refusal
@@ -26,16 +27,15 @@ from lab_tools.sdg.backends import make_teacher
 
 
 def _measure(model_dir: str, prompts: list[dict], items: list[dict], sel, *, answers: bool,
-             progress: Progress | None = None) -> dict:
+             progress: Progress | None = None, scorer: Scorer = REFERENCE_SCORER) -> dict:
     """One load of ``model_dir``: ``{"answers": [str] | None (greedy, ``sel.max_new_tokens``),
     "reference": [nats/token | None per prompt], "mc": [1.0 | 0.0 per item]}``. With ``progress``,
     each part moves as tokens are decoded or scored (tasks ``<dir name> answers|reference|knowledge
-    tokens``: :func:`lab_tools.progress.token_budget`)."""
+    tokens``: :func:`lab_tools.progress.token_budget`). ``scorer``: the engine it runs on."""
     from lab_tools.eval.scoring import answer_prompts, mc_accuracy, reference_logprob
-    from lab_tools.models import load_model
 
     name = Path(model_dir).name
-    model, tok = load_model(model_dir)
+    model, tok = scorer.load(model_dir)
     out: dict = {"answers": None, "reference": [], "mc": []}
     if answers and prompts:
         with token_budget(progress, f"{name} answers", len(prompts) * sel.max_new_tokens):
@@ -50,7 +50,8 @@ def _measure(model_dir: str, prompts: list[dict], items: list[dict], sel, *, ans
 
 
 def _pick_judge(capable_judge, judge_dir, prompts, models: dict, sel, say,
-                progress: Progress | None = None) -> tuple[str | None, object, list]:
+                progress: Progress | None = None,
+                scorer: Scorer = REFERENCE_SCORER) -> tuple[str | None, object, list]:
     """``(kind, judge, statuses)``: the judge that decides (``"capable"`` a Teacher, ``"pairwise"``
     the judge's model dir, loaded again when the answers are in, so it never shares memory with
     a candidate), or ``(None, None, statuses)`` when none may (never the base, ST or a candidate;
@@ -69,9 +70,7 @@ def _pick_judge(capable_judge, judge_dir, prompts, models: dict, sel, say,
     if why:
         statuses.append({"kind": "pairwise", "judge": str(judge_dir), "used": False, "reason": why})
         return None, None, statuses
-    from lab_tools.models import load_model
-
-    model, tok = load_model(judge_dir)
+    model, tok = scorer.load(judge_dir)
     st = calibrate_pairwise(model, tok, prompts, name=str(judge_dir), batch_size=sel.batch_size, progress=progress)
     del model
     statuses.append({"kind": "pairwise", **st})
@@ -83,7 +82,7 @@ def _pick_judge(capable_judge, judge_dir, prompts, models: dict, sel, say,
 
 def select_pref(st_dir: str, candidates: list[str], data_dir: Path, judge_dir: str | None, sel, *,
                 base: str | None = None, rm_verdicts=None, capable_judge=None, console=None,
-                progress: Progress | None = None) -> dict:
+                progress: Progress | None = None, scorer: Scorer = REFERENCE_SCORER) -> dict:
     """Choose among preference-phase ``candidates`` (checkpoint dirs, in training order) and decide
     whether the chosen one replaces ST (the incumbent).
 
@@ -99,7 +98,8 @@ def select_pref(st_dir: str, candidates: list[str], data_dir: Path, judge_dir: s
     measurable and neither the knowledge score (MC accuracy) nor, with the reward model deciding,
     reference log-likelihood regresses measurably or is too small to tell; a tie keeps ST.
     ``progress`` (a :class:`lab_tools.progress.Progress`, or None): answers, reference and MC
-    scoring, the judges and the reward model move it as they decode or score tokens.
+    scoring, the judges and the reward model move it as they decode or score tokens. ``scorer``:
+    the engine the models and the pairwise judge run on (:class:`lab_tools.engines.load.Scorer`).
 
     Returns ``{"selected", "candidate", "kept": "pref"|"st", "reason", "candidates": {dir:
     {"win_rate", "wins", "ties", "losses", "n", "interval", "rm_win_rate", "reference",
@@ -114,15 +114,14 @@ def select_pref(st_dir: str, candidates: list[str], data_dir: Path, judge_dir: s
                 "knowledge": {"st": None, "pref": None}, "st_mean_length": None, "judges": [],
                 "decision": {"verdict": reason, "items": []}}
     models = {"base": base, "ST": st_dir, **{f"candidate {Path(c).name}": c for c in candidates}}
-    kind, judge, statuses = _pick_judge(capable_judge, judge_dir, prompts, models, sel, say, progress)
+    kind, judge, statuses = _pick_judge(capable_judge, judge_dir, prompts, models, sel, say, progress, scorer)
     need_answers = kind is not None or rm_verdicts is not None
-    st = _measure(st_dir, prompts, mc, sel, answers=need_answers, progress=progress)
-    got = {c: _measure(c, prompts, [], sel, answers=need_answers, progress=progress) for c in candidates}
+    st = _measure(st_dir, prompts, mc, sel, answers=need_answers, progress=progress, scorer=scorer)
+    got = {c: _measure(c, prompts, [], sel, answers=need_answers, progress=progress, scorer=scorer)
+           for c in candidates}
     table, verdicts, rm = {}, {}, {}
     if kind == "pairwise":
-        from lab_tools.models import load_model
-
-        judge = load_model(judge)
+        judge = scorer.load(judge)
     for c in candidates:
         row = {"reference": bootstrap_mean(got[c]["reference"]).to_dict()}
         if kind == "capable":  # two A/B replies of at most 8 tokens per prompt
@@ -171,7 +170,7 @@ def select_pref(st_dir: str, candidates: list[str], data_dir: Path, judge_dir: s
     guards, blocked = {}, []
     knowledge = {"st": None, "pref": None}
     if mc:
-        best_mc = _measure(best, [], mc, sel, answers=False, progress=progress)["mc"]
+        best_mc = _measure(best, [], mc, sel, answers=False, progress=progress, scorer=scorer)["mc"]
         knowledge = {"st": sum(st["mc"]) / len(mc), "pref": sum(best_mc) / len(mc)}
         guards["knowledge"] = {"metric": "MC accuracy", "items": describe(mc),
                                **compare(st["mc"], best_mc, is_proportion=True)}
