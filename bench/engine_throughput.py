@@ -6,10 +6,14 @@ the taxonomy's seed questions, cycled to fill a batch):
 
 - ``sdg answers``: sampled (T ``generate.temperature``, top-k 50, top-p 0.95), at most
   ``generate.answer_tokens`` new tokens, ``generate.batch_size`` prompts per call;
-- ``comparisons``: sampled, ``feedback.max_new_tokens``, ``feedback.batch_size`` prompts (self-play
-  asks the same way);
-- ``eval answers``: greedy, the build's ``EVAL_CAPS["max_new_tokens"]``, 8 per batch
-  (:func:`lab_tools.eval.scoring.answer_prompts`);
+- ``comparisons``: the comparisons stage's own leaf-3shot prompts (system prompt, 3 seed
+  examples of the leaf, a seed question: :func:`lab_tools.feedback.rubric.messages`, 150-800
+  tokens), sampled, ``feedback.max_new_tokens``, ``feedback.batch_size`` prompts per call (self-play
+  asks the same way); its long prompts are where CTranslate2 is weakest (it prefills a batch only
+  to its shortest prompt);
+- ``eval answers``: greedy, the build's ``EVAL_CAPS["max_new_tokens"]``, 16 prompts, 16 per batch
+  on both engines (:data:`lab_tools.engines.ct2.ANSWER_BATCH`: the build's batch on CTranslate2;
+  transformers at the same batch, its best here);
 - ``chat``: one sequence, greedy, 128 new tokens (``lab chat``, the bot's single request);
 - ``mc scoring``: the log-likelihood of seed answers given their question
   (:func:`lab_tools.eval.scoring.mc_accuracy`: MC, reference log-likelihood), 8 per batch;
@@ -111,6 +115,7 @@ def main(argv=None) -> int:
     from lab_tools.config_sections import ALIGNMENT_CAPS, EVAL_CAPS
     from lab_tools.config import load_config
     from lab_tools.engines import cpu_threads
+    from lab_tools.engines.ct2 import ANSWER_BATCH
     from lab_tools.eval.preference import _prompt_text  # the prompts ab_preferences builds, to count tokens
     from lab_tools.eval.preference import ab_preferences, load_static_hhh
     from lab_tools.eval.scoring import mc_accuracy
@@ -126,13 +131,24 @@ def main(argv=None) -> int:
     cap = 8 if args.quick else None
 
     def prompts(n):
-        return [questions[i % len(questions)] for i in range(n)]
+        return [[{"role": "user", "content": questions[i % len(questions)]}] for i in range(n)]
 
-    gen_work = [  # name, n prompts, max new tokens, temperature, batch size
-        ("sdg answers", cap or g.batch_size, g.answer_tokens, g.temperature, cap or g.batch_size),
-        ("comparisons", cap or fb.batch_size, fb.max_new_tokens, fb.temperature, cap or fb.batch_size),
-        ("eval answers", 8, EVAL_CAPS["max_new_tokens"], 0.0, 8),
-        ("chat", 1, 128, 0.0, 1),
+    def leaf_3shot(n):
+        """The comparisons stage's best-ranked configuration's chat messages for seed questions."""
+        from lab_tools.feedback.rubric import messages, resolve_configurations
+        from lab_tools.taxonomy.leaf import iter_leaf_paths, load_leaf
+
+        conf = resolve_configurations(fb, g.teacher, cfg.train.student)[0]
+        leaves = [load_leaf(REPO / "taxonomy", p) for p in iter_leaf_paths(REPO / "taxonomy")]
+        out = [messages(conf, leaf, q) for leaf in leaves for ex in leaf.seed_examples
+               for q in ([ex.question] if ex.question else [q for q, _ in ex.qna]) if q]
+        return [out[i % len(out)] for i in range(n)]
+
+    gen_work = [  # name, messages of n prompts, max new tokens, temperature, batch size
+        ("sdg answers", prompts(cap or g.batch_size), g.answer_tokens, g.temperature, cap or g.batch_size),
+        ("comparisons", leaf_3shot(cap or fb.batch_size), fb.max_new_tokens, fb.temperature, cap or fb.batch_size),
+        ("eval answers", prompts(ANSWER_BATCH), EVAL_CAPS["max_new_tokens"], 0.0, ANSWER_BATCH),
+        ("chat", prompts(1), 128, 0.0, 1),
     ]
     mc_items = [{"question": q, "choices": [a, pairs[(i + 1) % len(pairs)][1]], "answer": 0}
                 for i, (q, a) in enumerate(pairs[:cap or 16])]
@@ -169,11 +185,10 @@ def main(argv=None) -> int:
             return sum(c.completion_tokens for c in out)
         return run
 
-    for name, n, max_tokens, temp, bs in gen_work:
+    for name, msgs, max_tokens, temp, bs in gen_work:
         if only and name not in only:
             continue
-        reqs = [ChatRequest([{"role": "user", "content": q}], max_tokens=max_tokens, temperature=temp, seed=i)
-                for i, q in enumerate(prompts(n))]
+        reqs = [ChatRequest(m, max_tokens=max_tokens, temperature=temp, seed=i) for i, m in enumerate(msgs)]
         measure(name, {e: gen_call(t, reqs, bs) for e, t in teachers.items()})
     # the scoring workloads on the same loaded models: CT2Model / the PyTorch model
     scorers = {e: (getattr(t, "engine", None) or t.model, t.tok) for e, t in teachers.items()}
@@ -204,7 +219,13 @@ def main(argv=None) -> int:
              f"as chat prompts; {args.repeats} timed repeats per cell after one warm-up (mean ± sd).", "",
              "| workload | settings | ctranslate2 tok/s | transformers tok/s | ratio | ct2 / bound | tf / bound |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    settings = {w[0]: f"{w[1]} prompts, ≤{w[2]} new, T {w[3]}, batch {w[4]}" for w in gen_work}
+    def prompt_tokens(msgs) -> str:
+        n = sorted(len(tok(tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                           add_special_tokens=False)["input_ids"]) for m in msgs)
+        return f"{n[0]}-{n[-1]}"
+
+    settings = {w[0]: f"{len(w[1])} prompts of {prompt_tokens(w[1])} tokens, ≤{w[2]} new, T {w[3]}, batch {w[4]}"
+                for w in gen_work}
     settings["mc scoring"] = f"{len(mc_items)} items × 2 choices, batch 8"
     settings["static hhh"] = f"{len(hhh)} pairs × 2 orders, batch {ALIGNMENT_CAPS['batch_size']}"
     for name, cells in rows.items():

@@ -36,6 +36,11 @@ DEFAULT_TOP_K = 50  # transformers' GenerationConfig default, used when the mode
 # PyTorch's memory): on 2 cores a decode step of 14 sequences of the 135M model took 0.10 s, one
 # of 1 sequence 0.047 s (2026-12-07), so answering 16 prompts at once is ~7x the tokens/s of one.
 ANSWER_BATCH = 16
+# Batches run side by side, one thread each, rather than one batch on every thread: the 135M model's
+# matrices are too small for two threads to share one (OpenMP waits), so on 2 cores two batches of
+# one thread each decoded 1.2-1.8x the tokens/s of one batch on two threads, and one sequence
+# 41 tok/s on one thread vs 28 on two (bench: 2026-12-07). More cores go to each batch.
+MAX_PARALLEL_BATCHES = 2
 
 
 def _ct2():
@@ -92,7 +97,10 @@ class CT2Model:
             converted copy is reused while it is the same.
         cache_dir: the LAB cache (converted models go to ``ct2/`` in it).
         compute_type: ``int8`` (default; fastest on AVX2), ``int8_float32`` or ``float32``.
-        threads: CPU threads (``intra_threads``); 0 = every CPU this process may use.
+        threads: CPU threads; 0 = every CPU this process may use. They run up to
+            :data:`MAX_PARALLEL_BATCHES` sub-batches side by side (``inter_threads``), each on
+            ``threads // workers`` threads (``intra_threads``); a call's batch is split so that
+            every worker has a part.
 
     Raises:
         LabError: ctranslate2 is missing, the conversion fails, or the folder has no tokenizer.
@@ -106,12 +114,13 @@ class CT2Model:
         self.tok = load_tokenizer(self.src)
         self.dir = converted_dir(self.src, source_identity, cache_dir, compute_type)
         self.threads = cpu_threads(threads)
+        self.workers = max(1, min(self.threads, MAX_PARALLEL_BATCHES))
         self.generator = self._load(ct2)
         self.top_k, self.end_ids, self.context_len = _generation_defaults(self.src, self.tok)
 
     def _load(self, ct2):
         return ct2.Generator(str(self.dir), device="cpu", compute_type=self.compute_type,
-                             intra_threads=self.threads, inter_threads=1)
+                             intra_threads=max(1, self.threads // self.workers), inter_threads=self.workers)
 
     def _reseed(self, ct2, seed: int) -> None:
         """Seed the sampling of the next call. CTranslate2 seeds each worker thread's random
@@ -123,6 +132,30 @@ class CT2Model:
         self.generator = None
         ct2.set_random_seed(int(seed) % 2**32)
         self.generator = self._load(ct2)
+
+    def _sample(self, ct2, tokens: list[list[str]], seed: int, opts: dict) -> list:
+        """One seeded sampled batch on every worker: the batch is cut into one part per worker,
+        each decoded by a copy of the model loaded for it after ``set_random_seed(seed)`` (one
+        thread, so its random state is the seed's whatever else ran before: the result does not
+        depend on which thread took which part, as it would with one pool's workers). The
+        copies load in ~0.2 s each and are freed after the batch. One worker: :meth:`_reseed`."""
+        if self.workers == 1:
+            self._reseed(ct2, seed)
+            return self.generator.generate_batch(tokens, **opts)
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = -(-len(tokens) // self.workers)
+        parts = [tokens[i:i + n] for i in range(0, len(tokens), n)]
+        ct2.set_random_seed(int(seed) % 2**32)
+        gens = [ct2.Generator(str(self.dir), device="cpu", compute_type=self.compute_type,
+                              intra_threads=max(1, self.threads // self.workers), inter_threads=1) for _ in parts]
+        try:  # generate_batch releases the GIL: the parts decode side by side
+            with ThreadPoolExecutor(len(parts)) as pool:
+                done = list(pool.map(lambda g, p: g.generate_batch(p, **opts), gens, parts))
+        finally:
+            for g in gens:
+                g.unload_model()
+        return [r for part in done for r in part]
 
     def close(self) -> None:
         """Free the model's memory (a later call fails). Idempotent."""
@@ -145,9 +178,10 @@ class CT2Model:
 
         ``temperature`` 0: greedy (top-k 1). Else sampling with temperature, top-k (default: the
         model's generation config, else 50, as transformers) and ``top_p``, seeded with ``seed``
-        (:meth:`_reseed`) so a rerun of the same call gives the same ids; ``seed`` None: the
-        engine's running random state (no reload: an interactive chat).
-        ``batch_size``: most sequences decoded together (:func:`length_chunks` groups them).
+        (``seed + k`` for the call's k-th batch, :meth:`_sample`) so a rerun of the same call gives
+        the same ids; ``seed`` None: the engine's running random state (no reload: an interactive chat).
+        ``batch_size``: most sequences decoded together (:func:`length_chunks` groups them); each
+        batch is split across the workers (:data:`MAX_PARALLEL_BATCHES`).
         Each decoded token is reported to :func:`lab_tools.progress.report_tokens`.
         """
         if not prompts:
@@ -156,15 +190,17 @@ class CT2Model:
         if self.generator is None:
             raise LabError("the ctranslate2 model was closed")
         greedy = temperature <= 0
-        if not greedy and seed is not None:
-            self._reseed(ct2, seed)
         results: list = [None] * len(prompts)
-        for chunk in length_chunks([len(p) for p in prompts], batch_size, max_new_tokens):
-            got = self.generator.generate_batch(
-                [self.tokens(prompts[i]) for i in chunk], max_length=max_new_tokens,
-                include_prompt_in_result=False, end_token=self.end_ids, return_end_token=True,
-                sampling_topk=1 if greedy else (top_k or self.top_k), sampling_topp=1.0 if greedy else top_p,
-                sampling_temperature=1.0 if greedy else temperature, callback=_report_step)
+        opts = dict(max_length=max_new_tokens, include_prompt_in_result=False, end_token=self.end_ids,
+                    return_end_token=True, sampling_topk=1 if greedy else (top_k or self.top_k),
+                    sampling_topp=1.0 if greedy else top_p, sampling_temperature=1.0 if greedy else temperature,
+                    callback=progress.bind_budget(_report_step))
+        for k, chunk in enumerate(length_chunks([len(p) for p in prompts], batch_size, max_new_tokens)):
+            tokens = [self.tokens(prompts[i]) for i in chunk]
+            if greedy or seed is None:  # deterministic (greedy) or unseeded: the pool splits the batch
+                got = self.generator.generate_batch(tokens, max_batch_size=-(-len(chunk) // self.workers), **opts)
+            else:
+                got = self._sample(ct2, tokens, seed + k, opts)
             for i, res in zip(chunk, got):
                 results[i] = list(res.sequences_ids[0])
         out = []
@@ -182,7 +218,8 @@ class CT2Model:
         if not seqs:
             return []
         longest = max(len(s) for s in seqs)
-        res = self.generator.score_batch([self.tokens(s) for s in seqs], max_batch_size=batch_size,
+        res = self.generator.score_batch([self.tokens(s) for s in seqs],
+                                         max_batch_size=min(batch_size, -(-len(seqs) // self.workers)),
                                          max_input_length=longest + 1)
         progress.report_tokens(sum(len(s) for s in seqs))
         return [list(r.log_probs) for r in res]
