@@ -186,3 +186,8 @@ def test_taxonomy_validate_imports_no_heavy_library(tmp_path):
     (leaf / "qna.yaml").write_text(yaml.safe_dump({"version": 3, "created_by": "tester", "task_description":
                                                    "Add small numbers.", "seed_examples": examples}), encoding="utf-8")
     assert _lab("taxonomy", "validate", str(tmp_path)) == "HEAVY [] EXIT 0"
+    assert _lab("taxonomy", "licenses", str(tmp_path)) == "HEAVY [] EXIT 0"
+    bad = tmp_path / "compositional_skills" / "a" / "c"
+    bad.mkdir()
+    (bad / "qna.yaml").write_text("version: 3\n", encoding="utf-8")  # an invalid leaf: exit 1, still light
+    assert _lab("taxonomy", "validate", str(tmp_path)) == "HEAVY [] EXIT 1"

@@ -25,7 +25,6 @@ Sample counts per leaf and phase are counted from the phase datasets' ``metadata
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -47,6 +46,7 @@ from lab_tools.taxonomy.leaf import iter_leaf_paths, leaf_hash, load_leaf
 from lab_tools.taxonomy.provenance import document_licenses, taxonomy_commit  # noqa: F401 (re-exported)
 from lab_tools.train.phases import trained_phases
 from lab_tools.weights import model_files as checkpoint_files
+from lab_tools.weights import sha256_file
 
 PHASE_FILES = ("kt1", "kt2", "st")
 
@@ -56,15 +56,6 @@ class ReleaseResult:
     """``out_dir``: the release directory; ``info``: the content of ``release.json``."""
     out_dir: Path
     info: dict
-
-
-def sha256_file(path: str | Path) -> str:
-    """sha256 hex of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_json(path: str | Path, data) -> Path:

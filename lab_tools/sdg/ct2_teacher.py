@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 
 from lab_tools.engines.ct2 import CT2Model
-from lab_tools.sdg.teacher import ChatRequest, Completion
+from lab_tools.sdg.teacher import ChatRequest, Completion, LocalTemplate
 from lab_tools.sdg.truncation import fit_requests, mark_cut
 
 TOP_P = 0.95  # TransformersTeacher's top_p when sampling
 
 
-class CT2Teacher:
+class CT2Teacher(LocalTemplate):
     """A local model on CTranslate2 behind the Teacher interface.
 
     Requests are grouped by (max_tokens, temperature) like the transformers backend and decoded
@@ -51,24 +51,10 @@ class CT2Teacher:
             self.engine.close()
         self.engine = None
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def _prompt(self, req: ChatRequest) -> str:
-        return self.tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
-
-    max_prompt_tokens = 0  # a cap of our own on prompts (make_teacher sets it), 0 = none
-
     @property
     def context_len(self) -> int:
         """Tokens of prompt + reply the model takes (its ``max_position_embeddings``; 0 = unknown)."""
         return self.engine.context_len if self.engine is not None else 0
-
-    def _count_prompt(self, messages: list[dict]) -> int:
-        try:  # exactly what generate() feeds the model: the chat template applied
-            return self.count_tokens(self._prompt(ChatRequest(messages)))
-        except Exception:  # noqa: BLE001 -- a template error is reported by generate() itself
-            return sum(self.count_tokens(str(m.get("content") or "")) for m in messages)
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         """Answer every request (same order); prompts longer than the context (or

@@ -7,11 +7,11 @@ import hashlib
 
 from lab_tools.progress import TokenStreamer
 from lab_tools.sdg.identity import teacher_identity
-from lab_tools.sdg.teacher import ChatRequest, Completion, free_torch_memory
+from lab_tools.sdg.teacher import ChatRequest, Completion, LocalTemplate, free_torch_memory
 from lab_tools.sdg.truncation import fit_requests, mark_cut
 
 
-class TransformersTeacher:
+class TransformersTeacher(LocalTemplate):
     """In-process Hugging Face model. Requests are grouped by (max_tokens, temperature), sorted by
     prompt length (less padding) and generated ``batch_size`` at a time with left padding.
     Sampling is seeded per batch from the requests' seeds, so a rerun with the same requests in
@@ -38,25 +38,10 @@ class TransformersTeacher:
         self.model = None
         free_torch_memory()
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def _prompt(self, req: ChatRequest) -> str:
-        return self.tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
-
-    max_prompt_tokens = 0  # a cap of our own on prompts (make_teacher sets it), 0 = none
-
     @property
     def context_len(self) -> int:
         """Tokens of prompt + reply the model takes (``max_position_embeddings``; 0 = unknown)."""
         return int(getattr(getattr(self.model, "config", None), "max_position_embeddings", 0) or 0)
-
-    def _count_prompt(self, messages: list[dict]) -> int:
-        try:  # exactly what generate() feeds the model: the chat template applied
-            return self.count_tokens(self.tok.apply_chat_template(messages, tokenize=False,
-                                                                  add_generation_prompt=True))
-        except Exception:  # noqa: BLE001 -- a template error is reported by generate() itself
-            return sum(self.count_tokens(str(m.get("content") or "")) for m in messages)
 
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         import torch

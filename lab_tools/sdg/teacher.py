@@ -52,6 +52,26 @@ class Teacher(Protocol):
         ...
 
 
+class LocalTemplate:
+    """What an in-process teacher with the model's own tokenizer (``self.tok``) shares: token
+    counts and the chat-template prompt it feeds the model (transformers and CTranslate2 alike,
+    so their prompts and truncation are the same). Subclasses set ``context_len``."""
+    tok = None
+    max_prompt_tokens = 0  # a cap of our own on prompts (make_teacher sets it), 0 = none
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def _prompt(self, req: ChatRequest) -> str:
+        return self.tok.apply_chat_template(req.messages, tokenize=False, add_generation_prompt=True)
+
+    def _count_prompt(self, messages: list[dict]) -> int:
+        try:  # exactly what generate() feeds the model: the chat template applied
+            return self.count_tokens(self._prompt(ChatRequest(messages)))
+        except Exception:  # noqa: BLE001 -- a template error is reported by generate() itself
+            return sum(self.count_tokens(str(m.get("content") or "")) for m in messages)
+
+
 def estimate_tokens(text: str) -> int:
     """Rough token count for models whose tokenizer we do not have: ~4 characters per token."""
     return max(1, (len(text) + 3) // 4) if text else 0
