@@ -35,6 +35,15 @@ def _lock(path: Path) -> FileLock:
     return FileLock(str(path), timeout=-1, is_singleton=True, thread_local=False)
 
 
+def _take(lock: FileLock) -> bool:
+    """Acquire ``lock`` without waiting: True when taken, False when another process holds it."""
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    return True
+
+
 @contextmanager
 def run_folder(folder: str | Path, command: str) -> Iterator[Path]:
     """Hold ``folder`` (created if missing; removed again when the run wrote nothing into it) as
@@ -51,20 +60,16 @@ def run_folder(folder: str | Path, command: str) -> Iterator[Path]:
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     lock = _lock(folder / LOCK_NAME)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    if not _take(lock):
         raise LabError(f"another run is writing to this folder; wait for it to finish or choose another --out "
-                       f"({command} allows one writer per output folder)", file=str(folder)) from None
+                       f"({command} allows one writer per output folder)", file=str(folder))
     try:
         for parent in folder.resolve().parents:  # a run writing a folder that holds this one
             if (parent / LOCK_NAME).is_file():
                 outer = _lock(parent / LOCK_NAME)
-                try:
-                    outer.acquire(timeout=0)
-                except Timeout:
+                if not _take(outer):
                     raise LabError(f"another run is writing to {parent}, which holds this folder; wait for it "
-                                   f"to finish or choose another --out ({command})", file=str(folder)) from None
+                                   f"to finish or choose another --out ({command})", file=str(folder))
                 outer.release()
         yield folder
     finally:
@@ -84,9 +89,7 @@ def cache_entry(lock_path: str | Path, what: str) -> Iterator[None]:
     lock_path = Path(lock_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = _lock(lock_path)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
+    if not _take(lock):
         click.echo(f"waiting for another run writing {what} (lock {lock_path})", err=True)
         lock.acquire()
     try:

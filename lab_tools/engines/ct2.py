@@ -118,9 +118,16 @@ class CT2Model:
         self.generator = self._load(ct2)
         self.top_k, self.end_ids, self.context_len = _generation_defaults(self.src, self.tok)
 
-    def _load(self, ct2):
+    def _load(self, ct2, workers: int | None = None):
+        """The model on ``workers`` worker threads (default: all of :attr:`workers`), each with
+        its share of the CPU threads."""
         return ct2.Generator(str(self.dir), device="cpu", compute_type=self.compute_type,
-                             intra_threads=max(1, self.threads // self.workers), inter_threads=self.workers)
+                             intra_threads=max(1, self.threads // self.workers),
+                             inter_threads=self.workers if workers is None else workers)
+
+    def _part(self, n: int) -> int:
+        """Rows per worker when ``n`` rows are split across the workers (the last part may be smaller)."""
+        return -(-n // self.workers)
 
     def _reseed(self, ct2, seed: int) -> None:
         """Seed the sampling of the next call. CTranslate2 seeds each worker thread's random
@@ -144,11 +151,10 @@ class CT2Model:
             return self.generator.generate_batch(tokens, **opts)
         from concurrent.futures import ThreadPoolExecutor
 
-        n = -(-len(tokens) // self.workers)
+        n = self._part(len(tokens))
         parts = [tokens[i:i + n] for i in range(0, len(tokens), n)]
         ct2.set_random_seed(int(seed) % 2**32)
-        gens = [ct2.Generator(str(self.dir), device="cpu", compute_type=self.compute_type,
-                              intra_threads=max(1, self.threads // self.workers), inter_threads=1) for _ in parts]
+        gens = [self._load(ct2, workers=1) for _ in parts]
         try:  # generate_batch releases the GIL: the parts decode side by side
             with ThreadPoolExecutor(len(parts)) as pool:
                 done = list(pool.map(lambda g, p: g.generate_batch(p, **opts), gens, parts))
@@ -198,7 +204,7 @@ class CT2Model:
         for k, chunk in enumerate(length_chunks([len(p) for p in prompts], batch_size, max_new_tokens)):
             tokens = [self.tokens(prompts[i]) for i in chunk]
             if greedy or seed is None:  # deterministic (greedy) or unseeded: the pool splits the batch
-                got = self.generator.generate_batch(tokens, max_batch_size=-(-len(chunk) // self.workers), **opts)
+                got = self.generator.generate_batch(tokens, max_batch_size=self._part(len(chunk)), **opts)
             else:
                 got = self._sample(ct2, tokens, seed + k, opts)
             for i, res in zip(chunk, got):
@@ -219,7 +225,7 @@ class CT2Model:
             return []
         longest = max(len(s) for s in seqs)
         res = self.generator.score_batch([self.tokens(s) for s in seqs],
-                                         max_batch_size=min(batch_size, -(-len(seqs) // self.workers)),
+                                         max_batch_size=min(batch_size, self._part(len(seqs))),
                                          max_input_length=longest + 1)
         progress.report_tokens(sum(len(s) for s in seqs))
         return [list(r.log_probs) for r in res]
